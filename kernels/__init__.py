@@ -1,0 +1,45 @@
+"""Hand-written kernels: numba for the CPU (``cpu.py``), CUDA for the GPU (``cuda.py`` + ``*.cu``).
+
+Installed as ``minicnn.kernels``. The engine asks ``lookup(op, xp, dtype)`` for a fast version of
+an op and falls back to its own array code when the answer is None, so every kernel is optional:
+``MINICNN_KERNELS=numpy`` turns them all off, and a machine without numba or CuPy still runs.
+Kernels never import the engine (the import graph flows engine -> kernels only).
+"""
+
+from __future__ import annotations
+
+import os
+
+_tables: dict[str, dict | None] = {}
+
+
+def enabled() -> bool:
+    return os.environ.get("MINICNN_KERNELS", "auto").lower() != "numpy"
+
+
+def _table(device: str) -> dict | None:
+    """The op table of ``device`` ("cpu" or "cuda"), loaded on first use; None if unavailable."""
+    if device not in _tables:
+        try:
+            if device == "cpu":
+                from . import cpu as module
+            else:
+                from . import cuda as module
+            _tables[device] = module.OPS
+        except ImportError:
+            _tables[device] = None
+    return _tables[device]
+
+
+def lookup(op: str, xp, dtype):
+    """The kernel for ``op`` on arrays of module ``xp`` and ``dtype``, or None."""
+    if not enabled():
+        return None
+    table = _table("cpu" if xp.__name__ == "numpy" else "cuda")
+    if table is None:
+        return None
+    return table.get((op, str(dtype))) or table.get((op, "any"))
+
+
+def available(device: str = "cpu") -> bool:
+    return enabled() and _table(device) is not None

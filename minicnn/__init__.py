@@ -1,0 +1,28 @@
+"""minicnn: a convolutional network engine written from scratch on NumPy (CPU) and CuPy (GPU),
+with Keras's API.
+
+    from minicnn import Sequential
+    from minicnn.layers import Conv2D, Dense, Flatten
+"""
+
+from minicnn import activations, callbacks, layers, losses, optimizers, utils
+from minicnn.backend import floatx, get_backend, set_backend, set_floatx
+from minicnn.models import Sequential
+from minicnn.saving import load_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Sequential",
+    "load_model",
+    "set_backend",
+    "get_backend",
+    "set_floatx",
+    "floatx",
+    "layers",
+    "optimizers",
+    "losses",
+    "activations",
+    "callbacks",
+    "utils",
+]

@@ -1,0 +1,164 @@
+"""Conv2D (im2col + one matrix multiply) and MaxPooling2D, channels-last."""
+
+from __future__ import annotations
+
+from minicnn import initializers, ops
+from minicnn.layers.base import ActivationMixin, Layer, normalize_padding, normalize_tuple
+
+
+class Conv2D(ActivationMixin, Layer):
+    """2-D convolution (cross-correlation, as every framework computes it).
+
+    x: (N, H, W, C) -> y: (N, oH, oW, F); kernel: (kh, kw, C, F) as in Keras; bias: (F,).
+    Forward is one GEMM of the im2col matrix (N*oH*oW, kh*kw*C) with the kernel (kh*kw*C, F); its
+    result is already (N, oH, oW, F) in memory, so channels-last needs no transpose anywhere.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size,
+        strides=(1, 1),
+        padding: str = "valid",
+        activation=None,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        owner = f'Layer "{self.name}" (Conv2D)'
+        if not isinstance(filters, int) or filters <= 0:
+            raise ValueError(
+                f"{owner}: filters must be a positive int. Received: filters={filters!r}"
+            )
+        self.filters = filters
+        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", owner)
+        self.strides = normalize_tuple(strides, 2, "strides", owner)
+        self.padding = normalize_padding(padding, owner)
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers.get(kernel_initializer, owner)
+        self.bias_initializer = initializers.get(bias_initializer, owner)
+        self._init_activation(activation)
+
+    def build(self, input_shape, backend=None):
+        self.check_input_shape(tuple(input_shape), rank=3)
+        self._check_fits(input_shape)
+        super().build(input_shape, backend)
+        kh, kw = self.kernel_size
+        self.add_weight("kernel", (kh, kw, input_shape[-1], self.filters), self.kernel_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (self.filters,), self.bias_initializer)
+
+    def _check_fits(self, input_shape):
+        h, w, _ = input_shape
+        if self.padding == "valid" and (h < self.kernel_size[0] or w < self.kernel_size[1]):
+            raise ValueError(
+                f'Layer "{self.name}" (Conv2D): a {self.kernel_size} kernel with padding="valid" '
+                f"needs an image at least that large. Received: input shape {(None, *input_shape)}"
+            )
+
+    def compute_output_shape(self, input_shape):
+        self._check_fits(input_shape)
+        h, w, _ = input_shape
+        (kh, kw), (sy, sx) = self.kernel_size, self.strides
+        return (
+            ops.conv_output_length(h, kh, sy, self.padding),
+            ops.conv_output_length(w, kw, sx, self.padding),
+            self.filters,
+        )
+
+    def forward(self, x, training=False):
+        self.check_input_shape(x.shape[1:], rank=3)
+        n, h, w, c = x.shape
+        (kh, kw), (sy, sx) = self.kernel_size, self.strides
+        pads = ops.padding_amounts(h, w, kh, kw, sy, sx, self.padding)
+        col = ops.im2col(x, kh, kw, sy, sx, pads)  # (N, oH, oW, kh, kw, C)
+        oh, ow = col.shape[1:3]
+        col2d = col.reshape(n * oh * ow, kh * kw * c)  # a view: im2col's result is contiguous
+        z = col2d @ self.params["kernel"].reshape(kh * kw * c, self.filters)  # (N*oH*oW, F)
+        relu = self.activation.name == "relu"
+        z = ops.bias_relu(z, self.params.get("bias"), relu=relu)
+        y = (z if relu else self._activate(z)).reshape(n, oh, ow, self.filters)
+        if training:
+            self.col, self.y, self.pads, self.x_shape = col, y, pads, x.shape
+        return y
+
+    def backward(self, gy):
+        n, oh, ow, f = gy.shape
+        kh, kw, c, _ = self.params["kernel"].shape
+        gz = self._activate_backward(gy, self.y).reshape(n * oh * ow, f)  # (N*oH*oW, F)
+        col2d = self.col.reshape(n * oh * ow, kh * kw * c)
+        self.grads["kernel"] = (col2d.T @ gz).reshape(kh, kw, c, f)
+        if self.use_bias:
+            self.grads["bias"] = gz.sum(axis=0)
+        self.col = None  # the largest array of the step: let it go as soon as it is used
+        if not self.needs_input_grad:
+            return None
+        gcol = gz @ self.params["kernel"].reshape(kh * kw * c, f).T  # (N*oH*oW, kh*kw*C)
+        gcol = gcol.reshape(n, oh, ow, kh, kw, c)
+        return ops.col2im(gcol, self.x_shape, *self.strides, self.pads)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+            "activation": self.activation.name,
+            "use_bias": self.use_bias,
+        }
+
+
+class MaxPooling2D(Layer):
+    """Max over ``pool_size`` windows moved by ``strides`` (default: pool_size).
+    x: (N, H, W, C) -> y: (N, oH, oW, C)."""
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding: str = "valid", **kwargs):
+        super().__init__(**kwargs)
+        owner = f'Layer "{self.name}" (MaxPooling2D)'
+        self.pool_size = normalize_tuple(pool_size, 2, "pool_size", owner)
+        self.strides = (
+            self.pool_size if strides is None else normalize_tuple(strides, 2, "strides", owner)
+        )
+        self.padding = normalize_padding(padding, owner)
+
+    def build(self, input_shape, backend=None):
+        self.check_input_shape(tuple(input_shape), rank=3)
+        self.compute_output_shape(input_shape)
+        super().build(input_shape, backend)
+
+    def compute_output_shape(self, input_shape):
+        h, w, c = input_shape
+        (ph, pw), (sy, sx) = self.pool_size, self.strides
+        oh = ops.conv_output_length(h, ph, sy, self.padding)
+        ow = ops.conv_output_length(w, pw, sx, self.padding)
+        if oh <= 0 or ow <= 0:
+            raise ValueError(
+                f'Layer "{self.name}" (MaxPooling2D): pool_size {self.pool_size} does not fit the '
+                f"input with padding={self.padding!r}. Received: input shape {(None, *input_shape)}"
+            )
+        return (oh, ow, c)
+
+    def forward(self, x, training=False):
+        self.check_input_shape(x.shape[1:], rank=3)
+        (ph, pw), (sy, sx) = self.pool_size, self.strides
+        pads = ops.padding_amounts(x.shape[1], x.shape[2], ph, pw, sy, sx, self.padding)
+        y, arg = ops.maxpool_forward(x, ph, pw, sy, sx, pads)
+        if training:
+            self.arg, self.pads, self.x_shape = arg, pads, x.shape
+        return y
+
+    def backward(self, gy):
+        return ops.maxpool_backward(
+            gy, self.arg, self.x_shape, *self.pool_size, *self.strides, self.pads
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "pool_size": list(self.pool_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+        }

@@ -1,0 +1,441 @@
+"""Sequential: a stack of layers trained with Keras's API.
+
+The training step is the whole engine in five lines (``_train_step``): forward through the layers,
+loss and its gradient, backward through the layers in reverse, then one optimiser update of every
+parameter. Everything else here checks inputs and moves batches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn import losses, ops, optimizers
+from minicnn.backend import floatx, get_backend, rng
+from minicnn.callbacks import CallbackList, History
+from minicnn.layers import InputLayer, Layer, deserialize
+from minicnn.layers.base import ActivationMixin
+from minicnn.progbar import Progbar
+
+_ACCURACY_NAMES = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy")
+
+
+class Sequential:
+    """``Sequential(layers=None, backend=None)``: backend "numpy" or "cupy" (default: the one set
+    by ``minicnn.set_backend`` or MINICNN_BACKEND, else "numpy")."""
+
+    def __init__(self, layers=None, backend=None, name: str = "sequential"):
+        self.backend = get_backend(backend)
+        self.name = name
+        self.layers: list[Layer] = []
+        self.input_shape: tuple | None = None  # without the batch axis
+        self.optimizer = None
+        self.loss = None
+        self.metrics: list[str] = []
+        self.stop_training = False
+        self.history: History | None = None
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- building ------------------------------------------------------------------------------
+
+    @property
+    def built(self) -> bool:
+        return self.input_shape is not None and all(layer.built for layer in self.layers)
+
+    def add(self, layer: Layer) -> None:
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a minicnn layer. Received: {layer!r}")
+        if any(layer.name == other.name for other in self.layers):
+            raise ValueError(
+                f'Layer names must be unique in a model. Received a second "{layer.name}"'
+            )
+        if isinstance(layer, InputLayer):
+            if self.layers or self.input_shape is not None:
+                raise ValueError("Input(...) must be the first thing added to a Sequential model")
+            self.input_shape = layer.input_shape_hint
+            return
+        if not self.layers and self.input_shape is None and layer.input_shape_hint is not None:
+            self.input_shape = layer.input_shape_hint
+        if self.input_shape is not None:
+            # Build at once, as Keras does, so a misfit layer is refused here and summary() works
+            layer.build(self.output_shape, self.backend)
+            layer.needs_input_grad = bool(self.layers)
+        self.layers.append(layer)
+
+    @property
+    def output_shape(self) -> tuple:
+        if self.input_shape is None:
+            raise ValueError("The model has no input shape yet: give input_shape= or call build()")
+        shape = self.input_shape
+        for layer in self.layers:
+            shape = layer.compute_output_shape(shape)
+        return shape
+
+    def build(self, input_shape) -> None:
+        """Make every layer's weights for inputs of ``input_shape`` ((None, H, W, C) or (H, W, C))."""
+        input_shape = tuple(input_shape)
+        if input_shape and input_shape[0] is None:
+            input_shape = input_shape[1:]
+        shape = self.input_shape = input_shape
+        for i, layer in enumerate(self.layers):
+            if not layer.built:
+                layer.build(shape, self.backend)
+            layer.needs_input_grad = i > 0
+            shape = layer.compute_output_shape(shape)
+
+    def compile(self, optimizer="adam", loss=None, metrics=None) -> None:
+        if loss is None:
+            raise ValueError(f"compile() needs a loss: one of {sorted(losses._ALL)}")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = losses.get(loss)
+        metrics = list(metrics or [])
+        for m in metrics:
+            if m not in _ACCURACY_NAMES:
+                raise ValueError(
+                    f"Unknown metric: expected one of {_ACCURACY_NAMES}. Received: {m!r}"
+                )
+        self.metrics = ["accuracy"] if metrics else []
+
+    @property
+    def _logits_head(self) -> bool:
+        """True when the last layer ends in softmax and the loss can take its logits instead."""
+        head = self.layers[-1] if self.layers else None
+        fused = (
+            isinstance(head, ActivationMixin)
+            and head.ends_in_softmax
+            and self.loss is not None
+            and not self.loss.from_logits
+        )
+        for layer in self.layers:
+            if isinstance(layer, ActivationMixin):
+                layer.emit_logits = fused and layer is head
+        return fused
+
+    # -- the engine ----------------------------------------------------------------------------
+
+    def _forward(self, x, training: bool):
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def _backward(self, g) -> None:
+        for layer in reversed(self.layers):
+            g = layer.backward(g)
+
+    def trainable_layers(self) -> list[Layer]:
+        return [layer for layer in self.layers if layer.trainable and layer.params]
+
+    def _train_step(self, xb, tb, logits: bool):
+        """One optimisation step on a batch. Returns (mean loss, number correct) as device scalars."""
+        out = self._forward(xb, training=True)
+        loss, gout = self.loss.forward_backward(out, tb, logits=logits)
+        self._backward(gout)
+        layers = self.trainable_layers()
+        params = [layer.params[k] for layer in layers for k in layer.params]
+        grads = [layer.grads[k] for layer in layers for k in layer.params]
+        self.optimizer.apply(params, grads)
+        return loss, (out.argmax(axis=-1) == self.loss.labels(tb)).sum()
+
+    # -- input checks --------------------------------------------------------------------------
+
+    def _check_x(self, x, what: str = "x"):
+        """x as an array of the model's input shape, floats cast to floatx, checked for NaN/inf.
+        Integer images (uint8) stay integer here and are cast batch by batch."""
+        xp = self.backend.xp
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            x = np.asarray(x)
+        if x.dtype == bool or not (
+            np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
+        ):
+            raise ValueError(f"{what} must hold real numbers. Received: dtype {x.dtype}")
+        if x.ndim == 0 or x.shape[0] == 0:
+            raise ValueError(f"{what} is empty. Received: shape {x.shape}")
+        if self.input_shape is None:
+            self.build(x.shape[1:])
+        if tuple(x.shape[1:]) != self.input_shape:
+            first = self.layers[0] if self.layers else None
+            hint = ""
+            if tuple(x.shape[1:]) + (1,) == self.input_shape:
+                hint = f"; add a channel axis: {what}[..., None]"
+            raise ValueError(
+                f'Input to layer "{first.name if first else self.name}" has the wrong shape: '
+                f"expected {(None, *self.input_shape)}. Received: {what} shape {tuple(x.shape)}{hint}"
+            )
+        if np.issubdtype(x.dtype, np.floating):
+            x = xp.asarray(x, dtype=floatx())
+            if not bool(xp.isfinite(x).all()):
+                raise ValueError(f"{what} contains NaN or inf values")
+        return x
+
+    def _check_y(self, y, n: int, what: str = "y"):
+        y = np.asarray(y) if not hasattr(y, "shape") else y
+        if y.shape[:1] != (n,):
+            raise ValueError(
+                f"x and {what} must have the same number of samples. Received: {n} inputs and "
+                f"{y.shape[0] if y.ndim else 'a scalar'} targets"
+            )
+        self.loss.check_target(self.backend.to_numpy(y), self.output_shape[-1])
+        return y
+
+    def _require_compiled(self, method: str) -> None:
+        if self.loss is None:
+            raise RuntimeError(f"You must call compile() before {method}()")
+        if not self.layers:
+            raise ValueError("The model has no layers: add() some before training")
+
+    def _batches(self, n: int, batch_size: int):
+        if not isinstance(batch_size, int) or batch_size <= 0:
+            raise ValueError(
+                f"batch_size must be a positive int. Received: batch_size={batch_size!r}"
+            )
+        return [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+    def _as_batch(self, x, lo, hi):
+        return self.backend.asarray(x[lo:hi]).astype(floatx(), copy=False)
+
+    # -- Keras API -----------------------------------------------------------------------------
+
+    def fit(
+        self,
+        x,
+        y,
+        batch_size: int = 32,
+        epochs: int = 1,
+        verbose: int = 1,
+        callbacks=None,
+        validation_split: float = 0.0,
+        validation_data=None,
+        shuffle: bool = True,
+        initial_epoch: int = 0,
+    ) -> History:
+        self._require_compiled("fit")
+        x = self._check_x(x)
+        y = self._check_y(y, x.shape[0])
+        if not 0 <= validation_split < 1:
+            raise ValueError(f"validation_split must be in [0, 1). Received: {validation_split!r}")
+        if validation_split and validation_data is None:
+            cut = int(x.shape[0] * (1 - validation_split))  # Keras takes the last samples
+            validation_data, x, y = (x[cut:], y[cut:]), x[:cut], y[:cut]
+        if validation_data is not None:
+            if len(validation_data) != 2:
+                raise ValueError("validation_data must be a tuple (x_val, y_val)")
+            vx = self._check_x(validation_data[0], "validation x")
+            vy = self._check_y(validation_data[1], vx.shape[0], "validation y")
+        batches = self._batches(x.shape[0], batch_size)
+        if not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative int. Received: epochs={epochs!r}")
+
+        # All checks passed: from here on, the model changes.
+        xp, units, dtype = self.backend.xp, self.output_shape[-1], floatx()
+        logits = self._logits_head
+        x_dev = self.backend.asarray(x)  # the whole set moves to the device once
+        t_dev = self.loss.target(self.backend.to_numpy(y), units, xp, dtype)
+        self.history = History()
+        params = {"epochs": epochs, "steps": len(batches), "verbose": verbose}
+        cbs = CallbackList([self.history, *(callbacks or [])], self, params)
+        self.stop_training = False
+        cbs.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            if shuffle:
+                order = self.backend.asarray(rng().permutation(x.shape[0]))
+                xe, te = x_dev[order], t_dev[order]  # one gather per epoch; batches are slices
+            else:
+                xe, te = x_dev, t_dev
+            bar = self._progbar(len(batches), verbose, epoch, epochs, batch_size)
+            total_loss = xp.zeros((), dtype=np.float64)
+            total_correct = xp.zeros((), dtype=np.int64)
+            seen = 0
+            for step, (lo, hi) in enumerate(batches):
+                loss, correct = self._train_step(
+                    xe[lo:hi].astype(dtype, copy=False), te[lo:hi], logits
+                )
+                total_loss += loss * (hi - lo)
+                total_correct += correct
+                seen = hi
+
+                def running(total_loss=total_loss, total_correct=total_correct, seen=seen):
+                    logs = {"loss": float(total_loss) / seen}
+                    if self.metrics:
+                        logs = {"accuracy": float(total_correct) / seen, **logs}
+                    return logs
+
+                if bar and step + 1 < len(batches):  # the last step's line waits for validation
+                    bar.update(step + 1, running, items=seen)
+            logs = running()
+            if validation_data is not None:
+                val = self.evaluate(vx, vy, batch_size=batch_size, verbose=0, return_dict=True)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            if bar:
+                bar.update(len(batches), logs, items=seen, finalize=True)
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end()
+        return self.history
+
+    def _progbar(self, steps, verbose, epoch, epochs, batch_size):
+        if not verbose:
+            return None
+        print(f"Epoch {epoch + 1}/{epochs}")
+        interval = 0.05 if self.backend.name == "numpy" else 0.25  # reading values syncs a GPU
+        return Progbar(steps, interval=interval, items_per_step=batch_size)
+
+    def train_on_batch(self, x, y):
+        """One step on one batch; returns [loss, accuracy] (or loss alone without metrics)."""
+        self._require_compiled("train_on_batch")
+        x = self._check_x(x)
+        y = self._check_y(y, x.shape[0])
+        t = self.loss.target(
+            self.backend.to_numpy(y), self.output_shape[-1], self.backend.xp, floatx()
+        )
+        loss, correct = self._train_step(self._as_batch(x, 0, x.shape[0]), t, self._logits_head)
+        return self._result({"loss": float(loss), "accuracy": float(correct) / x.shape[0]})
+
+    def _result(self, logs: dict, return_dict: bool = False):
+        if return_dict:
+            return logs if self.metrics else {"loss": logs["loss"]}
+        return [logs["loss"], logs["accuracy"]] if self.metrics else logs["loss"]
+
+    def evaluate(self, x, y, batch_size: int = 32, verbose: int = 1, return_dict: bool = False):
+        """Mean loss and accuracy over (x, y), in batches; no weight changes."""
+        self._require_compiled("evaluate")
+        x = self._check_x(x)
+        y = self._check_y(y, x.shape[0])
+        batches = self._batches(x.shape[0], batch_size)
+        logits = self._logits_head
+        xp, units, dtype = self.backend.xp, self.output_shape[-1], floatx()
+        bar = Progbar(len(batches), items_per_step=batch_size) if verbose else None
+        total_loss, total_correct = 0.0, 0
+        y_host = self.backend.to_numpy(y)
+        for step, (lo, hi) in enumerate(batches):
+            out = self._forward(self._as_batch(x, lo, hi), training=False)
+            t = self.loss.target(y_host[lo:hi], units, xp, dtype)
+            loss, _ = self.loss.forward_backward(out, t, logits=logits)
+            total_loss += float(loss) * (hi - lo)
+            total_correct += int((out.argmax(axis=-1) == self.loss.labels(t)).sum())
+            if bar:
+                bar.update(
+                    step + 1, {"accuracy": total_correct / hi, "loss": total_loss / hi}, items=hi
+                )
+        n = x.shape[0]
+        return self._result({"loss": total_loss / n, "accuracy": total_correct / n}, return_dict)
+
+    def predict(self, x, batch_size: int = 32, verbose: int = 1) -> np.ndarray:
+        """The model's outputs (class probabilities for a softmax head) as a NumPy array."""
+        if not self.layers:
+            raise ValueError("The model has no layers: add() some before predict()")
+        x = self._check_x(x)
+        batches = self._batches(x.shape[0], batch_size)
+        logits = self._logits_head
+        bar = Progbar(len(batches), items_per_step=batch_size) if verbose else None
+        out = np.empty((x.shape[0], *self.output_shape), dtype=floatx())
+        for step, (lo, hi) in enumerate(batches):
+            yb = self._forward(self._as_batch(x, lo, hi), training=False)
+            out[lo:hi] = self.backend.to_numpy(ops.softmax(yb) if logits else yb)
+            if bar:
+                bar.update(step + 1, items=hi)
+        return out
+
+    def predict_on_batch(self, x) -> np.ndarray:
+        return self.predict(x, batch_size=max(len(x), 1), verbose=0)
+
+    # -- weights and description ---------------------------------------------------------------
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Every layer's weights in Keras order and layouts, as NumPy arrays."""
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def set_weights(self, weights) -> None:
+        """The inverse of get_weights; all shapes are checked before any weight changes."""
+        weights = list(weights)
+        expected = [(layer, n) for layer in self.layers for n in layer.weight_names]
+        if len(weights) != len(expected):
+            raise ValueError(
+                f"The model has {len(expected)} weight arrays. Received: {len(weights)}"
+            )
+        for (layer, n), w in zip(expected, weights):
+            if tuple(np.shape(w)) != layer._weight(n).shape:
+                raise ValueError(
+                    f'Layer "{layer.name}": weight "{n}" must have shape {layer._weight(n).shape}. '
+                    f"Received: shape {tuple(np.shape(w))}"
+                )
+        i = 0
+        for layer in self.layers:
+            k = len(layer.weight_names)
+            layer.set_weights(weights[i : i + k])
+            i += k
+
+    def count_params(self) -> int:
+        return sum(layer.count_params() for layer in self.layers)
+
+    def summary(self, print_fn=print) -> None:
+        """A Keras-like table: each layer, its output shape and parameter count, then the totals."""
+        rows, shape = [], self.input_shape
+        for layer in self.layers:
+            shape = layer.compute_output_shape(shape) if shape is not None else None
+            out = str((None, *shape)) if shape is not None else "?"
+            rows.append(
+                (f"{layer.name} ({type(layer).__name__})", out, f"{layer.count_params():,}")
+            )
+        w = [
+            max([len(h), *(len(r[i]) for r in rows)]) + 2
+            for i, h in enumerate(("Layer (type)", "Output Shape", "Param #"))
+        ]
+        line = lambda a, b, c, fill="─": f"{a}{fill * w[0]}{b}{fill * w[1]}{b}{fill * w[2]}{c}"  # noqa: E731
+        cell = lambda r: f"│ {r[0]:<{w[0] - 2}} │ {r[1]:<{w[1] - 2}} │ {r[2]:>{w[2] - 2}} │"  # noqa: E731
+        total = self.count_params()
+        trainable = sum(
+            int(p.size) for layer in self.trainable_layers() for p in layer.params.values()
+        )
+        itemsize = np.dtype(floatx()).itemsize
+        out = [
+            f'Model: "{self.name}"',
+            line("┌", "┬", "┐"),
+            cell(("Layer (type)", "Output Shape", "Param #")),
+            line("├", "┼", "┤"),
+        ]
+        out += [cell(r) for r in rows]
+        out += [
+            line("└", "┴", "┘"),
+            f" Total params: {total:,} ({_bytes(total * itemsize)})",
+            f" Trainable params: {trainable:,} ({_bytes(trainable * itemsize)})",
+            f" Non-trainable params: {total - trainable:,} ({_bytes((total - trainable) * itemsize)})",
+        ]
+        print_fn("\n".join(out))
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+            "layers": [
+                {"class_name": type(layer).__name__, "config": layer.get_config()}
+                for layer in self.layers
+            ],
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, backend=None) -> Sequential:
+        model = cls(name=config.get("name", "sequential"), backend=backend)
+        if config.get("input_shape") is not None:
+            model.input_shape = tuple(config["input_shape"])
+        for entry in config["layers"]:
+            model.add(deserialize(entry))
+        return model
+
+    def save(self, path) -> None:
+        """One file: architecture (JSON), weights, compile settings and a format version."""
+        from minicnn.saving import save_model
+
+        save_model(self, path)
+
+    def __repr__(self) -> str:
+        return f"<Sequential name={self.name!r} layers={len(self.layers)} backend={self.backend.name!r}>"
+
+
+def _bytes(n: int) -> str:
+    units = ("B", "KB", "MB", "GB")
+    k = 0
+    while n >= 1024 and k < len(units) - 1:
+        n, k = n / 1024, k + 1
+    return f"{n:.2f} {units[k]}"

@@ -1,0 +1,186 @@
+"""Model files: one zip holding ``model.json`` (format version, architecture, compile settings, a
+manifest of the weights) and one ``.npy`` member per weight array.
+
+Loading runs no code from the file: no pickle anywhere, each ``.npy`` header is parsed and checked
+(dtype, shape, size) against the manifest, the architecture and the member's real size before a
+byte of data is read. Saving writes a temporary file beside the target and renames it, so a crash
+never leaves a half-written file under the real name.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from minicnn import losses, optimizers
+
+FORMAT = "minicnn.model"
+FORMAT_VERSION = 1
+_MAX_JSON = 1 << 20
+_DTYPES = (
+    np.dtype("<f4"),
+    np.dtype("<f8"),
+)  # an architecture is a few KB; refuse to parse more than 1 MB of it
+
+
+class ModelFileError(ValueError):
+    """A model file that is not one, is damaged, or does not match its own architecture."""
+
+
+def atomic_write(path, write) -> None:
+    """Call ``write(f)`` on a temporary file beside ``path``, fsync it, then rename it into place."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def save_model(model, path) -> None:
+    manifest, arrays = [], []
+    for layer in model.layers:
+        for name, w in zip(layer.weight_names, layer.get_weights()):
+            manifest.append(
+                {"layer": layer.name, "name": name, "shape": list(w.shape), "dtype": str(w.dtype)}
+            )
+            arrays.append(w)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": model.get_config(),
+        "compile": None
+        if model.loss is None
+        else {
+            "loss": model.loss.get_config(),
+            "optimizer": model.optimizer.get_config(),
+            "metrics": model.metrics,
+        },
+        "weights": manifest,
+    }
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+            zf.writestr("model.json", json.dumps(meta, indent=1))
+            for i, a in enumerate(arrays):
+                zf.writestr(f"weights/{i}.npy", _npy_bytes(a))
+
+    atomic_write(path, write)
+
+
+def _read_array(zf: zipfile.ZipFile, member: str, shape: tuple, path) -> np.ndarray:
+    try:
+        info = zf.getinfo(member)
+    except KeyError:
+        raise ModelFileError(f"{path}: weight array {member} is missing") from None
+    with zf.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }
+            if version not in read_header:
+                raise ValueError(f"unsupported .npy version {version}")
+            got_shape, fortran, got_dtype = read_header[version](f)
+        except ValueError as e:
+            raise ModelFileError(f"{path}: {member} has a damaged array header ({e})") from None
+        if got_dtype not in _DTYPES or fortran or tuple(got_shape) != shape:
+            raise ModelFileError(
+                f"{path}: {member} should be a float32 or float64 array of shape {shape}. "
+                f"Received: {got_dtype} {tuple(got_shape)}{' (Fortran order)' if fortran else ''}"
+            )
+        dtype = got_dtype
+        nbytes = math.prod(shape) * dtype.itemsize
+        if info.file_size != f.tell() + nbytes:
+            raise ModelFileError(
+                f"{path}: {member} holds {info.file_size - f.tell()} bytes of data, expected {nbytes}"
+            )
+        data = f.read(nbytes)
+    if len(data) != nbytes:
+        raise ModelFileError(f"{path}: {member} is truncated")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def load_model(path, backend=None, compile: bool = True):
+    """The model saved at ``path``, on ``backend`` (default: the current one), compiled as saved."""
+    from minicnn.models import Sequential
+
+    try:
+        zf = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No model file at {path}") from None
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ModelFileError(f"{path} is not a minicnn model file ({e})") from None
+    with zf:
+        try:
+            info = zf.getinfo("model.json")
+        except KeyError:
+            raise ModelFileError(f"{path} is not a minicnn model file (no model.json)") from None
+        if info.file_size > _MAX_JSON:
+            raise ModelFileError(
+                f"{path}: model.json is {info.file_size} bytes, more than a model needs"
+            )
+        try:
+            meta = json.loads(zf.read(info).decode("utf-8"))
+        except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as e:
+            raise ModelFileError(f"{path}: model.json is damaged ({e})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ModelFileError(
+                f"{path} is not a minicnn model file (format {meta.get('format') if isinstance(meta, dict) else None!r})"
+            )
+        version = meta.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+            raise ModelFileError(
+                f"{path} has format version {version!r}; this minicnn reads versions up to "
+                f"{FORMAT_VERSION}: upgrade minicnn to load it"
+            )
+        try:
+            model = Sequential.from_config(meta["architecture"], backend=backend)
+            manifest = meta["weights"]
+            expected = [(layer, name) for layer in model.layers for name in layer.weight_names]
+            if len(manifest) != len(expected):
+                raise ModelFileError(
+                    f"{path}: the architecture has {len(expected)} weight arrays, the file {len(manifest)}"
+                )
+            arrays = []
+            for i, ((layer, name), entry) in enumerate(zip(expected, manifest)):
+                if (entry.get("layer"), entry.get("name")) != (layer.name, name):
+                    raise ModelFileError(
+                        f"{path}: weight {i} is {entry.get('layer')}/{entry.get('name')}, expected {layer.name}/{name}"
+                    )
+                shape = layer._weight(name).shape
+                arrays.append(_read_array(zf, f"weights/{i}.npy", shape, path))
+            model.set_weights(arrays)
+            if compile and meta.get("compile"):
+                c = meta["compile"]
+                loss = losses.get(c["loss"]["name"])
+                loss.from_logits = bool(c["loss"].get("from_logits", False))
+                model.compile(optimizers.deserialize(c["optimizer"]), loss, c.get("metrics"))
+        except ModelFileError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile, OSError) as e:
+            raise ModelFileError(
+                f"{path}: the model description is invalid ({type(e).__name__}: {e})"
+            ) from None
+    return model

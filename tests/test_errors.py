@@ -1,0 +1,190 @@
+"""Bad input gets a ValueError that names what was expected and what was received, raised
+before any weight changes."""
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn import Sequential
+from minicnn.layers import Conv2D, Dense, Flatten, MaxPooling2D
+from minicnn.utils import to_categorical
+
+
+def compiled(loss="categorical_crossentropy"):
+    model = Sequential(
+        [
+            Conv2D(4, 3, activation="relu", input_shape=(8, 8, 1)),
+            Flatten(),
+            Dense(3, activation="softmax"),
+        ]
+    )
+    model.compile("adam", loss, ["accuracy"])
+    return model
+
+
+@pytest.fixture
+def data(rng):
+    return rng.random((6, 8, 8, 1)).astype("float32"), to_categorical([0, 1, 2, 0, 1, 2], 3)
+
+
+def refuses(model, match, call):
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=match):
+        call()
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_wrong_rank(data):
+    model, (x, y) = compiled(), data
+    refuses(
+        model,
+        r'layer "conv2d.*expected \(None, 8, 8, 1\)\. Received: x shape \(6, 8, 8\); add a channel axis',
+        lambda: model.fit(x[..., 0], y, verbose=0),
+    )
+
+
+def test_wrong_channels(data):
+    model, (x, y) = compiled(), data
+    refuses(
+        model,
+        r"expected \(None, 8, 8, 1\)\. Received: x shape \(6, 8, 8, 3\)",
+        lambda: model.fit(np.repeat(x, 3, axis=-1), y, verbose=0),
+    )
+
+
+def test_wrong_channels_at_a_layer():
+    layer = Conv2D(2, 3)
+    layer.build((8, 8, 1))
+    with pytest.raises(
+        ValueError,
+        match=r'Layer "conv2d.*" \(Conv2D\) expects input of shape \(None, 8, 8, 1\)\. Received: input shape \(None, 8, 8, 3\)',
+    ):
+        layer.forward(np.zeros((2, 8, 8, 3), dtype="float32"))
+
+
+def test_x_y_length_mismatch(data):
+    model, (x, y) = compiled(), data
+    refuses(
+        model,
+        r"same number of samples\. Received: 6 inputs and 5 targets",
+        lambda: model.fit(x, y[:5], verbose=0),
+    )
+
+
+def test_labels_out_of_range(data):
+    model, (x, _) = compiled("sparse_categorical_crossentropy"), data
+    refuses(
+        model,
+        r"Labels out of range: the model has 3 outputs, so labels must be in \[0, 2\]\. Received: labels from 0 to 3",
+        lambda: model.fit(x, np.array([0, 1, 2, 3, 0, 1]), verbose=0),
+    )
+    refuses(
+        model,
+        r"Labels out of range.*from -1",
+        lambda: model.evaluate(x, np.array([0, 1, 2, -1, 0, 1]), verbose=0),
+    )
+
+
+def test_one_hot_width_mismatch(data):
+    model, (x, _) = compiled(), data
+    refuses(
+        model,
+        r"one-hot targets of shape \(N, 3\).*Received: y shape \(6, 4\)",
+        lambda: model.fit(x, to_categorical([0, 1, 2, 3, 0, 1], 4), verbose=0),
+    )
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_inf_in_inputs(data, bad):
+    model, (x, y) = compiled(), data
+    x = x.copy()
+    x[3, 2, 2, 0] = bad
+    refuses(model, "x contains NaN or inf", lambda: model.fit(x, y, verbose=0))
+    refuses(
+        model,
+        "validation x contains NaN or inf",
+        lambda: model.fit(data[0], y, validation_data=(x, y), verbose=0),
+    )
+
+
+def test_empty_input(data):
+    model, (x, y) = compiled(), data
+    refuses(model, r"x is empty", lambda: model.fit(x[:0], y[:0], verbose=0))
+
+
+def test_unknown_activation():
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown activation for layer \"dense.*\": expected one of \[.*'relu'.*\]\. Received: activation='rleu'",
+    ):
+        Dense(3, activation="rleu")
+
+
+def test_unknown_loss():
+    model = Sequential([Dense(3, input_shape=(4,))])
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown loss: expected one of \['categorical_crossentropy', 'sparse_categorical_crossentropy'\]\. Received: loss='mse2'",
+    ):
+        model.compile("adam", "mse2")
+
+
+def test_unknown_optimizer():
+    model = Sequential([Dense(3, input_shape=(4,))])
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown optimizer: expected one of \['adam', 'sgd'\].*Received: optimizer='adamw2'",
+    ):
+        model.compile("adamw2", "categorical_crossentropy")
+
+
+def test_bad_layer_settings():
+    with pytest.raises(
+        ValueError, match=r'padding must be "valid" or "same"\. Received: padding=\'full\''
+    ):
+        Conv2D(4, 3, padding="full")
+    with pytest.raises(
+        ValueError,
+        match=r"kernel_size must be a positive int or a tuple of 2 positive ints\. Received: kernel_size=\(3, 0\)",
+    ):
+        Conv2D(4, (3, 0))
+    with pytest.raises(ValueError, match=r"filters must be a positive int\. Received: filters=0"):
+        Conv2D(0, 3)
+    with pytest.raises(
+        ValueError, match=r"expects input of rank 2 \(batch, features\); add Flatten\(\)"
+    ):
+        Sequential([Conv2D(2, 3, input_shape=(5, 5, 1)), Dense(3)])
+    with pytest.raises(ValueError, match=r"needs an image at least that large"):
+        Sequential([Conv2D(2, 5, input_shape=(4, 4, 1))])
+    with pytest.raises(ValueError, match=r"pool_size \(3, 3\) does not fit"):
+        Sequential([MaxPooling2D(3, input_shape=(2, 2, 1))])
+
+
+def test_fit_before_compile(data):
+    model = Sequential([Dense(3, input_shape=(4,))])
+    with pytest.raises(RuntimeError, match=r"You must call compile\(\) before fit\(\)"):
+        model.fit(np.zeros((2, 4)), np.zeros((2, 3)))
+
+
+def test_set_weights_checks_every_shape_first():
+    model = compiled()
+    before = model.get_weights()
+    bad = [w + 1 for w in before]
+    bad[-1] = np.zeros(4)
+    with pytest.raises(
+        ValueError, match=r'weight "bias" must have shape \(3,\)\. Received: shape \(4,\)'
+    ):
+        model.set_weights(bad)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_unknown_backend_and_floatx():
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown backend: expected one of \('numpy', 'cupy'\)\. Received: backend='tpu'",
+    ):
+        Sequential(backend="tpu")
+    with pytest.raises(ValueError, match=r"Unknown floatx.*Received: floatx='float16'"):
+        minicnn.set_floatx("float16")

@@ -1,0 +1,191 @@
+"""Sequential: summary, training, reproducibility, weights in Keras layouts, save/load."""
+
+import io
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn import Sequential, load_model
+from minicnn.layers import Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D
+from minicnn.optimizers import SGD, Adam
+from minicnn.utils import set_random_seed, to_categorical
+
+
+def seed_model(backend=None):
+    model = Sequential(backend=backend)
+    model.add(Conv2D(64, kernel_size=3, activation="relu", input_shape=(28, 28, 1)))
+    model.add(Conv2D(32, kernel_size=3, activation="relu"))
+    model.add(Flatten())
+    model.add(Dense(10, activation="softmax"))
+    return model
+
+
+def quadrants(n, rng, size=8):
+    """A learnable toy problem: which quadrant of a noisy image holds a bright 2x2 blob."""
+    labels = rng.integers(0, 4, n)
+    x = rng.random((n, size, size, 1)).astype("float32") * 0.3
+    half = size // 2
+    for k in range(4):
+        idx = np.where(labels == k)[0]
+        r0 = (k // 2) * half + rng.integers(0, half - 1, idx.size)
+        c0 = (k % 2) * half + rng.integers(0, half - 1, idx.size)
+        for dr in (0, 1):
+            for dc in (0, 1):
+                x[idx, r0 + dr, c0 + dc, 0] = 1.0
+    return x, labels
+
+
+def small_model(backend=None, dropout=0.0):
+    return Sequential(
+        [
+            Conv2D(8, 3, activation="relu", padding="same", input_shape=(8, 8, 1)),
+            MaxPooling2D(),
+            Flatten(),
+            Dropout(dropout),
+            Dense(4, activation="softmax"),
+        ],
+        backend=backend,
+    )
+
+
+def test_seed_model_summary_counts_203434_parameters():
+    model = seed_model()
+    out = io.StringIO()
+    model.summary(print_fn=lambda s: out.write(s))
+    text = out.getvalue()
+    assert model.count_params() == 203_434
+    assert [layer.count_params() for layer in model.layers] == [640, 18_464, 0, 184_330]
+    for figure in (
+        "640",
+        "18,464",
+        "184,330",
+        "Total params: 203,434",
+        "(None, 26, 26, 64)",
+        "(None, 18432)",
+    ):
+        assert figure in text
+
+
+def test_input_layer_declares_the_shape():
+    model = Sequential()
+    model.add(Input(shape=(28, 28, 1)))
+    model.add(Conv2D(4, 3))
+    assert model.output_shape == (26, 26, 4)
+
+
+@pytest.mark.parametrize(
+    "loss,opt",
+    [
+        ("sparse_categorical_crossentropy", "adam"),
+        ("categorical_crossentropy", SGD(0.1, momentum=0.9)),
+    ],
+)
+def test_training_learns_a_synthetic_problem(backend_name, rng, loss, opt):
+    x, labels = quadrants(768, rng)
+    y = labels if loss.startswith("sparse") else to_categorical(labels, 4)
+    model = small_model(backend_name, dropout=0.2)
+    model.compile(optimizer=opt, loss=loss, metrics=["accuracy"])
+    before = model.evaluate(x, y, verbose=0)
+    history = model.fit(
+        x, y, batch_size=32, epochs=6, verbose=0, validation_data=(x[:128], y[:128])
+    )
+    after = model.evaluate(x, y, verbose=0)
+    h = history.history
+    assert set(h) == {"loss", "accuracy", "val_loss", "val_accuracy"} and len(h["loss"]) == 6
+    assert h["loss"][-1] < h["loss"][0] < before[0]
+    assert after[0] < 0.5 * before[0] and after[1] >= 0.95
+
+
+def test_fit_progress_bar_reads_like_keras(rng, capsys):
+    x, labels = quadrants(64, rng)
+    model = small_model()
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(x, labels, epochs=2, batch_size=16)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Epoch 1/2" and out[2] == "Epoch 2/2"
+    assert out[1].startswith("4/4 ━━━━━━━━━━━━━━━━━━━━ ") and "s/step" in out[1]
+    assert " img/s - accuracy: " in out[1] and " - loss: " in out[1]
+
+
+def test_same_seed_gives_identical_weights(rng):
+    x, labels = quadrants(128, rng)
+    runs = []
+    for _ in range(2):
+        set_random_seed(42)
+        model = small_model(dropout=0.3)
+        model.compile("adam", "sparse_categorical_crossentropy")
+        model.fit(x, labels, epochs=2, verbose=0)
+        runs.append(model.get_weights())
+    set_random_seed(43)
+    other = small_model().get_weights()
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(runs[0][0], other[0])
+
+
+def test_weights_use_keras_layouts_and_round_trip(rng):
+    model = seed_model()
+    shapes = [w.shape for w in model.get_weights()]
+    assert shapes == [(3, 3, 1, 64), (64,), (3, 3, 64, 32), (32,), (18432, 10), (10,)]
+    new = [rng.standard_normal(s).astype("float32") for s in shapes]
+    model.set_weights(new)
+    for a, b in zip(model.get_weights(), new):
+        np.testing.assert_array_equal(a, b)
+    # Keras's Conv2D computes y[n,i,j,o] = sum x[n,i+u,j+v,c] * kernel[u,v,c,o] + bias[o]
+    x = rng.random((1, 28, 28, 1)).astype("float32")
+    y = model.layers[0].forward(x)
+    expected = np.einsum("uvco,uvc->o", new[0], x[0, 5:8, 7:10, :]) + new[1]
+    np.testing.assert_allclose(y[0, 5, 7], np.maximum(expected, 0), rtol=1e-5, atol=1e-5)
+
+
+def test_glorot_uniform_default_initialisation():
+    w = seed_model().layers[1].params["kernel"]
+    limit = np.sqrt(6 / (3 * 3 * 64 + 3 * 3 * 32))
+    assert np.abs(w).max() <= limit and np.abs(w).max() > 0.95 * limit
+    assert abs(float(w.std()) - limit / np.sqrt(3)) < 0.02 * limit
+    assert not seed_model().layers[0].params["bias"].any()
+
+
+def test_predict_returns_probabilities_as_numpy(backend_name, rng):
+    model = seed_model(backend_name)
+    model.compile("adam", "categorical_crossentropy", ["accuracy"])
+    p = model.predict(rng.integers(0, 256, (5, 28, 28, 1), dtype=np.uint8), verbose=0)
+    assert isinstance(p, np.ndarray) and p.shape == (5, 10) and p.dtype == np.float32
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_train_on_batch_and_evaluate(rng):
+    x, labels = quadrants(64, rng)
+    model = small_model()
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    loss, acc = model.train_on_batch(x, labels)
+    assert np.isfinite(loss) and 0 <= acc <= 1
+    loss2, acc2 = model.evaluate(x, labels, verbose=0)
+    assert loss2 < loss  # the step lowered the loss on the same batch
+    model.compile("adam", "sparse_categorical_crossentropy")
+    assert isinstance(model.evaluate(x, labels, verbose=0), float)
+
+
+def test_save_load_round_trip_gives_identical_predictions(tmp_path, rng):
+    model = small_model()
+    model.compile(Adam(0.01), "sparse_categorical_crossentropy", ["accuracy"])
+    x, labels = quadrants(64, rng)
+    model.fit(x, labels, epochs=1, verbose=0)
+    path = tmp_path / "model.minicnn"
+    model.save(path)
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in model.layers]
+    assert loaded.optimizer.learning_rate == 0.01 and loaded.metrics == ["accuracy"]
+    assert loaded.evaluate(x, labels, verbose=0) == model.evaluate(x, labels, verbose=0)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.minicnn"]  # no temp file left behind
+
+
+def test_float64_on_request(rng):
+    minicnn.set_floatx("float64")
+    model = small_model()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, labels = quadrants(32, rng)
+    assert model.predict(x, verbose=0).dtype == np.float64
+    assert all(w.dtype == np.float64 for w in model.get_weights())
