@@ -31,6 +31,16 @@ class Optimizer:
     def apply(self, params: list, grads: list) -> None:
         if self.slots is None:
             self.slots = [self.build_slots(p) for p in params]
+        if (
+            params
+            and self.slots[0]
+            and get_array_module(params[0])
+            is not get_array_module(next(iter(self.slots[0].values())))
+        ):
+            raise ValueError(
+                f"This {type(self).__name__} holds state for arrays on another device; "
+                "give each model its own optimizer"
+            )
         if len(params) != len(self.slots):
             raise ValueError(
                 f"{type(self).__name__} was built for {len(self.slots)} parameters. "

@@ -44,6 +44,18 @@ def _fresh_state():
     backend._default_backend = None
 
 
+@pytest.fixture(params=["im2col", "shifted", "shifted-chunked"])
+def conv_algorithm(request, monkeypatch):
+    """Runs a convolution test once per algorithm (shifted applies to stride 1 only);
+    "shifted-chunked" makes every image its own chunk, as large batches are cut."""
+    from minicnn import ops
+
+    monkeypatch.setenv("MINICNN_CONV", request.param.split("-")[0])
+    if request.param.endswith("chunked"):
+        monkeypatch.setattr(ops, "_CHUNK_BYTES", 1)
+    return request.param
+
+
 @pytest.fixture
 def float64():
     minicnn.set_floatx("float64")

@@ -71,14 +71,16 @@ def gradcheck_layer(layer, x_host, backend_name, rng, seed=None, k=60):
     [((5, 5), 3, 1, 2), ((6, 7), 2, 3, 4), ((7, 6), (3, 2), 2, 3), ((8, 8), 4, 4, 5)],
 )
 @pytest.mark.parametrize("activation", [None, "relu"])
-def test_conv2d(backend_name, rng, strides, padding, hw, kernel, cin, filters, activation):
+def test_conv2d(
+    backend_name, conv_algorithm, rng, strides, padding, hw, kernel, cin, filters, activation
+):
     layer = Conv2D(filters, kernel, strides=strides, padding=padding, activation=activation)
     # Values kept away from ReLU's kink: |pre-activation| rarely within h of 0 with these scales
     x = rng.standard_normal((2, *hw, cin))
     gradcheck_layer(layer, x, backend_name, rng)
 
 
-def test_conv2d_without_bias(backend_name, rng):
+def test_conv2d_without_bias(backend_name, conv_algorithm, rng):
     gradcheck_layer(
         Conv2D(3, 3, use_bias=False), rng.standard_normal((2, 5, 5, 2)), backend_name, rng
     )

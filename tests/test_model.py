@@ -78,14 +78,14 @@ def test_input_layer_declares_the_shape():
     "loss,opt",
     [
         ("sparse_categorical_crossentropy", "adam"),
-        ("categorical_crossentropy", SGD(0.1, momentum=0.9)),
+        ("categorical_crossentropy", lambda: SGD(0.1, momentum=0.9)),
     ],
 )
 def test_training_learns_a_synthetic_problem(backend_name, rng, loss, opt):
     x, labels = quadrants(768, rng)
     y = labels if loss.startswith("sparse") else to_categorical(labels, 4)
     model = small_model(backend_name, dropout=0.2)
-    model.compile(optimizer=opt, loss=loss, metrics=["accuracy"])
+    model.compile(optimizer=opt() if callable(opt) else opt, loss=loss, metrics=["accuracy"])
     before = model.evaluate(x, y, verbose=0)
     history = model.fit(
         x, y, batch_size=32, epochs=6, verbose=0, validation_data=(x[:128], y[:128])
@@ -189,3 +189,14 @@ def test_float64_on_request(rng):
     x, labels = quadrants(32, rng)
     assert model.predict(x, verbose=0).dtype == np.float64
     assert all(w.dtype == np.float64 for w in model.get_weights())
+
+
+def test_auto_algorithm_choice():
+    """The seed model's conv2 (64 channels, stride 1) takes the shifted GEMMs on the CPU; conv1
+    (1 channel) and strided convolutions take im2col."""
+    from minicnn import ops
+
+    x = np.zeros((1, 8, 8, 64), dtype="float32")
+    assert ops.conv_algorithm(x, (1, 1), 64) == "shifted"
+    assert ops.conv_algorithm(x, (1, 1), 1) == "im2col"
+    assert ops.conv_algorithm(x, (2, 2), 64) == "im2col"

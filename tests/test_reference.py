@@ -69,7 +69,9 @@ def naive_maxpool(x, pool, stride, padding):
 @pytest.mark.parametrize(
     "hw,k", [((5, 5), (3, 3)), ((6, 7), (2, 2)), ((7, 6), (3, 2)), ((4, 4), (1, 1))]
 )
-def test_conv2d_matches_naive_loops(backend_name, float64, rng, stride, padding, hw, k):
+def test_conv2d_matches_naive_loops(
+    backend_name, conv_algorithm, float64, rng, stride, padding, hw, k
+):
     be = backend.get_backend(backend_name)
     layer = Conv2D(3, k, strides=stride, padding=padding)
     x = rng.standard_normal((2, *hw, 2))
@@ -123,6 +125,7 @@ def test_im2col_col2im_are_adjoint(backend_name, float64, rng):
     "make,shape",
     [
         (lambda: Conv2D(4, 3, activation="relu", padding="same"), (2, 6, 6, 3)),
+        (lambda: Conv2D(4, 3, activation="relu"), (2, 6, 6, 20)),  # the shifted algorithm
         (lambda: MaxPooling2D(), (2, 6, 6, 3)),
         (lambda: Dense(5, activation="softmax"), (2, 7)),
         (lambda: Dense(5, activation="sigmoid"), (2, 7)),

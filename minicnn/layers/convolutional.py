@@ -73,31 +73,27 @@ class Conv2D(ActivationMixin, Layer):
         n, h, w, c = x.shape
         (kh, kw), (sy, sx) = self.kernel_size, self.strides
         pads = ops.padding_amounts(h, w, kh, kw, sy, sx, self.padding)
-        col = ops.im2col(x, kh, kw, sy, sx, pads)  # (N, oH, oW, kh, kw, C)
-        oh, ow = col.shape[1:3]
-        col2d = col.reshape(n * oh * ow, kh * kw * c)  # a view: im2col's result is contiguous
-        z = col2d @ self.params["kernel"].reshape(kh * kw * c, self.filters)  # (N*oH*oW, F)
-        relu = self.activation.name == "relu"
+        z, saved = ops.conv2d_forward(x, self.params["kernel"], self.strides, pads)  # (N*oH*oW, F)
+        relu = self.activation.name == "relu"  # fused with the bias add in one pass
         z = ops.bias_relu(z, self.params.get("bias"), relu=relu)
+        oh, ow, _ = self.compute_output_shape((h, w, c))
         y = (z if relu else self._activate(z)).reshape(n, oh, ow, self.filters)
         if training:
-            self.col, self.y, self.pads, self.x_shape = col, y, pads, x.shape
+            self.saved, self.y, self.pads, self.x_shape = saved, y, pads, x.shape
         return y
 
     def backward(self, gy):
         n, oh, ow, f = gy.shape
-        kh, kw, c, _ = self.params["kernel"].shape
         gz = self._activate_backward(gy, self.y).reshape(n * oh * ow, f)  # (N*oH*oW, F)
-        col2d = self.col.reshape(n * oh * ow, kh * kw * c)
-        self.grads["kernel"] = (col2d.T @ gz).reshape(kh, kw, c, f)
         if self.use_bias:
-            self.grads["bias"] = gz.sum(axis=0)
-        self.col = None  # the largest array of the step: let it go as soon as it is used
-        if not self.needs_input_grad:
-            return None
-        gcol = gz @ self.params["kernel"].reshape(kh * kw * c, f).T  # (N*oH*oW, kh*kw*C)
-        gcol = gcol.reshape(n, oh, ow, kh, kw, c)
-        return ops.col2im(gcol, self.x_shape, *self.strides, self.pads)
+            self.grads["bias"] = ops.sum_rows(gz)
+        kernel = self.params["kernel"]
+        gkernel, gx = ops.conv2d_backward(
+            gz, self.saved, kernel, self.x_shape, self.strides, self.pads, self.needs_input_grad
+        )
+        self.grads["kernel"] = gkernel
+        self.saved = None  # the largest arrays of the step: let them go as soon as they are used
+        return gx
 
     def get_config(self):
         return {

@@ -76,9 +76,9 @@ class Dense(ActivationMixin, Layer):
 
     def backward(self, gy):
         gz = self._activate_backward(gy, self.y)  # (N, units)
-        self.grads["kernel"] = self.x.T @ gz  # (in, units)
+        self.grads["kernel"] = ops.matmul_tn(self.x, gz)  # (in, units)
         if self.use_bias:
-            self.grads["bias"] = gz.sum(axis=0)
+            self.grads["bias"] = ops.sum_rows(gz)
         return gz @ self.params["kernel"].T if self.needs_input_grad else None
 
     def get_config(self):

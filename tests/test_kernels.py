@@ -1,0 +1,139 @@
+"""Every hand-written kernel (numba on the CPU, CUDA on the GPU) against the plain array code
+in minicnn/ops.py, which MINICNN_KERNELS=numpy selects."""
+
+import numpy as np
+import pytest
+
+from minicnn import backend, kernels, ops
+
+TOL = {"float64": 1e-12, "float32": 1e-5}
+
+
+def rel(a, b):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30)
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+    return request.param
+
+
+def both(monkeypatch, op, xp, dtype, fn):
+    """(kernel result, reference result) of ``fn()``; skips where no kernel serves ``op``."""
+    if kernels.lookup(op, xp, np.dtype(dtype)) is None:
+        pytest.skip(f"no {op} kernel for {xp.__name__} here")
+    fast = fn()
+    monkeypatch.setenv("MINICNN_KERNELS", "numpy")
+    ref = fn()
+    monkeypatch.delenv("MINICNN_KERNELS")
+    return fast, ref
+
+
+def host(be, a):
+    return (
+        [host(be, v) for v in a]
+        if isinstance(a, (tuple, list))
+        else np.asarray(be.to_numpy(a) if hasattr(a, "shape") else a)
+    )
+
+
+GEOMETRIES = [
+    ((3, 3), (1, 1), "valid"),
+    ((3, 3), (1, 1), "same"),
+    ((2, 3), (2, 1), "same"),
+    ((3, 3), (2, 2), "valid"),
+]
+
+
+@pytest.mark.parametrize("k,s,padding", GEOMETRIES)
+def test_im2col_col2im(backend_name, monkeypatch, rng, dtype, k, s, padding):
+    be = backend.get_backend(backend_name)
+    x = be.asarray(rng.standard_normal((3, 9, 8, 5)).astype(dtype))
+    pads = ops.padding_amounts(9, 8, *k, *s, padding)
+    fast, ref = both(monkeypatch, "im2col", be.xp, dtype, lambda: ops.im2col(x, *k, *s, pads))
+    assert fast.dtype == dtype and fast.shape == ref.shape
+    np.testing.assert_array_equal(host(be, fast), host(be, ref))  # a pure copy: exact
+    g = be.asarray(rng.standard_normal(ref.shape).astype(dtype))
+    fast, ref = both(monkeypatch, "col2im", be.xp, dtype, lambda: ops.col2im(g, x.shape, *s, pads))
+    assert fast.dtype == dtype and rel(host(be, fast), host(be, ref)) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_bias_relu_and_backward(backend_name, monkeypatch, rng, dtype, relu, bias):
+    be = backend.get_backend(backend_name)
+    y0 = rng.standard_normal((50, 7)).astype(dtype)
+    b = be.asarray(rng.standard_normal(7).astype(dtype)) if bias else None
+    fast, ref = both(
+        monkeypatch,
+        "bias_relu",
+        be.xp,
+        dtype,
+        lambda: ops.bias_relu(be.asarray(y0.copy()), b, relu),
+    )
+    assert rel(host(be, fast), host(be, ref)) <= TOL[dtype]
+    gy = be.asarray(rng.standard_normal((50, 7)).astype(dtype))
+    fast, ref = both(monkeypatch, "relu_backward", be.xp, dtype, lambda: ops.relu_backward(gy, ref))
+    np.testing.assert_array_equal(host(be, fast), host(be, ref))
+
+
+def test_softmax_cross_entropy(backend_name, monkeypatch, rng, dtype):
+    be = backend.get_backend(backend_name)
+    z = be.asarray((rng.standard_normal((33, 10)) * 5).astype(dtype))
+    t = be.asarray(np.eye(10, dtype=dtype)[rng.integers(0, 10, 33)])
+    (fl, fg), (rl, rg) = both(
+        monkeypatch, "softmax_cross_entropy", be.xp, dtype, lambda: ops.softmax_cross_entropy(z, t)
+    )
+    assert abs(float(fl) - float(rl)) <= TOL[dtype] * abs(float(rl))
+    assert rel(host(be, fg), host(be, rg)) <= TOL[dtype]
+
+
+@pytest.mark.parametrize(
+    "k,s,padding", [((2, 2), (2, 2), "valid"), ((3, 3), (2, 2), "same"), ((3, 2), (1, 1), "valid")]
+)
+def test_maxpool(backend_name, monkeypatch, rng, dtype, k, s, padding):
+    be = backend.get_backend(backend_name)
+    x = be.asarray(rng.standard_normal((2, 9, 8, 4)).astype(dtype))
+    pads = ops.padding_amounts(9, 8, *k, *s, padding)
+    (fy, fa), (ry, ra) = both(
+        monkeypatch, "maxpool_forward", be.xp, dtype, lambda: ops.maxpool_forward(x, *k, *s, pads)
+    )
+    np.testing.assert_array_equal(host(be, fy), host(be, ry))
+    np.testing.assert_array_equal(host(be, fa), host(be, ra))
+    gy = be.asarray(rng.standard_normal(ry.shape).astype(dtype))
+    fast, ref = both(
+        monkeypatch,
+        "maxpool_backward",
+        be.xp,
+        dtype,
+        lambda: ops.maxpool_backward(gy, ra, x.shape, *k, *s, pads),
+    )
+    assert rel(host(be, fast), host(be, ref)) <= TOL[dtype]
+
+
+def test_adam_update(backend_name, monkeypatch, rng, dtype):
+    be = backend.get_backend(backend_name)
+    start = [rng.standard_normal(300).astype(dtype) for _ in range(4)]  # p, g, m, v
+    start[3] = np.abs(start[3])
+
+    def step():
+        p, g, m, v = (be.asarray(a.copy()) for a in start)
+        ops.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-7)
+        return p, m, v
+
+    fast, ref = both(monkeypatch, "adam_update", be.xp, dtype, step)
+    for f, r in zip(fast, ref):
+        assert f.dtype == dtype and rel(host(be, f), host(be, r)) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("m", [100, 4096 * 17 + 77])
+def test_matmul_tn_and_sum_rows(backend_name, monkeypatch, rng, dtype, m):
+    """The weight-gradient product a.T @ b and the bias gradient, split or not, as plain NumPy."""
+    be = backend.get_backend(backend_name)
+    a = be.asarray(rng.standard_normal((m, 9)).astype(dtype))
+    b = be.asarray(rng.standard_normal((m, 7)).astype(dtype))
+    fast, ref = both(monkeypatch, "matmul_tn", be.xp, dtype, lambda: ops.matmul_tn(a, b))
+    assert fast.shape == (9, 7) and rel(host(be, fast), host(be, ref)) <= 10 * TOL[dtype]
+    fast, ref = both(monkeypatch, "sum_rows", be.xp, dtype, lambda: ops.sum_rows(b))
+    assert fast.shape == (7,) and rel(host(be, fast), host(be, ref)) <= 10 * TOL[dtype]
