@@ -10,6 +10,21 @@ from __future__ import annotations
 
 import os
 
+# The ops a device module may serve: each module exports OPS = {(name, dtype or "any"): function}
+# for the names it implements, built from this list, with the signature of minicnn.ops.<name>.
+OP_NAMES = (
+    "im2col",
+    "col2im",
+    "bias_relu",
+    "relu_backward",
+    "softmax_cross_entropy",
+    "maxpool_forward",
+    "maxpool_backward",
+    "adam_update",
+    "sum_rows",
+    "matmul_tn",
+)
+
 _tables: dict[str, dict | None] = {}
 
 

@@ -15,6 +15,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from . import OP_NAMES
+
 # OpenMP's worker threads spin after each parallel loop, and so do OpenBLAS's after each GEMM:
 # on a 2-core machine the two pools then fight (a step took 2.7x longer). numba's own workqueue
 # pool sleeps between loops. A layer the user chose (NUMBA_THREADING_LAYER) is respected.
@@ -225,16 +227,4 @@ def adam_update(p, g, m, v, alpha, b1, b2, eps):
     )
 
 
-OPS = {
-    (name, "any"): globals()[name]
-    for name in (
-        "im2col",
-        "col2im",
-        "bias_relu",
-        "relu_backward",
-        "softmax_cross_entropy",
-        "maxpool_forward",
-        "maxpool_backward",
-        "adam_update",
-    )
-}
+OPS = {(name, "any"): globals()[name] for name in OP_NAMES if name in globals()}

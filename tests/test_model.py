@@ -7,18 +7,16 @@ import pytest
 
 import minicnn
 from minicnn import Sequential, load_model
+from minicnn.cli import build_seed_model
 from minicnn.layers import Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D
 from minicnn.optimizers import SGD, Adam
 from minicnn.utils import set_random_seed, to_categorical
 
 
 def seed_model(backend=None):
-    model = Sequential(backend=backend)
-    model.add(Conv2D(64, kernel_size=3, activation="relu", input_shape=(28, 28, 1)))
-    model.add(Conv2D(32, kernel_size=3, activation="relu"))
-    model.add(Flatten())
-    model.add(Dense(10, activation="softmax"))
-    return model
+    return build_seed_model(
+        backend=backend
+    )  # the tutorial's network, as examples/mnist.py builds it
 
 
 def quadrants(n, rng, size=8):
