@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import zipfile
 
 import numpy as np
@@ -103,6 +104,32 @@ def _read_array(zf: zipfile.ZipFile, member: str, shape: tuple, path) -> np.ndar
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
+def _check_sizes(architecture: dict, zf: zipfile.ZipFile, path) -> None:
+    """Refuse, before any weight is allocated, an architecture needing more bytes than the file
+    holds: weights are stored uncompressed, so a true file is at least that large. A file that
+    declares a 10^12-element weight is turned away here, not by running out of memory."""
+    from minicnn.layers import deserialize
+
+    shape = architecture.get("input_shape")
+    if shape is None:
+        return  # never built, so it has no weights to allocate
+    need = 0
+    for entry in architecture["layers"]:
+        layer = deserialize(entry)
+        shape = tuple(shape)
+        need += (
+            sum(math.prod(s) for s in layer.weight_shapes(shape).values()) * 4
+        )  # float32 at least
+        shape = layer.compute_output_shape(shape)
+    size = os.path.getsize(path)
+    if any(info.compress_type != zipfile.ZIP_STORED for info in zf.infolist()):
+        raise ModelFileError(f"{path}: weights must be stored uncompressed, as minicnn writes them")
+    if need > size:
+        raise ModelFileError(
+            f"{path}: the architecture needs {need:,} bytes of weights but the file has {size:,}"
+        )
+
+
 def load_model(path, backend=None, compile: bool = True):
     """The model saved at ``path``, on ``backend`` (default: the current one), compiled as saved."""
     from minicnn.models import Sequential
@@ -137,6 +164,7 @@ def load_model(path, backend=None, compile: bool = True):
                 f"{FORMAT_VERSION}: upgrade minicnn to load it"
             )
         try:
+            _check_sizes(meta["architecture"], zf, path)
             model = Sequential.from_config(meta["architecture"], backend=backend)
             manifest = meta["weights"]
             expected = [(layer, name) for layer in model.layers for name in layer.weight_names]

@@ -198,3 +198,27 @@ def test_auto_algorithm_choice():
     assert ops.conv_algorithm(x, (1, 1), 64) == "shifted"
     assert ops.conv_algorithm(x, (1, 1), 1) == "im2col"
     assert ops.conv_algorithm(x, (2, 2), 64) == "im2col"
+
+
+def test_hostile_architecture_is_refused_before_allocating(tmp_path):
+    """A model file whose architecture declares a 10^12-element weight is refused from its
+    sizes alone, before anything is built."""
+    import json
+    import zipfile
+
+    from minicnn.saving import ModelFileError
+
+    model = Sequential([Dense(3, input_shape=(4,))])
+    model.save(tmp_path / "m.minicnn")
+    with zipfile.ZipFile(tmp_path / "m.minicnn") as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    meta = json.loads(members["model.json"])
+    meta["architecture"]["layers"][0]["config"]["units"] = 10**12
+    members["model.json"] = json.dumps(meta).encode()
+    with zipfile.ZipFile(tmp_path / "bad.minicnn", "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(
+        ModelFileError, match=r"needs 20,000,000,000,000 bytes of weights but the file has"
+    ):
+        load_model(tmp_path / "bad.minicnn")

@@ -91,6 +91,10 @@ class Layer:
         """Output shape for ``input_shape`` (no batch axis); pure, so summary() needs no data."""
         return tuple(input_shape)
 
+    def weight_shapes(self, input_shape: tuple) -> dict[str, tuple]:
+        """The shapes ``build`` would give the weights, in Keras order, without making them."""
+        return {}
+
     def forward(self, x, training: bool = False):
         return x
 

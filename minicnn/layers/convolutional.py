@@ -58,6 +58,10 @@ class Conv2D(ActivationMixin, Layer):
                 f"needs an image at least that large. Received: input shape {(None, *input_shape)}"
             )
 
+    def weight_shapes(self, input_shape):
+        shapes = {"kernel": (*self.kernel_size, input_shape[-1], self.filters)}
+        return {**shapes, "bias": (self.filters,)} if self.use_bias else shapes
+
     def compute_output_shape(self, input_shape):
         self._check_fits(input_shape)
         h, w, _ = input_shape

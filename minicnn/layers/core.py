@@ -64,6 +64,10 @@ class Dense(ActivationMixin, Layer):
     def compute_output_shape(self, input_shape):
         return (self.units,)
 
+    def weight_shapes(self, input_shape):
+        shapes = {"kernel": (input_shape[-1], self.units)}
+        return {**shapes, "bias": (self.units,)} if self.use_bias else shapes
+
     def forward(self, x, training=False):
         self.check_input_shape(x.shape[1:], rank=1)
         z = x @ self.params["kernel"]  # (N, units)

@@ -1,0 +1,123 @@
+"""Random, truncated and mutated bytes into the file readers: they raise only minicnn's documented
+error types (DataError for data files, ModelFileError for model files), never anything else."""
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from minicnn.cli import build_seed_model
+from minicnn.datasets import mnist
+from minicnn.saving import ModelFileError, load_model
+
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def mutations(base: bytes):
+    """Truncations, byte flips, insertions and deletions of ``base``, plus pure noise."""
+    n = len(base)
+    truncated = st.integers(0, n).map(lambda k: base[:k])
+    flipped = st.lists(
+        st.tuples(st.integers(0, n - 1), st.integers(0, 255)), min_size=1, max_size=8
+    ).map(lambda edits: bytes(_apply(bytearray(base), edits)))
+    spliced = st.tuples(st.integers(0, n), st.integers(0, n), st.binary(max_size=64)).map(
+        lambda t: base[: min(t[0], t[1])] + t[2] + base[max(t[0], t[1]) :]
+    )
+    return st.one_of(truncated, flipped, spliced, st.binary(max_size=4096))
+
+
+def _apply(buf, edits):
+    for i, v in edits:
+        buf[i] = v
+    return buf
+
+
+_rng = np.random.default_rng(0)
+IDX_IMAGES = mnist.idx_bytes(_rng.integers(0, 256, (3, 28, 28), dtype=np.uint8))
+IDX_LABELS = mnist.idx_bytes(_rng.integers(0, 10, 3).astype(np.uint8))
+CSV = (
+    b"label,"
+    + b",".join(b"p%d" % i for i in range(784))
+    + b"\n"
+    + b"\n".join(
+        b",".join(str(v).encode() for v in [3, *_rng.integers(0, 256, 784)]) for _ in range(2)
+    )
+    + b"\n"
+)
+
+
+@FUZZ
+@given(st.one_of(mutations(IDX_IMAGES), mutations(IDX_LABELS)))
+def test_idx_reader(data):
+    try:
+        a = mnist.parse_idx(data, "fuzzed")
+    except mnist.DataError:
+        return
+    assert a.dtype == np.uint8  # what it accepts is a well-formed array
+
+
+@FUZZ
+@given(mutations(CSV))
+def test_csv_reader(data):
+    try:
+        x, y = mnist.parse_csv(data, "fuzzed", verbose=False)
+    except mnist.DataError:
+        return
+    assert x.shape[1:] == (28, 28) and len(x) == len(y)
+
+
+@pytest.fixture(scope="module")
+def model_bytes(tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "m.minicnn"
+    model = build_seed_model()
+    model.compile("adam", "categorical_crossentropy", ["accuracy"])
+    model.save(path)
+    return path.read_bytes()
+
+
+def test_model_reader(model_bytes, tmp_path):
+    path = tmp_path / "fuzzed.minicnn"
+    tried = []
+
+    @FUZZ
+    @given(mutations(model_bytes))
+    def run(data):
+        tried.append(1)
+        path.write_bytes(data)
+        try:
+            load_model(path)
+        except ModelFileError:
+            pass
+
+    run()
+    assert len(tried) >= 100
+
+
+def test_model_reader_mutated_json(model_bytes, tmp_path):
+    """Mutations inside model.json, which a byte flip in the zip would mostly just break."""
+    with zipfile.ZipFile(io.BytesIO(model_bytes)) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    path = tmp_path / "fuzzed.minicnn"
+    tried = []
+
+    @FUZZ
+    @given(mutations(members["model.json"]))
+    def run(text):
+        tried.append(1)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for name, data in members.items():
+                zf.writestr(name, text if name == "model.json" else data)
+        path.write_bytes(buf.getvalue())
+        try:
+            load_model(path)
+        except ModelFileError:
+            pass
+
+    run()
+    assert len(tried) >= 100
