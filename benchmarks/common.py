@@ -64,7 +64,7 @@ def layer_breakdown(model, x, y, batch: int, steps: int = 20) -> list[tuple[str,
     be, xp = model.backend, model.backend.xp
     xb = be.asarray(x[:batch]).astype(minicnn.floatx())
     tb = model.loss.target(be.to_numpy(y[:batch]), 10, xp, minicnn.floatx())
-    logits = model._logits_head
+    logits = model._prepare_head()
     parts = {layer.name: [0.0, 0.0] for layer in model.layers}
     parts["loss"], parts["optimizer"] = [0.0, 0.0], [0.0, 0.0]
 

@@ -96,9 +96,9 @@ class Sequential:
                 )
         self.metrics = ["accuracy"] if metrics else []
 
-    @property
-    def _logits_head(self) -> bool:
-        """True when the last layer ends in softmax and the loss can take its logits instead."""
+    def _prepare_head(self) -> bool:
+        """Mark the last layer to stop before its softmax when the loss can take the logits
+        instead; returns whether it does (then predict applies the softmax itself)."""
         head = self.layers[-1] if self.layers else None
         fused = (
             isinstance(head, ActivationMixin)
@@ -227,7 +227,7 @@ class Sequential:
 
         # All checks passed: from here on, the model changes.
         xp, units, dtype = self.backend.xp, self.output_shape[-1], floatx()
-        logits = self._logits_head
+        logits = self._prepare_head()
         x_dev = self.backend.asarray(x)  # the whole set moves to the device once
         t_dev = self.loss.target(self.backend.to_numpy(y), units, xp, dtype)
         self.history = History()
@@ -290,7 +290,7 @@ class Sequential:
         t = self.loss.target(
             self.backend.to_numpy(y), self.output_shape[-1], self.backend.xp, floatx()
         )
-        loss, correct = self._train_step(self._as_batch(x, 0, x.shape[0]), t, self._logits_head)
+        loss, correct = self._train_step(self._as_batch(x, 0, x.shape[0]), t, self._prepare_head())
         return self._result({"loss": float(loss), "accuracy": float(correct) / x.shape[0]})
 
     def _result(self, logs: dict, return_dict: bool = False):
@@ -304,7 +304,7 @@ class Sequential:
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
         batches = self._batches(x.shape[0], batch_size)
-        logits = self._logits_head
+        logits = self._prepare_head()
         xp, units, dtype = self.backend.xp, self.output_shape[-1], floatx()
         bar = Progbar(len(batches), items_per_step=batch_size) if verbose else None
         # Sums stay on the device: reading them would sync a GPU every batch
@@ -337,7 +337,7 @@ class Sequential:
             raise ValueError("The model has no layers: add() some before predict()")
         x = self._check_x(x)
         batches = self._batches(x.shape[0], batch_size)
-        logits = self._logits_head
+        logits = self._prepare_head()
         bar = Progbar(len(batches), items_per_step=batch_size) if verbose else None
         outs = []
         for step, (lo, hi) in enumerate(batches):

@@ -76,3 +76,15 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"gradient checks: {len(WORST)}, worst relative error {err:.2e} ({what})"
         )
+
+
+@pytest.fixture(scope="session")
+def seed_model_file(tmp_path_factory):
+    """The seed model, compiled and saved once for every test that needs a model file."""
+    from minicnn.cli import build_seed_model
+
+    path = tmp_path_factory.mktemp("model") / "model.minicnn"
+    model = build_seed_model()
+    model.compile("adam", "categorical_crossentropy", ["accuracy"])
+    model.save(path)
+    return path

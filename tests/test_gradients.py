@@ -145,7 +145,7 @@ def test_seed_model_end_to_end(backend_name, rng, loss):
     labels = rng.integers(0, 10, 3)
     y = labels if loss.startswith("sparse") else to_categorical(labels, 10, dtype="float64")
     t = model.loss.target(y, 10, be.xp, "float64")
-    logits = model._logits_head
+    logits = model._prepare_head()
 
     def f():
         return float(model.loss.forward_backward(model._forward(x, training=True), t, logits)[0])

@@ -65,15 +65,9 @@ def test_empty_image_is_refused():
         prepare_digit(Image.new("L", (50, 50), 255))
 
 
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    from minicnn.cli import build_seed_model
-
-    path = tmp_path_factory.mktemp("model") / "model.minicnn"
-    model = build_seed_model()
-    model.compile("adam", "categorical_crossentropy", ["accuracy"])
-    model.save(path)
-    return path
+@pytest.fixture
+def model_file(seed_model_file):
+    return seed_model_file
 
 
 def cli(*args):
