@@ -8,13 +8,14 @@ with Keras's API.
 from minicnn import activations, callbacks, layers, losses, optimizers, utils
 from minicnn.backend import floatx, get_backend, set_backend, set_floatx
 from minicnn.models import Sequential
-from minicnn.saving import load_model
+from minicnn.saving import load_checkpoint, load_model
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Sequential",
     "load_model",
+    "load_checkpoint",
     "set_backend",
     "get_backend",
     "set_floatx",

@@ -121,3 +121,10 @@ def seed(n: int) -> None:
     global _rng
     _rng = np.random.default_rng(n)
     _device_rngs.clear()
+
+
+def set_rng_state(state: dict) -> None:
+    """Put the generator back in a state saved from ``rng().bit_generator.state`` (checkpoints);
+    device generators are re-seeded from it when next used."""
+    _rng.bit_generator.state = state
+    _device_rngs.clear()

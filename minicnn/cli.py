@@ -14,10 +14,15 @@ import numpy as np
 
 DEFAULT_OUT = Path("runs/mnist")
 MODEL_FILE = "model.minicnn"
+CHECKPOINT_FILE = "checkpoint.minicnn"
 
 
 class CLIError(Exception):
     """A problem to report in one line, with a non-zero exit and no traceback."""
+
+
+class TrainingInterruptedError(CLIError):
+    """Ctrl-C stopped training cleanly; exit 130 as a shell expects."""
 
 
 def build_seed_model(backend=None):
@@ -51,36 +56,60 @@ def load_mnist(data=None, limit=None):
 def train(args) -> None:
     import minicnn
     from minicnn import plots
+    from minicnn.callbacks import ModelCheckpoint
     from minicnn.fileio import atomic_write
+    from minicnn.saving import ModelFileError
     from minicnn.utils import set_random_seed
 
     set_random_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = load_mnist(args.data, args.limit)
-    model = build_seed_model(backend=args.backend)
-    model.compile(
-        optimizer=minicnn.optimizers.Adam(learning_rate=1e-3),
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    out = Path(args.out)
+    if args.resume:
+        if not Path(args.resume).is_file():
+            raise CLIError(f"no checkpoint at {args.resume}")
+        try:  # also restores the random generator, so shuffles go on as in an unbroken run
+            checkpoint = minicnn.load_checkpoint(args.resume, backend=args.backend)
+        except ModelFileError as e:
+            raise CLIError(f"cannot resume: {e}") from None
+        model, initial_epoch = checkpoint.model, checkpoint.epoch
+        print(f"Resuming {args.resume} after epoch {initial_epoch}")
+    else:
+        model = build_seed_model(backend=args.backend)
+        model.compile(
+            optimizer=minicnn.optimizers.Adam(learning_rate=1e-3),
+            loss="categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        initial_epoch = 0
     model.summary()
     print(
         f"Training on {len(x_train):,} images, testing on {len(x_test):,} (backend: {model.backend.name})"
     )
+    checkpoint_path = out / CHECKPOINT_FILE
     start = time.perf_counter()
     history = model.fit(
         x_train,
         y_train,
         batch_size=args.batch_size,
         epochs=args.epochs,
+        initial_epoch=min(initial_epoch, args.epochs),
         validation_data=(x_test, y_test),
+        callbacks=[ModelCheckpoint(checkpoint_path, monitor="val_loss")],
     )
+    if history.stopped == "interrupted":
+        raise TrainingInterruptedError(
+            f"resume with: minicnn train --resume {checkpoint_path} --epochs {args.epochs}"
+            if checkpoint_path.is_file()
+            else "no epoch finished, so there is nothing to resume"
+        )
+    if history.stopped == "non-finite":
+        raise CLIError(f"training diverged: {history.message}")
     seconds = time.perf_counter() - start
     loss, accuracy = model.evaluate(x_test, y_test, batch_size=128, verbose=0)
     print(
         f"Test accuracy: {accuracy:.2%} (loss {loss:.4f}); training took {seconds:.1f} s ({seconds / max(args.epochs, 1):.1f} s per epoch, validation included)"
     )
 
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_FILE)
     record = {
@@ -89,6 +118,7 @@ def train(args) -> None:
         "test_accuracy": accuracy,
         "train_seconds": seconds,
         "epochs": args.epochs,
+        "resumed_after_epoch": initial_epoch if args.resume else None,
         "batch_size": args.batch_size,
         "train_images": len(x_train),
         "backend": model.backend.name,
@@ -181,6 +211,12 @@ def parser() -> argparse.ArgumentParser:
         help=f"where to write results (default {DEFAULT_OUT}/)",
     )
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--resume",
+        default=None,
+        metavar="CHECKPOINT",
+        help=f"go on from a checkpoint (each epoch writes {DEFAULT_OUT}/{CHECKPOINT_FILE}) up to --epochs",
+    )
     t.set_defaults(run=train)
     e = sub.add_parser("evaluate", help="test accuracy of a trained model on the MNIST test set")
     e.add_argument("--model", default=str(DEFAULT_OUT / MODEL_FILE))
@@ -208,7 +244,7 @@ def main(argv=None) -> int:
         args.run(args)
     except CLIError as e:
         print(f"minicnn {args.command}: {e}", file=sys.stderr)
-        return 1
+        return 130 if isinstance(e, TrainingInterruptedError) else 1
     except RuntimeError as e:  # e.g. the CuPy backend asked for where there is no GPU
         print(f"minicnn {args.command}: {e}", file=sys.stderr)
         return 1

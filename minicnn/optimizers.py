@@ -53,6 +53,19 @@ class Optimizer:
     def update(self, p, g, slots: dict) -> None:
         raise NotImplementedError
 
+    def slot_names(self) -> tuple[str, ...]:
+        """The keys of the dict ``build_slots`` returns, so a saved state can be checked."""
+        return ()
+
+    def set_state(self, iterations: int, slots: list[dict]) -> None:
+        """Take up a saved state: the step count and each parameter's slot arrays."""
+        if not isinstance(iterations, int) or iterations < 0:
+            raise ValueError(
+                f"iterations must be a non-negative int. Received: iterations={iterations!r}"
+            )
+        self.iterations = iterations
+        self.slots = slots
+
     def get_config(self) -> dict:
         return {"name": self.name, "learning_rate": self.learning_rate}
 
@@ -75,6 +88,9 @@ class SGD(Optimizer):
 
     def build_slots(self, p):
         return {"velocity": get_array_module(p).zeros_like(p)} if self.momentum else {}
+
+    def slot_names(self):
+        return ("velocity",) if self.momentum else ()
 
     def update(self, p, g, slots):
         lr = self.learning_rate
@@ -116,6 +132,9 @@ class Adam(Optimizer):
     def build_slots(self, p):
         xp = get_array_module(p)
         return {"m": xp.zeros_like(p), "v": xp.zeros_like(p)}
+
+    def slot_names(self):
+        return ("m", "v")
 
     def update(self, p, g, slots):
         t = self.iterations

@@ -84,6 +84,13 @@ class Progbar:
             self.finished = True
         self.stream.flush()
 
+    def newline(self) -> None:
+        """End a half-drawn line, so a message printed after an early stop starts clean."""
+        if self.live and self.drawn and not self.finished:
+            self.stream.write("\n")
+            self.stream.flush()
+        self.finished = True
+
     def stop_clock(self) -> None:
         """Freeze the per-step and items/s figures here (work after this, e.g. validation,
         still counts in the total time)."""

@@ -9,6 +9,7 @@ never leaves a half-written file under the real name.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -18,6 +19,7 @@ import zipfile
 import numpy as np
 
 from minicnn import losses, optimizers
+from minicnn.backend import rng, set_rng_state
 from minicnn.fileio import atomic_write
 
 FORMAT = "minicnn.model"
@@ -39,7 +41,10 @@ def _npy_bytes(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def save_model(model, path) -> None:
+def save_model(model, path, include_optimizer: bool = True, training: dict | None = None) -> None:
+    """Write ``model`` to ``path``; with ``include_optimizer`` (as Keras) also the optimizer's
+    step count and slot arrays, so training can continue where it was; ``training`` is the
+    JSON-able state a checkpoint adds (epoch, history, random generator)."""
     manifest, arrays = [], []
     for layer in model.layers:
         for name, w in zip(layer.weight_names, layer.get_weights()):
@@ -60,14 +65,77 @@ def save_model(model, path) -> None:
         },
         "weights": manifest,
     }
+    opt = model.optimizer
+    slot_arrays = []
+    if include_optimizer and opt is not None and opt.slots is not None:
+        entries = []
+        for (layer, k), slots in zip(model.trainable_params(), opt.slots):
+            for name in opt.slot_names():
+                a = model.backend.to_numpy(slots[name])
+                entries.append({"param": f"{layer.name}/{k}", "slot": name, "shape": list(a.shape)})
+                slot_arrays.append(a)
+        meta["optimizer_state"] = {"iterations": opt.iterations, "slots": entries}
+    if training is not None:
+        meta["training"] = training
 
     def write(f):
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
             zf.writestr("model.json", json.dumps(meta, indent=1))
             for i, a in enumerate(arrays):
                 zf.writestr(f"weights/{i}.npy", _npy_bytes(a))
+            for i, a in enumerate(slot_arrays):
+                zf.writestr(f"optimizer/{i}.npy", _npy_bytes(a))
 
     atomic_write(path, write)
+
+
+def save_checkpoint(model, path, epoch: int, monitor: str | None = None, best=None) -> None:
+    """A model file that also holds where training stands after ``epoch`` epochs: the optimizer
+    state, the history so far, and the random generator (shuffles and dropout masks to come)."""
+    history = model.history.history if model.history is not None else {}
+    training = {
+        "epoch": int(epoch),
+        "history": history,
+        "rng": rng().bit_generator.state,
+        "monitor": monitor,
+        "best": best,
+    }
+    save_model(model, path, include_optimizer=True, training=training)
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """What ``load_checkpoint`` returns: continue with ``model.fit(..., initial_epoch=epoch)``."""
+
+    model: object
+    epoch: int
+    history: dict
+
+
+def load_checkpoint(path, backend=None) -> Checkpoint:
+    """The model, compiled with its optimizer state, and the epoch to resume from. Also puts
+    minicnn's random generator back in the state it had at the checkpoint, so the shuffles and
+    dropout masks to come are those the uninterrupted run would have drawn, and ``fit`` with
+    ``initial_epoch=epoch`` returns a History that starts with the epochs before it."""
+    model, training = _load(path, backend, compile=True)
+    if training is None:
+        raise ModelFileError(
+            f"{path} is a model file, not a checkpoint: load it with minicnn.load_model; "
+            "checkpoints are written by minicnn.callbacks.ModelCheckpoint"
+        )
+    try:
+        epoch, history, state = training["epoch"], training["history"], training["rng"]
+        if not isinstance(epoch, int) or epoch < 0 or not isinstance(history, dict):
+            raise TypeError("epoch must be a non-negative int and history a dict")
+        if any(not isinstance(v, list) or len(v) != epoch for v in history.values()):
+            raise ValueError(f"each history entry must hold {epoch} values")
+        generator = np.random.PCG64()
+        generator.state = state  # checked here, before the real generator changes
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: the training state is invalid ({e})") from None
+    set_rng_state(generator.state)
+    model._resume = {**training, "epoch": epoch}
+    return Checkpoint(model, epoch, history)
 
 
 def _read_array(zf: zipfile.ZipFile, member: str, shape: tuple, path) -> np.ndarray:
@@ -131,7 +199,23 @@ def _check_sizes(architecture: dict, zf: zipfile.ZipFile, path) -> None:
 
 
 def load_model(path, backend=None, compile: bool = True):
-    """The model saved at ``path``, on ``backend`` (default: the current one), compiled as saved."""
+    """The model saved at ``path``, on ``backend`` (default: the current one), compiled as saved,
+    with its optimizer's state when the file holds one."""
+    return _load(path, backend, compile)[0]
+
+
+def _load(path, backend=None, compile: bool = True):
+    """(model, the checkpoint's training state or None). Building the layers draws initial
+    weights that the file's then replace; the generator is put back after, so loading a model
+    never moves the random stream of the program that loads it."""
+    state = rng().bit_generator.state
+    try:
+        return _read_model(path, backend, compile)
+    finally:
+        set_rng_state(state)
+
+
+def _read_model(path, backend, compile):
     from minicnn.models import Sequential
 
     try:
@@ -186,10 +270,50 @@ def load_model(path, backend=None, compile: bool = True):
                 loss = losses.get(c["loss"]["name"])
                 loss.from_logits = bool(c["loss"].get("from_logits", False))
                 model.compile(optimizers.deserialize(c["optimizer"]), loss, c.get("metrics"))
+                if meta.get("optimizer_state") is not None:
+                    _load_optimizer_state(model, meta["optimizer_state"], zf, path)
         except ModelFileError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile, OSError) as e:
             raise ModelFileError(
                 f"{path}: the model description is invalid ({type(e).__name__}: {e})"
             ) from None
-    return model
+    training = meta.get("training")
+    if training is not None and not isinstance(training, dict):
+        raise ModelFileError(f"{path}: the training state is invalid (not an object)")
+    return model, training
+
+
+def _load_optimizer_state(model, state: dict, zf: zipfile.ZipFile, path) -> None:
+    """Check the saved slots against the model's parameters, then hand them to the optimizer."""
+    opt, params = model.optimizer, model.trainable_params()
+    expected = [
+        (f"{layer.name}/{k}", name, layer.params[k].shape)
+        for layer, k in params
+        for name in opt.slot_names()
+    ]
+    entries = state["slots"]
+    iterations = state["iterations"]
+    if not isinstance(iterations, int) or iterations < 0:
+        raise ModelFileError(f"{path}: the optimizer step count {iterations!r} is invalid")
+    if len(entries) != len(expected):
+        raise ModelFileError(
+            f"{path}: {opt.name} keeps {len(expected)} slot arrays for this model, the file {len(entries)}"
+        )
+    arrays = []
+    for i, ((param, slot, shape), entry) in enumerate(zip(expected, entries)):
+        if (entry.get("param"), entry.get("slot")) != (param, slot):
+            raise ModelFileError(
+                f"{path}: optimizer array {i} is {entry.get('param')}:{entry.get('slot')}, "
+                f"expected {param}:{slot}"
+            )
+        arrays.append(_read_array(zf, f"optimizer/{i}.npy", tuple(shape), path))
+    xp_asarray, n = model.backend.asarray, len(opt.slot_names())
+    slots = [
+        {
+            name: xp_asarray(arrays[j * n + s], dtype=layer.params[k].dtype).copy()
+            for s, name in enumerate(opt.slot_names())
+        }
+        for j, (layer, k) in enumerate(params)
+    ]
+    opt.set_state(iterations, slots)

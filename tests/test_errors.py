@@ -100,7 +100,7 @@ def test_nan_or_inf_in_inputs(data, bad):
     model, (x, y) = compiled(), data
     x = x.copy()
     x[3, 2, 2, 0] = bad
-    refuses(model, "x contains NaN or inf", lambda: model.fit(x, y, verbose=0))
+    refuses(model, r"x contains NaN or inf values \(first in sample 3\)", lambda: model.fit(x, y, verbose=0))
     refuses(
         model,
         "validation x contains NaN or inf",
@@ -111,6 +111,47 @@ def test_nan_or_inf_in_inputs(data, bad):
 def test_empty_input(data):
     model, (x, y) = compiled(), data
     refuses(model, r"x is empty", lambda: model.fit(x[:0], y[:0], verbose=0))
+
+
+@pytest.mark.parametrize(
+    "make_x, match",
+    [
+        (lambda x: x.astype(np.complex64), "x must hold real numbers. Received: dtype complex64"),
+        (lambda x: x > 0.5, "x must hold real numbers. Received: dtype bool"),
+        (lambda x: x.astype(str), "x must hold real numbers"),
+        (lambda x: x[0], "wrong shape"),
+    ],
+)
+def test_wrong_input_types(data, make_x, match):
+    model, (x, y) = compiled(), data
+    for call in (
+        lambda: model.fit(make_x(x), y, verbose=0),
+        lambda: model.evaluate(make_x(x), y, verbose=0),
+        lambda: model.predict(make_x(x), verbose=0),
+    ):
+        refuses(model, match, call)
+
+
+def test_bad_targets_and_fit_settings(data):
+    model, (x, y) = compiled(), data
+    refuses(model, "targets contain NaN or inf", lambda: model.fit(x, y * np.nan, verbose=0))
+    refuses(model, "one-hot targets", lambda: model.fit(x, y.astype(str)[:, 0], verbose=0))
+    refuses(
+        model,
+        r"initial_epoch must be an int in \[0, epochs=2\]. Received: initial_epoch=3",
+        lambda: model.fit(x, y, epochs=2, initial_epoch=3, verbose=0),
+    )
+    refuses(
+        model,
+        "batch_size must be a positive int. Received: batch_size=0",
+        lambda: model.fit(x, y, batch_size=0, verbose=0),
+    )
+    refuses(
+        model,
+        "callbacks must be minicnn.callbacks.Callback instances",
+        lambda: model.fit(x, y, callbacks=[print], verbose=0),
+    )
+    assert model.optimizer.iterations == 0
 
 
 def test_unknown_activation():
