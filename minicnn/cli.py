@@ -131,7 +131,7 @@ def train(args) -> None:
     plots.misclassified(x_test[..., 0], y_true, y_pred, probs.max(1), out / "misclassified.png")
     plots.filters(model.get_weights()[0], out / "filters.png")
     print(
-        f"Wrote {out / MODEL_FILE}, history.json, curves.png, confusion_matrix.png, misclassified.png, filters.png in {out}/"
+        f"Wrote {out / MODEL_FILE}, {CHECKPOINT_FILE}, history.json, curves.png, confusion_matrix.png, misclassified.png, filters.png in {out}/"
     )
 
 
