@@ -100,7 +100,11 @@ def test_nan_or_inf_in_inputs(data, bad):
     model, (x, y) = compiled(), data
     x = x.copy()
     x[3, 2, 2, 0] = bad
-    refuses(model, r"x contains NaN or inf values \(first in sample 3\)", lambda: model.fit(x, y, verbose=0))
+    refuses(
+        model,
+        r"x contains NaN or inf values \(first in sample 3\)",
+        lambda: model.fit(x, y, verbose=0),
+    )
     refuses(
         model,
         "validation x contains NaN or inf",

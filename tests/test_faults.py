@@ -67,15 +67,29 @@ def test_resumed_run_is_bit_exact(tmp_path, stop_after):
     set_random_seed(7)
     part = new_model()
     path = tmp_path / "ckpt.minicnn"
-    part.fit(x, y, batch_size=32, epochs=stop_after, validation_split=0.25, verbose=0,
-             callbacks=[ModelCheckpoint(path)])
+    part.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=stop_after,
+        validation_split=0.25,
+        verbose=0,
+        callbacks=[ModelCheckpoint(path)],
+    )
     del part
     set_random_seed(999)  # a new process: whatever the generator holds now must not matter
     checkpoint = load_checkpoint(path)
     assert checkpoint.epoch == stop_after
     resumed = checkpoint.model
-    history = resumed.fit(x, y, batch_size=32, epochs=3, validation_split=0.25, verbose=0,
-                          initial_epoch=checkpoint.epoch)
+    history = resumed.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=3,
+        validation_split=0.25,
+        verbose=0,
+        initial_epoch=checkpoint.epoch,
+    )
 
     assert weights_equal(resumed, full)
     assert resumed.optimizer.iterations == full.optimizer.iterations == 3 * 5
@@ -94,8 +108,14 @@ def test_resume_without_the_generator_state_would_differ(tmp_path):
     full.fit(x, y, batch_size=32, epochs=2, verbose=0)
     set_random_seed(7)
     part = new_model()
-    part.fit(x, y, batch_size=32, epochs=1, verbose=0,
-             callbacks=[ModelCheckpoint(tmp_path / "c.minicnn")])
+    part.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=1,
+        verbose=0,
+        callbacks=[ModelCheckpoint(tmp_path / "c.minicnn")],
+    )
     set_random_seed(999)
     model = load_model(tmp_path / "c.minicnn")
     assert model.optimizer.iterations == 6  # Adam's state does come back
@@ -106,14 +126,15 @@ def test_resume_without_the_generator_state_would_differ(tmp_path):
 def test_checkpoint_names_and_save_best_only(tmp_path):
     model = new_model()
     model.build((None, 8, 8, 1))
-    cb = ModelCheckpoint(tmp_path / "best-{epoch:02d}-{val_loss:.2f}.minicnn",
-                         save_best_only=True)
+    cb = ModelCheckpoint(tmp_path / "best-{epoch:02d}-{val_loss:.2f}.minicnn", save_best_only=True)
     cb.set_model(model)
     cb.on_train_begin()
     for epoch, val_loss in enumerate([1.0, 2.0, 0.5, 0.5]):
         cb.on_epoch_end(epoch, {"loss": 0.0, "val_loss": val_loss})
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "best-01-1.00.minicnn", "best-03-0.50.minicnn"]
+        "best-01-1.00.minicnn",
+        "best-03-0.50.minicnn",
+    ]
     assert cb.best == 0.5 and cb.last_saved.endswith("best-03-0.50.minicnn")
 
     acc = ModelCheckpoint(tmp_path / "acc.minicnn", monitor="val_accuracy", save_best_only=True)
@@ -128,8 +149,14 @@ def test_checkpoint_names_and_save_best_only(tmp_path):
 def test_resumed_run_keeps_its_best_value(tmp_path):
     x, y = data(96)
     model = new_model()
-    model.fit(x, y, epochs=1, validation_split=0.25, verbose=0,
-              callbacks=[ModelCheckpoint(tmp_path / "c.minicnn", save_best_only=True)])
+    model.fit(
+        x,
+        y,
+        epochs=1,
+        validation_split=0.25,
+        verbose=0,
+        callbacks=[ModelCheckpoint(tmp_path / "c.minicnn", save_best_only=True)],
+    )
     first = model.history.history["val_loss"][0]
     checkpoint = load_checkpoint(tmp_path / "c.minicnn")
     cb = ModelCheckpoint(tmp_path / "c.minicnn", save_best_only=True)
@@ -163,7 +190,10 @@ def rewrite(src, dst, change):
         (lambda m, b: m["training"].update(epoch=-1), "training state is invalid"),
         (lambda m, b: m["training"].update(rng={"bit_generator": "MT19937"}), "training state"),
         (lambda m, b: m["training"]["history"].update(loss=[1.0] * 5), "must hold 1 values"),
-        (lambda m, b: m["optimizer_state"]["slots"].pop(), "keeps 8 slot arrays for this model, the file 7"),
+        (
+            lambda m, b: m["optimizer_state"]["slots"].pop(),
+            "keeps 8 slot arrays for this model, the file 7",
+        ),
         (lambda m, b: m["optimizer_state"].update(iterations="7"), "step count '7' is invalid"),
         (lambda m, b: m["optimizer_state"]["slots"][0].update(slot="v"), "expected conv2d"),
         (lambda m, b: b.pop("optimizer/3.npy"), "optimizer/3.npy is missing"),
@@ -229,8 +259,13 @@ CTRL_C_SCRIPT = textwrap.dedent("""
 def test_ctrl_c_stops_at_a_step_end_and_returns_the_history(tmp_path):
     ckpt = tmp_path / "c.minicnn"
     script = CTRL_C_SCRIPT.format(tests=os.path.dirname(__file__), ckpt=str(ckpt))
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     try:
         line = proc.stdout.readline()  # blocks until the first epoch's checkpoint is written
         assert line.startswith("epoch done 1"), line + proc.stderr.read()
@@ -250,9 +285,21 @@ def test_ctrl_c_stops_at_a_step_end_and_returns_the_history(tmp_path):
 
 def test_ctrl_c_in_the_cli_says_how_to_resume(tmp_path, mnist_npz):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "minicnn.cli", "train", "--data", str(mnist_npz), "--epochs",
-         "50", "--out", str(tmp_path / "run")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "minicnn.cli",
+            "train",
+            "--data",
+            str(mnist_npz),
+            "--epochs",
+            "50",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "MINICNN_DATA": str(tmp_path / "cache")},
     )
     try:
@@ -273,10 +320,13 @@ def mnist_npz(tmp_path):
     """A small stand-in for MNIST (random digits), as a file the loader reads."""
     rng = np.random.default_rng(0)
     path = tmp_path / "mnist.npz"
-    np.savez(path, x_train=rng.integers(0, 256, (256, 28, 28), dtype=np.uint8),
-             y_train=rng.integers(0, 10, 256, dtype=np.uint8),
-             x_test=rng.integers(0, 256, (64, 28, 28), dtype=np.uint8),
-             y_test=rng.integers(0, 10, 64, dtype=np.uint8))
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (256, 28, 28), dtype=np.uint8),
+        y_train=rng.integers(0, 10, 256, dtype=np.uint8),
+        x_test=rng.integers(0, 256, (64, 28, 28), dtype=np.uint8),
+        y_test=rng.integers(0, 10, 64, dtype=np.uint8),
+    )
     return path
 
 
@@ -284,7 +334,9 @@ def test_cli_resume_matches_an_unbroken_run(tmp_path, mnist_npz):
     def train(*args):
         r = subprocess.run(
             [sys.executable, "-m", "minicnn.cli", "train", "--data", str(mnist_npz), *args],
-            capture_output=True, text=True, timeout=300,
+            capture_output=True,
+            text=True,
+            timeout=300,
             env={**os.environ, "MINICNN_DATA": str(tmp_path / "cache")},
         )
         assert r.returncode == 0, r.stderr
@@ -292,10 +344,19 @@ def test_cli_resume_matches_an_unbroken_run(tmp_path, mnist_npz):
 
     train("--epochs", "2", "--out", str(tmp_path / "a"))
     train("--epochs", "1", "--out", str(tmp_path / "b"))
-    out = train("--epochs", "2", "--out", str(tmp_path / "b"),
-                "--resume", str(tmp_path / "b" / "checkpoint.minicnn"))
+    out = train(
+        "--epochs",
+        "2",
+        "--out",
+        str(tmp_path / "b"),
+        "--resume",
+        str(tmp_path / "b" / "checkpoint.minicnn"),
+    )
     assert "Resuming" in out and "after epoch 1" in out
-    a, b = load_model(tmp_path / "a" / "model.minicnn"), load_model(tmp_path / "b" / "model.minicnn")
+    a, b = (
+        load_model(tmp_path / "a" / "model.minicnn"),
+        load_model(tmp_path / "b" / "model.minicnn"),
+    )
     assert weights_equal(a, b)
     ha = json.loads((tmp_path / "a" / "history.json").read_text())
     hb = json.loads((tmp_path / "b" / "history.json").read_text())
@@ -341,8 +402,9 @@ def test_an_update_that_overflows_is_undone(capsys):
     """Finite gradients of ~1e37 overflow Adam's squared average; the step is rolled back."""
     x, y = data(192)
     model = new_model()
-    history = model.fit(x, y, batch_size=32, epochs=3, verbose=0,
-                        callbacks=[Blowup(at=2, change=LARGE)])
+    history = model.fit(
+        x, y, batch_size=32, epochs=3, verbose=0, callbacks=[Blowup(at=2, change=LARGE)]
+    )
     assert history.stopped == "non-finite"
     assert "Adam update made" in history.message and "was undone" in history.message
     assert all(np.isfinite(w).all() for w in model.get_weights())
@@ -355,18 +417,38 @@ def test_without_the_check_the_weights_go_bad():
     """The control: with terminate_on_nan=False the same fault ruins the weights."""
     x, y = data(192)
     model = new_model()
-    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[Blowup(at=2, change=HUGE)],
-              terminate_on_nan=False)
+    model.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=1,
+        verbose=0,
+        callbacks=[Blowup(at=2, change=HUGE)],
+        terminate_on_nan=False,
+    )
     assert not all(np.isfinite(w).all() for w in model.get_weights())
     model = new_model()
-    history = model.fit(x, y, batch_size=32, epochs=1, verbose=0,
-                        callbacks=[Blowup(at=2, change=HUGE), TerminateOnNaN()], terminate_on_nan=False)
+    history = model.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=1,
+        verbose=0,
+        callbacks=[Blowup(at=2, change=HUGE), TerminateOnNaN()],
+        terminate_on_nan=False,
+    )
     assert history.stopped == "non-finite"  # Keras's callback turns the check back on
 
 
 def test_first_non_finite_layer_is_named():
-    model = minicnn.Sequential([Conv2D(4, 3, activation="relu", input_shape=(6, 6, 1)),
-                                Conv2D(4, 3, activation="relu"), Flatten(), Dense(3)])
+    model = minicnn.Sequential(
+        [
+            Conv2D(4, 3, activation="relu", input_shape=(6, 6, 1)),
+            Conv2D(4, 3, activation="relu"),
+            Flatten(),
+            Dense(3),
+        ]
+    )
     model.compile("sgd", "categorical_crossentropy")
     w = model.get_weights()
     w[2][0, 0, 0, 0] = np.inf  # the second convolution's kernel
@@ -386,14 +468,21 @@ def test_predict_and_evaluate_memory_is_bounded_by_the_batch(monkeypatch, kernel
     tracemalloc sees NumPy's allocations (numba's own buffers are not counted, hence the
     pure-NumPy case too); the bound is a few batches of im2col and activations."""
     monkeypatch.setenv("MINICNN_KERNELS", kernels)
-    model = minicnn.Sequential([Conv2D(8, 3, activation="relu", input_shape=(28, 28, 1)),
-                                Flatten(), Dense(10, activation="softmax")])
+    model = minicnn.Sequential(
+        [
+            Conv2D(8, 3, activation="relu", input_shape=(28, 28, 1)),
+            Flatten(),
+            Dense(10, activation="softmax"),
+        ]
+    )
     model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
     x = np.random.default_rng(0).random((60_000, 28, 28, 1), dtype=np.float32)  # 188 MB
     y = np.arange(60_000) % 10
     model.predict(x[:256], verbose=0)  # warm up
-    for run in (lambda: model.predict(x, batch_size=256, verbose=0),
-                lambda: model.evaluate(x, y, batch_size=256, verbose=0)):
+    for run in (
+        lambda: model.predict(x, batch_size=256, verbose=0),
+        lambda: model.evaluate(x, y, batch_size=256, verbose=0),
+    ):
         tracemalloc.start()
         run()
         _, peak = tracemalloc.get_traced_memory()
