@@ -1,7 +1,9 @@
 """Random, truncated and mutated bytes into the file readers: they raise only minicnn's documented
-error types (DataError for data files, ModelFileError for model files), never anything else."""
+error types (DataError for data files, ModelFileError for model and checkpoint files), never
+anything else, and never allocate out of proportion to the input (a header may claim any size)."""
 
 import io
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -9,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from minicnn.callbacks import ModelCheckpoint
 from minicnn.datasets import mnist
-from minicnn.saving import ModelFileError, load_model
+from minicnn.saving import ModelFileError, load_checkpoint, load_model
 
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -28,6 +31,18 @@ def mutations(base: bytes):
         lambda t: base[: min(t[0], t[1])] + t[2] + base[max(t[0], t[1]) :]
     )
     return st.one_of(truncated, flipped, spliced, st.binary(max_size=4096))
+
+
+def bounded(read, data_size, fixed=16 << 20):
+    """Run ``read()`` under tracemalloc; its peak must stay within a few times the input plus a
+    fixed allowance (a model's own weights), so a lying header cannot make it allocate more."""
+    tracemalloc.start()
+    try:
+        return read()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak <= 8 * data_size + fixed, f"{peak:,} bytes for {data_size:,} of input"
 
 
 def _apply(buf, edits):
@@ -54,7 +69,7 @@ CSV = (
 @given(st.one_of(mutations(IDX_IMAGES), mutations(IDX_LABELS)))
 def test_idx_reader(data):
     try:
-        a = mnist.parse_idx(data, "fuzzed")
+        a = bounded(lambda: mnist.parse_idx(data, "fuzzed"), len(data))
     except mnist.DataError:
         return
     assert a.dtype == np.uint8  # what it accepts is a well-formed array
@@ -64,7 +79,7 @@ def test_idx_reader(data):
 @given(mutations(CSV))
 def test_csv_reader(data):
     try:
-        x, y = mnist.parse_csv(data, "fuzzed", verbose=False)
+        x, y = bounded(lambda: mnist.parse_csv(data, "fuzzed", verbose=False), len(data))
     except mnist.DataError:
         return
     assert x.shape[1:] == (28, 28) and len(x) == len(y)
@@ -75,17 +90,18 @@ def model_bytes(seed_model_file):
     return seed_model_file.read_bytes()
 
 
-def fuzz_model_loader(path, strategy, to_file_bytes=lambda data: data):
-    """load_model on every example: it may refuse the file only with ModelFileError."""
+def fuzz_model_loader(path, strategy, to_file_bytes=lambda data: data, load=load_model):
+    """``load`` on every example: it may refuse the file only with ModelFileError."""
     tried = []
 
     @FUZZ
     @given(strategy)
     def run(data):
         tried.append(1)
-        path.write_bytes(to_file_bytes(data))
+        file_bytes = to_file_bytes(data)
+        path.write_bytes(file_bytes)
         try:
-            load_model(path)
+            bounded(lambda: load(path), len(file_bytes))
         except ModelFileError:
             pass
 
@@ -97,9 +113,9 @@ def test_model_reader(model_bytes, tmp_path):
     fuzz_model_loader(tmp_path / "fuzzed.minicnn", mutations(model_bytes))
 
 
-def test_model_reader_mutated_json(model_bytes, tmp_path):
-    """Mutations inside model.json, which a byte flip in the zip would mostly just break."""
-    with zipfile.ZipFile(io.BytesIO(model_bytes)) as zf:
+def rezip_with(file_bytes):
+    """(model.json's bytes, a function putting a mutated model.json back into the same zip)."""
+    with zipfile.ZipFile(io.BytesIO(file_bytes)) as zf:
         members = {name: zf.read(name) for name in zf.namelist()}
 
     def rezip(text):
@@ -109,4 +125,27 @@ def test_model_reader_mutated_json(model_bytes, tmp_path):
                 zf.writestr(name, text if name == "model.json" else data)
         return buf.getvalue()
 
-    fuzz_model_loader(tmp_path / "fuzzed.minicnn", mutations(members["model.json"]), rezip)
+    return members["model.json"], rezip
+
+
+def test_model_reader_mutated_json(model_bytes, tmp_path):
+    """Mutations inside model.json, which a byte flip in the zip would mostly just break."""
+    text, rezip = rezip_with(model_bytes)
+    fuzz_model_loader(tmp_path / "fuzzed.minicnn", mutations(text), rezip)
+
+
+def test_checkpoint_reader(tmp_path):
+    """A checkpoint adds the optimizer's arrays and the training state (epoch, history,
+    generator): mutated bytes and mutated JSON into load_checkpoint."""
+    from minicnn import Sequential
+    from minicnn.layers import Conv2D, Dense, Flatten
+
+    model = Sequential([Conv2D(2, 3, input_shape=(5, 5, 1)), Flatten(), Dense(3)])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((4, 5, 5, 1), dtype=np.float32)
+    model.fit(x, np.arange(4) % 3, verbose=0, callbacks=[ModelCheckpoint(tmp_path / "c.minicnn")])
+    file_bytes = (tmp_path / "c.minicnn").read_bytes()
+    path = tmp_path / "fuzzed.minicnn"
+    fuzz_model_loader(path, mutations(file_bytes), load=load_checkpoint)
+    text, rezip = rezip_with(file_bytes)
+    fuzz_model_loader(path, mutations(text), rezip, load=load_checkpoint)
