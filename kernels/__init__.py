@@ -23,6 +23,10 @@ OP_NAMES = (
     "adam_update",
     "sum_rows",
     "matmul_tn",
+    "winograd_input",
+    "winograd_output",
+    "winograd_grad_output",
+    "winograd_grad_input",
 )
 
 _tables: dict[str, dict | None] = {}

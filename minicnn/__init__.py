@@ -5,7 +5,15 @@ with Keras's API.
     from minicnn.layers import Conv2D, Dense, Flatten
 """
 
-from minicnn import activations, callbacks, layers, losses, optimizers, utils
+from minicnn import (
+    _malloc,  # noqa: F401  (first: tunes the C allocator, see _malloc.py)
+    activations,
+    callbacks,
+    layers,
+    losses,
+    optimizers,
+    utils,
+)
 from minicnn.backend import floatx, get_backend, set_backend, set_floatx
 from minicnn.models import Sequential
 from minicnn.saving import load_checkpoint, load_model

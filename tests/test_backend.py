@@ -1,5 +1,7 @@
 """Choosing the backend, and the one-sentence errors where CuPy or a GPU is missing."""
 
+import os
+import subprocess
 import sys
 import types
 
@@ -49,3 +51,19 @@ def test_floatx_round_trip():
     assert minicnn.floatx() == "float32"
     minicnn.set_floatx("float64")
     assert minicnn.floatx() == "float64"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+@pytest.mark.parametrize("setting, expected", [(None, "True"), ("system", "False")])
+def test_allocator_tuning_and_its_opt_out(setting, expected):
+    env = {k: v for k, v in os.environ.items() if k != "MINICNN_MALLOC"}
+    if setting:
+        env["MINICNN_MALLOC"] = setting
+    out = subprocess.run(
+        [sys.executable, "-c", "import minicnn._malloc as m; print(m.TUNED)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.strip()
+    assert out == expected

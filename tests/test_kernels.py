@@ -137,3 +137,45 @@ def test_matmul_tn_and_sum_rows(backend_name, monkeypatch, rng, dtype, m):
     assert fast.shape == (9, 7) and rel(host(be, fast), host(be, ref)) <= 10 * TOL[dtype]
     fast, ref = both(monkeypatch, "sum_rows", be.xp, dtype, lambda: ops.sum_rows(b))
     assert fast.shape == (7,) and rel(host(be, fast), host(be, ref)) <= 10 * TOL[dtype]
+
+
+@pytest.mark.parametrize("n,oh,ow,c", [(3, 24, 24, 16), (2, 5, 7, 3)])  # even and odd edges
+def test_winograd_transforms(backend_name, monkeypatch, rng, dtype, n, oh, ow, c):
+    """The four transforms, each on a view of a larger buffer as the chunked convolution passes
+    them (the GEMMs between them are plain matmul)."""
+    be, xp = backend.get_backend(backend_name), backend.get_backend(backend_name).xp
+    th, tw = (oh + 1) // 2, (ow + 1) // 2
+    tiles = n * th * tw
+    x = be.asarray(rng.standard_normal((n, 2 * th + 2, 2 * tw + 2, c)).astype(dtype))
+    m = be.asarray(rng.standard_normal((16, tiles + 5, c)).astype(dtype))
+    gy = be.asarray(rng.standard_normal((n, oh, ow, c)).astype(dtype))
+    cases = {
+        "winograd_input": lambda: ops.winograd_input(x, th, tw, xp.zeros((16, tiles + 5, c), dtype)[:, 5:]),
+        "winograd_output": lambda: ops.winograd_output(m[:, 5:], th, tw, xp.zeros((n, oh, ow, c), dtype)),
+        "winograd_grad_output": lambda: ops.winograd_grad_output(gy, th, tw, xp.zeros((16, tiles, c), dtype)),
+        "winograd_grad_input": lambda: ops.winograd_grad_input(m[:, :tiles], th, tw, xp.ones(x.shape, dtype)),
+    }  # fmt: skip
+    for op, fn in cases.items():
+        fast, ref = both(monkeypatch, op, be.xp, dtype, fn)
+        assert fast.dtype == dtype and fast.shape == ref.shape
+        assert rel(host(be, fast), host(be, ref)) <= TOL[dtype], op
+
+
+def test_winograd_matches_the_direct_convolution(rng, float64, monkeypatch):
+    """The algebra itself, in float64 on the plain path: Winograd's three products against
+    im2col's, for a "same" convolution whose output is odd-sized."""
+    x = rng.standard_normal((2, 7, 9, 5))
+    kernel = rng.standard_normal((3, 3, 5, 4))
+    pads = ops.padding_amounts(7, 9, 3, 3, 1, 1, "same")
+    results = {}
+    for algorithm in ("im2col", "winograd"):
+        monkeypatch.setenv("MINICNN_CONV", algorithm)
+        z, saved = ops.conv2d_forward(x, kernel, (1, 1), pads)
+        assert saved[0] == algorithm
+        gz = np.cos(z)
+        results[algorithm] = (
+            z,
+            *ops.conv2d_backward(gz, saved, kernel, x.shape, (1, 1), pads, True),
+        )
+    for a, b in zip(results["winograd"], results["im2col"]):
+        assert rel(a, b) <= 1e-13

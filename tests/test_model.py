@@ -189,15 +189,22 @@ def test_float64_on_request(rng):
     assert all(w.dtype == np.float64 for w in model.get_weights())
 
 
-def test_auto_algorithm_choice():
-    """The seed model's conv2 (64 channels, stride 1) takes the shifted GEMMs on the CPU; conv1
-    (1 channel) and strided convolutions take im2col."""
-    from minicnn import ops
+def test_auto_algorithm_choice(monkeypatch):
+    """The seed model's conv2 (3x3, 64 channels, stride 1) takes Winograd on the CPU with numba
+    (shifted GEMMs without); conv1 (1 channel) and strided convolutions take im2col."""
+    from minicnn import kernels, ops
 
     x = np.zeros((1, 8, 8, 64), dtype="float32")
-    assert ops.conv_algorithm(x, (1, 1), 64) == "shifted"
-    assert ops.conv_algorithm(x, (1, 1), 1) == "im2col"
-    assert ops.conv_algorithm(x, (2, 2), 64) == "im2col"
+    fast = "winograd" if kernels.available() else "shifted"
+    assert ops.conv_algorithm(x, (3, 3, 64, 32), (1, 1)) == fast
+    assert ops.conv_algorithm(x, (5, 5, 64, 32), (1, 1)) == "shifted"
+    assert ops.conv_algorithm(x, (3, 3, 1, 64), (1, 1)) == "im2col"
+    assert ops.conv_algorithm(x, (3, 3, 64, 32), (2, 2)) == "im2col"
+    monkeypatch.setenv("MINICNN_KERNELS", "numpy")
+    assert ops.conv_algorithm(x, (3, 3, 64, 32), (1, 1)) == "shifted"
+    monkeypatch.setenv("MINICNN_CONV", "winograd")
+    assert ops.conv_algorithm(x, (3, 3, 64, 32), (1, 1)) == "winograd"
+    assert ops.conv_algorithm(x, (5, 5, 64, 32), (1, 1)) == "im2col"
 
 
 def test_hostile_architecture_is_refused_before_allocating(tmp_path):
