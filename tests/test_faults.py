@@ -13,6 +13,7 @@ File readers under random and mutated bytes are in test_fuzz_readers.py; bad arg
 in test_errors.py.
 """
 
+import io
 import json
 import os
 import signal
@@ -209,6 +210,36 @@ def test_damaged_checkpoints_are_refused_before_anything_changes(tmp_path, chang
     with pytest.raises(ModelFileError, match=match):
         load_checkpoint(tmp_path / "bad.minicnn")
     assert minicnn.backend.rng().bit_generator.state == state  # the generator was not touched
+
+
+def int_npy(shape):
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(shape, dtype=np.int32))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda m, b: m["architecture"]["layers"][0].update(class_name="Conv3D"),
+         "Unknown layer.*Conv3D"),
+        (lambda m, b: b.pop("weights/1.npy"), "weights/1.npy is missing"),
+        (lambda m, b: m["weights"].append(dict(m["weights"][-1])),
+         "the architecture has 4 weight arrays, the file 5"),
+        (lambda m, b: b.update({"weights/1.npy": int_npy((8,))}),
+         r"weights/1.npy should be a float32 or float64 array of shape \(8,\). Received: int32"),
+        (lambda m, b: m.update(format_version=2), "format version 2.*upgrade minicnn"),
+        (lambda m, b: m.update(format="something.else"), "is not a minicnn model file"),
+        (lambda m, b: m["weights"][0].update(name="bias"), "weight 0 is .*/bias, expected .*/kernel"),
+    ],
+)  # fmt: skip
+def test_damaged_model_files_get_their_own_errors(tmp_path, change, match):
+    model = new_model()
+    model.build((None, 8, 8, 1))
+    model.save(tmp_path / "m.minicnn")
+    rewrite(tmp_path / "m.minicnn", tmp_path / "bad.minicnn", change)
+    with pytest.raises(ModelFileError, match=match):
+        load_model(tmp_path / "bad.minicnn")
 
 
 def test_crash_while_writing_leaves_the_last_checkpoint_whole(tmp_path, monkeypatch):
