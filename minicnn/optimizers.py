@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from minicnn import ops
 from minicnn.backend import get_array_module
 
@@ -54,8 +56,9 @@ class Optimizer:
         raise NotImplementedError
 
     def slot_names(self) -> tuple[str, ...]:
-        """The keys of the dict ``build_slots`` returns, so a saved state can be checked."""
-        return ()
+        """The keys of the dict ``build_slots`` returns (asked of a one-element stand-in), so a
+        saved state can be checked against them."""
+        return tuple(self.build_slots(np.zeros(1, dtype=np.float32)))
 
     def set_state(self, iterations: int, slots: list[dict]) -> None:
         """Take up a saved state: the step count and each parameter's slot arrays."""
@@ -88,9 +91,6 @@ class SGD(Optimizer):
 
     def build_slots(self, p):
         return {"velocity": get_array_module(p).zeros_like(p)} if self.momentum else {}
-
-    def slot_names(self):
-        return ("velocity",) if self.momentum else ()
 
     def update(self, p, g, slots):
         lr = self.learning_rate
@@ -132,9 +132,6 @@ class Adam(Optimizer):
     def build_slots(self, p):
         xp = get_array_module(p)
         return {"m": xp.zeros_like(p), "v": xp.zeros_like(p)}
-
-    def slot_names(self):
-        return ("m", "v")
 
     def update(self, p, g, slots):
         t = self.iterations
