@@ -235,7 +235,7 @@ def adam_update(p, g, m, v, alpha, b1, b2, eps):
 
 
 @_pjit
-def _winograd_input(x, th, tw, v):  # V = B^T d B
+def winograd_input(x, th, tw, v):  # V = B^T d B
     per = th * tw
     for t in prange(x.shape[0] * per):
         b, r = t // per, t % per
@@ -253,10 +253,11 @@ def _winograd_input(x, th, tw, v):  # V = B^T d B
             v[4, t, c], v[5, t, c], v[6, t, c], v[7, t, c] = t10 - t12, t11 + t12, t12 - t11, t11 - t13
             v[8, t, c], v[9, t, c], v[10, t, c], v[11, t, c] = t20 - t22, t21 + t22, t22 - t21, t21 - t23
             v[12, t, c], v[13, t, c], v[14, t, c], v[15, t, c] = t30 - t32, t31 + t32, t32 - t31, t31 - t33
+    return v
 
 
 @_pjit
-def _winograd_output(m, th, tw, z):  # y = A^T M A, cropped at an odd edge
+def winograd_output(m, th, tw, z):  # y = A^T M A, cropped at an odd edge
     _, oh, ow, _ = z.shape
     per = th * tw
     for t in prange(z.shape[0] * per):
@@ -278,10 +279,11 @@ def _winograd_output(m, th, tw, z):  # y = A^T M A, cropped at an odd edge
                 z[b, y + 1, q, f] = u10 + u11 + u12
                 if q + 1 < ow:
                     z[b, y + 1, q + 1, f] = u11 - u12 - u13
+    return z
 
 
 @_pjit
-def _winograd_grad_output(gy, th, tw, gm):  # gM = A gy A^T, zeros past an odd edge
+def winograd_grad_output(gy, th, tw, gm):  # gM = A gy A^T, zeros past an odd edge
     _, oh, ow, _ = gy.shape
     per = th * tw
     for t in prange(gy.shape[0] * per):
@@ -301,6 +303,7 @@ def _winograd_grad_output(gy, th, tw, gm):  # gM = A gy A^T, zeros past an odd e
             gm[8, t, f], gm[9, t, f] = h00 - h10, h01 - h11
             gm[10, t, f], gm[11, t, f] = h02 - h12, h03 - h13
             gm[12, t, f], gm[13, t, f], gm[14, t, f], gm[15, t, f] = -h10, -h11, -h12, -h13
+    return gm
 
 
 @njit(cache=True, inline="always")
@@ -309,7 +312,7 @@ def _bt_row(v0, v1, v2, v3):  # one row of gV times B^T
 
 
 @_pjit
-def _winograd_grad_input(gv, th, tw, gx):  # gd = B gV B^T, added where tiles overlap
+def winograd_grad_input(gv, th, tw, gx):  # gd = B gV B^T, added where tiles overlap
     per = th * tw
     for b in prange(gx.shape[0]):  # one image per task: its tiles overlap only each other
         gx[b] = 0
@@ -339,29 +342,10 @@ def _winograd_grad_input(gv, th, tw, gx):  # gd = B gV B^T, added where tiles ov
                 gx[b, y + 3, q + 1, c] -= s31
                 gx[b, y + 3, q + 2, c] -= s32
                 gx[b, y + 3, q + 3, c] -= s33
+    return gx
 
 
 # fmt: on
-
-
-def winograd_input(x, th, tw, v):
-    _winograd_input(x, th, tw, v)
-    return v
-
-
-def winograd_output(m, th, tw, z):
-    _winograd_output(m, th, tw, z)
-    return z
-
-
-def winograd_grad_output(gy, th, tw, gm):
-    _winograd_grad_output(gy, th, tw, gm)
-    return gm
-
-
-def winograd_grad_input(gv, th, tw, gx):
-    _winograd_grad_input(gv, th, tw, gx)
-    return gx
 
 
 OPS = {(name, "any"): globals()[name] for name in OP_NAMES if name in globals()}
