@@ -371,13 +371,10 @@ class Sequential:
                     cbs.on_train_batch_end(step, None)
                     # the last step goes on to validation and on_epoch_end: the epoch is done
                     if step + 1 < len(batches) and (interrupted() or self.stop_training):
+                        why = "interrupted" if interrupted() else "stopped"
+                        what = "interrupted" if interrupted() else "a callback stopped training"
                         where = f"step {step + 1}/{len(batches)} of epoch {epoch + 1}"
-                        if interrupted():
-                            self._stop(bar, "interrupted", f"interrupted after {where}", cbs)
-                        else:
-                            self._stop(
-                                bar, "stopped", f"a callback stopped training after {where}", cbs
-                            )
+                        self._stop(bar, why, f"{what} after {where}", cbs)
                         return self.history
                 logs = running()
                 if bar:
@@ -388,10 +385,10 @@ class Sequential:
                 if bar:
                     bar.update(len(batches), logs, items=seen, finalize=True)
                 cbs.on_epoch_end(epoch, logs)
-                if self.stop_training or interrupted():
-                    if interrupted():
-                        self._stop(None, "interrupted", f"interrupted after epoch {epoch + 1}", cbs)
-                        return self.history
+                if interrupted():
+                    self._stop(None, "interrupted", f"interrupted after epoch {epoch + 1}", cbs)
+                    return self.history
+                if self.stop_training:
                     break
         cbs.on_train_end()
         return self.history
