@@ -286,34 +286,27 @@ def _read_model(path, backend, compile):
 
 def _load_optimizer_state(model, state: dict, zf: zipfile.ZipFile, path) -> None:
     """Check the saved slots against the model's parameters, then hand them to the optimizer."""
-    opt, params = model.optimizer, model.trainable_params()
-    expected = [
-        (f"{layer.name}/{k}", name, layer.params[k].shape)
-        for layer, k in params
-        for name in opt.slot_names()
-    ]
-    entries = state["slots"]
-    iterations = state["iterations"]
+    opt, params, names = model.optimizer, model.trainable_params(), model.optimizer.slot_names()
+    entries, iterations = state["slots"], state["iterations"]
     if not isinstance(iterations, int) or iterations < 0:
         raise ModelFileError(f"{path}: the optimizer step count {iterations!r} is invalid")
-    if len(entries) != len(expected):
+    if len(entries) != len(params) * len(names):
         raise ModelFileError(
-            f"{path}: {opt.name} keeps {len(expected)} slot arrays for this model, the file {len(entries)}"
+            f"{path}: {opt.name} keeps {len(params) * len(names)} slot arrays for this model, "
+            f"the file {len(entries)}"
         )
-    arrays = []
-    for i, ((param, slot, shape), entry) in enumerate(zip(expected, entries)):
-        if (entry.get("param"), entry.get("slot")) != (param, slot):
-            raise ModelFileError(
-                f"{path}: optimizer array {i} is {entry.get('param')}:{entry.get('slot')}, "
-                f"expected {param}:{slot}"
-            )
-        arrays.append(_read_array(zf, f"optimizer/{i}.npy", tuple(shape), path))
-    xp_asarray, n = model.backend.asarray, len(opt.slot_names())
-    slots = [
-        {
-            name: xp_asarray(arrays[j * n + s], dtype=layer.params[k].dtype).copy()
-            for s, name in enumerate(opt.slot_names())
-        }
-        for j, (layer, k) in enumerate(params)
-    ]
+    slots, i = [], 0
+    for layer, k in params:  # entry i is slot names[i % len(names)] of parameter i // len(names)
+        p = layer.params[k]
+        slots.append({})
+        for name in names:
+            entry = entries[i]
+            if (entry.get("param"), entry.get("slot")) != (f"{layer.name}/{k}", name):
+                raise ModelFileError(
+                    f"{path}: optimizer array {i} is {entry.get('param')}:{entry.get('slot')}, "
+                    f"expected {layer.name}/{k}:{name}"
+                )
+            a = _read_array(zf, f"optimizer/{i}.npy", p.shape, path)  # read-only: copy it
+            slots[-1][name] = model.backend.asarray(a, dtype=p.dtype).copy()
+            i += 1
     opt.set_state(iterations, slots)
