@@ -25,6 +25,7 @@ from minicnn.fileio import atomic_write
 FORMAT = "minicnn.model"
 FORMAT_VERSION = 1
 _MAX_JSON = 1 << 20
+_ZIP_FLAGS = 0x01 | 0x20 | 0x40  # encrypted, patched data, strong encryption
 _DTYPES = (
     np.dtype("<f4"),
     np.dtype("<f8"),
@@ -190,8 +191,6 @@ def _check_sizes(architecture: dict, zf: zipfile.ZipFile, path) -> None:
         )  # float32 at least
         shape = layer.compute_output_shape(shape)
     size = os.path.getsize(path)
-    if any(info.compress_type != zipfile.ZIP_STORED for info in zf.infolist()):
-        raise ModelFileError(f"{path}: weights must be stored uncompressed, as minicnn writes them")
     if need > size:
         raise ModelFileError(
             f"{path}: the architecture needs {need:,} bytes of weights but the file has {size:,}"
@@ -222,9 +221,22 @@ def _read_model(path, backend, compile):
         zf = zipfile.ZipFile(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"No model file at {path}") from None
-    except (zipfile.BadZipFile, OSError) as e:
+    except (
+        zipfile.BadZipFile,
+        OSError,
+        ValueError,
+        NotImplementedError,
+    ) as e:  # zip v9.9, bad names
         raise ModelFileError(f"{path} is not a minicnn model file ({e})") from None
     with zf:
+        # minicnn stores every member plainly: refusing anything else up front keeps zipfile's
+        # decompressors and decrypters (and their NotImplementedError/RuntimeError) out of reach
+        if any(
+            i.compress_type != zipfile.ZIP_STORED or i.flag_bits & _ZIP_FLAGS for i in zf.infolist()
+        ):
+            raise ModelFileError(
+                f"{path}: members must be stored uncompressed and unencrypted, as minicnn writes them"
+            )
         try:
             info = zf.getinfo("model.json")
         except KeyError:
@@ -235,8 +247,8 @@ def _read_model(path, backend, compile):
             )
         try:
             meta = json.loads(zf.read(info).decode("utf-8"))
-        except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as e:
-            raise ModelFileError(f"{path}: model.json is damaged ({e})") from None
+        except (ValueError, zipfile.BadZipFile, OSError, EOFError) as e:
+            raise ModelFileError(f"{path}: model.json is damaged ({e!r})") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ModelFileError(
                 f"{path} is not a minicnn model file (format {meta.get('format') if isinstance(meta, dict) else None!r})"
@@ -274,7 +286,7 @@ def _read_model(path, backend, compile):
                     _load_optimizer_state(model, meta["optimizer_state"], zf, path)
         except ModelFileError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile, OSError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile, OSError, EOFError) as e:  # fmt: skip
             raise ModelFileError(
                 f"{path}: the model description is invalid ({type(e).__name__}: {e})"
             ) from None

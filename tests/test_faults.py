@@ -242,6 +242,28 @@ def test_damaged_model_files_get_their_own_errors(tmp_path, change, match):
         load_model(tmp_path / "bad.minicnn")
 
 
+@pytest.mark.parametrize(
+    "offset, value, match",
+    [
+        (8, 0x01, "stored uncompressed and unencrypted"),  # flag bits: encrypted
+        (8, 0x40, "stored uncompressed and unencrypted"),  # strong encryption
+        (10, 99, "stored uncompressed and unencrypted"),  # an unknown compression method
+        (6, 99, "is not a minicnn model file"),  # "needs zip version 9.9"
+    ],
+)
+def test_zip_features_minicnn_never_writes_are_refused(tmp_path, offset, value, match):
+    """Found by fuzzing: zipfile answers these with NotImplementedError or RuntimeError."""
+    model = new_model()
+    model.build((None, 8, 8, 1))
+    model.save(tmp_path / "m.minicnn")
+    data = bytearray((tmp_path / "m.minicnn").read_bytes())
+    entry = data.index(b"PK\x01\x02")  # model.json's central directory entry comes first
+    data[entry + offset : entry + offset + 2] = value.to_bytes(2, "little")
+    (tmp_path / "bad.minicnn").write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match=match):
+        load_model(tmp_path / "bad.minicnn")
+
+
 def test_crash_while_writing_leaves_the_last_checkpoint_whole(tmp_path, monkeypatch):
     x, y = data(64)
     model = new_model()
