@@ -228,120 +228,154 @@ def adam_update(p, g, m, v, alpha, b1, b2, eps):
 
 
 # fmt: off
-# Winograd F(2x2, 3x3) transforms (the maths is in minicnn/ops.py). One task per tile (or per
-# image, where tiles overlap on output), the inner loop over channels, so each of the 16 reads or
-# writes of a tile is a contiguous run of C values. Written out element by element: d<row><col>
-# is the input tile, t the tile after its first (row) transform.
+# Winograd F(4x4, 3x3) transforms (the maths is in minicnn/ops.py). Each 2-D transform is two
+# passes of a 1-D one: down the columns of a tile into a small scratch array, then along its
+# rows. The inner loops run over channels, so every read or write is a contiguous run of C (or F)
+# values. The 1-D transforms are written out once each; constants take the operands' type
+# (``type(d0)(4)``), so float32 stays float32.
+
+
+@njit(cache=True, inline="always")
+def _bt6(d0, d1, d2, d3, d4, d5):  # B^T d for a column d of 6
+    k2, k4, k5 = type(d0)(2), type(d0)(4), type(d0)(5)
+    return (
+        k4 * d0 - k5 * d2 + d4,
+        d3 + d4 - k4 * (d1 + d2),
+        d4 - d3 + k4 * (d1 - d2),
+        d4 - d2 + k2 * (d3 - d1),
+        d4 - d2 + k2 * (d1 - d3),
+        k4 * d1 - k5 * d3 + d5,
+    )
+
+
+@njit(cache=True, inline="always")
+def _b6(v0, v1, v2, v3, v4, v5):  # B v: the adjoint of _bt6
+    k2, k4, k5 = type(v0)(2), type(v0)(4), type(v0)(5)
+    return (
+        k4 * v0,
+        k4 * (v2 - v1 + v5) + k2 * (v4 - v3),
+        -k5 * v0 - k4 * (v1 + v2) - v3 - v4,
+        v1 - v2 + k2 * (v3 - v4) - k5 * v5,
+        v0 + v1 + v2 + v3 + v4,
+        v5,
+    )
+
+
+@njit(cache=True, inline="always")
+def _at6(m0, m1, m2, m3, m4, m5):  # A^T m: 6 points to 4 outputs
+    k2, k4, k8 = type(m0)(2), type(m0)(4), type(m0)(8)
+    return (
+        m0 + m1 + m2 + m3 + m4,
+        m1 - m2 + k2 * (m3 - m4),
+        m1 + m2 + k4 * (m3 + m4),
+        m1 - m2 + k8 * (m3 - m4) + m5,
+    )
+
+
+@njit(cache=True, inline="always")
+def _a6(g0, g1, g2, g3):  # A g: the adjoint of _at6
+    k2, k4, k8 = type(g0)(2), type(g0)(4), type(g0)(8)
+    return (
+        g0,
+        g0 + g1 + g2 + g3,
+        g0 - g1 + g2 - g3,
+        g0 + k2 * g1 + k4 * g2 + k8 * g3,
+        g0 - k2 * g1 + k4 * g2 - k8 * g3,
+        g3,
+    )
 
 
 @_pjit
 def winograd_input(x, th, tw, v):  # V = B^T d B
-    per = th * tw
-    for t in prange(x.shape[0] * per):
-        b, r = t // per, t % per
-        y, q = 2 * (r // tw), 2 * (r % tw)
-        for c in range(x.shape[3]):
-            d00, d01, d02, d03 = x[b, y, q, c], x[b, y, q + 1, c], x[b, y, q + 2, c], x[b, y, q + 3, c]
-            d10, d11, d12, d13 = x[b, y + 1, q, c], x[b, y + 1, q + 1, c], x[b, y + 1, q + 2, c], x[b, y + 1, q + 3, c]
-            d20, d21, d22, d23 = x[b, y + 2, q, c], x[b, y + 2, q + 1, c], x[b, y + 2, q + 2, c], x[b, y + 2, q + 3, c]
-            d30, d31, d32, d33 = x[b, y + 3, q, c], x[b, y + 3, q + 1, c], x[b, y + 3, q + 2, c], x[b, y + 3, q + 3, c]
-            t00, t01, t02, t03 = d00 - d20, d01 - d21, d02 - d22, d03 - d23  # B^T d
-            t10, t11, t12, t13 = d10 + d20, d11 + d21, d12 + d22, d13 + d23
-            t20, t21, t22, t23 = d20 - d10, d21 - d11, d22 - d12, d23 - d13
-            t30, t31, t32, t33 = d10 - d30, d11 - d31, d12 - d32, d13 - d33
-            v[0, t, c], v[1, t, c], v[2, t, c], v[3, t, c] = t00 - t02, t01 + t02, t02 - t01, t01 - t03
-            v[4, t, c], v[5, t, c], v[6, t, c], v[7, t, c] = t10 - t12, t11 + t12, t12 - t11, t11 - t13
-            v[8, t, c], v[9, t, c], v[10, t, c], v[11, t, c] = t20 - t22, t21 + t22, t22 - t21, t21 - t23
-            v[12, t, c], v[13, t, c], v[14, t, c], v[15, t, c] = t30 - t32, t31 + t32, t32 - t31, t31 - t33
+    nc = x.shape[3]
+    for task in prange(x.shape[0] * th):  # one row of tiles of one image per task
+        b, y = task // th, 4 * (task % th)
+        s = np.empty((6, 6, nc), dtype=x.dtype)  # s[i, j] = (B^T d)[i, j]
+        for col in range(tw):
+            t, q = task * tw + col, 4 * col
+            for j in range(6):
+                for c in range(nc):
+                    s[0, j, c], s[1, j, c], s[2, j, c], s[3, j, c], s[4, j, c], s[5, j, c] = _bt6(
+                        x[b, y, q + j, c], x[b, y + 1, q + j, c], x[b, y + 2, q + j, c],
+                        x[b, y + 3, q + j, c], x[b, y + 4, q + j, c], x[b, y + 5, q + j, c],
+                    )
+            for i in range(6):
+                k = 6 * i
+                for c in range(nc):
+                    v[k, t, c], v[k + 1, t, c], v[k + 2, t, c], v[k + 3, t, c], v[k + 4, t, c], v[k + 5, t, c] = _bt6(
+                        s[i, 0, c], s[i, 1, c], s[i, 2, c], s[i, 3, c], s[i, 4, c], s[i, 5, c]
+                    )
     return v
 
 
 @_pjit
-def winograd_output(m, th, tw, z):  # y = A^T M A, cropped at an odd edge
-    _, oh, ow, _ = z.shape
-    per = th * tw
-    for t in prange(z.shape[0] * per):
-        b, r = t // per, t % per
-        y, q = 2 * (r // tw), 2 * (r % tw)
-        for f in range(z.shape[3]):
-            u00 = m[0, t, f] + m[4, t, f] + m[8, t, f]  # A^T M: row 0
-            u01 = m[1, t, f] + m[5, t, f] + m[9, t, f]
-            u02 = m[2, t, f] + m[6, t, f] + m[10, t, f]
-            u03 = m[3, t, f] + m[7, t, f] + m[11, t, f]
-            u10 = m[4, t, f] - m[8, t, f] - m[12, t, f]  # row 1
-            u11 = m[5, t, f] - m[9, t, f] - m[13, t, f]
-            u12 = m[6, t, f] - m[10, t, f] - m[14, t, f]
-            u13 = m[7, t, f] - m[11, t, f] - m[15, t, f]
-            z[b, y, q, f] = u00 + u01 + u02
-            if q + 1 < ow:
-                z[b, y, q + 1, f] = u01 - u02 - u03
-            if y + 1 < oh:
-                z[b, y + 1, q, f] = u10 + u11 + u12
-                if q + 1 < ow:
-                    z[b, y + 1, q + 1, f] = u11 - u12 - u13
+def winograd_output(m, th, tw, z):  # y = A^T M A
+    nf = z.shape[3]
+    for task in prange(z.shape[0] * th):
+        b, y = task // th, 4 * (task % th)
+        s = np.empty((6, 4, nf), dtype=z.dtype)  # s[i, q] = (M A)[i, q]
+        for col in range(tw):
+            t, q = task * tw + col, 4 * col
+            for i in range(6):
+                k = 6 * i
+                for f in range(nf):
+                    s[i, 0, f], s[i, 1, f], s[i, 2, f], s[i, 3, f] = _at6(
+                        m[k, t, f], m[k + 1, t, f], m[k + 2, t, f],
+                        m[k + 3, t, f], m[k + 4, t, f], m[k + 5, t, f],
+                    )
+            for j in range(4):
+                for f in range(nf):
+                    z[b, y, q + j, f], z[b, y + 1, q + j, f], z[b, y + 2, q + j, f], z[b, y + 3, q + j, f] = _at6(
+                        s[0, j, f], s[1, j, f], s[2, j, f], s[3, j, f], s[4, j, f], s[5, j, f]
+                    )
     return z
 
 
 @_pjit
-def winograd_grad_output(gy, th, tw, gm):  # gM = A gy A^T, zeros past an odd edge
-    _, oh, ow, _ = gy.shape
-    per = th * tw
-    for t in prange(gy.shape[0] * per):
-        b, r = t // per, t % per
-        y, q = 2 * (r // tw), 2 * (r % tw)
-        right, down = q + 1 < ow, y + 1 < oh
-        for f in range(gy.shape[3]):
-            g00 = gy[b, y, q, f]
-            g01 = gy[b, y, q + 1, f] if right else 0.0
-            g10 = gy[b, y + 1, q, f] if down else 0.0
-            g11 = gy[b, y + 1, q + 1, f] if right and down else 0.0
-            h00, h01, h02, h03 = g00, g00 + g01, g00 - g01, -g01  # g A^T, row 0
-            h10, h11, h12, h13 = g10, g10 + g11, g10 - g11, -g11  # row 1
-            gm[0, t, f], gm[1, t, f], gm[2, t, f], gm[3, t, f] = h00, h01, h02, h03
-            gm[4, t, f], gm[5, t, f] = h00 + h10, h01 + h11
-            gm[6, t, f], gm[7, t, f] = h02 + h12, h03 + h13
-            gm[8, t, f], gm[9, t, f] = h00 - h10, h01 - h11
-            gm[10, t, f], gm[11, t, f] = h02 - h12, h03 - h13
-            gm[12, t, f], gm[13, t, f], gm[14, t, f], gm[15, t, f] = -h10, -h11, -h12, -h13
+def winograd_grad_output(gy, th, tw, gm):  # gM = A gy A^T
+    nf = gy.shape[3]
+    for task in prange(gy.shape[0] * th):
+        b, y = task // th, 4 * (task % th)
+        s = np.empty((4, 6, nf), dtype=gy.dtype)  # s[p, j] = (gy A^T)[p, j]
+        for col in range(tw):
+            t, q = task * tw + col, 4 * col
+            for p in range(4):
+                for f in range(nf):
+                    s[p, 0, f], s[p, 1, f], s[p, 2, f], s[p, 3, f], s[p, 4, f], s[p, 5, f] = _a6(
+                        gy[b, y + p, q, f], gy[b, y + p, q + 1, f], gy[b, y + p, q + 2, f], gy[b, y + p, q + 3, f]
+                    )
+            for j in range(6):
+                for f in range(nf):
+                    gm[j, t, f], gm[6 + j, t, f], gm[12 + j, t, f], gm[18 + j, t, f], gm[24 + j, t, f], gm[30 + j, t, f] = _a6(
+                        s[0, j, f], s[1, j, f], s[2, j, f], s[3, j, f]
+                    )
     return gm
-
-
-@njit(cache=True, inline="always")
-def _bt_row(v0, v1, v2, v3):  # one row of gV times B^T
-    return v0, v1 - v2 + v3, v1 + v2 - v0, -v3
 
 
 @_pjit
 def winograd_grad_input(gv, th, tw, gx):  # gd = B gV B^T, added where tiles overlap
-    per = th * tw
+    nc = gx.shape[3]
     for b in prange(gx.shape[0]):  # one image per task: its tiles overlap only each other
         gx[b] = 0
-        for r in range(per):
-            t = b * per + r
-            y, q = 2 * (r // tw), 2 * (r % tw)
-            for c in range(gx.shape[3]):
-                # gV B^T, row by row: s<i><b>
-                s00, s01, s02, s03 = _bt_row(gv[0, t, c], gv[1, t, c], gv[2, t, c], gv[3, t, c])
-                s10, s11, s12, s13 = _bt_row(gv[4, t, c], gv[5, t, c], gv[6, t, c], gv[7, t, c])
-                s20, s21, s22, s23 = _bt_row(gv[8, t, c], gv[9, t, c], gv[10, t, c], gv[11, t, c])
-                s30, s31, s32, s33 = _bt_row(gv[12, t, c], gv[13, t, c], gv[14, t, c], gv[15, t, c])
-                # B (.) on the columns: row a of the tile gradient from s0*, s1*, s2*, s3*
-                gx[b, y, q, c] += s00
-                gx[b, y, q + 1, c] += s01
-                gx[b, y, q + 2, c] += s02
-                gx[b, y, q + 3, c] += s03
-                gx[b, y + 1, q, c] += s10 - s20 + s30
-                gx[b, y + 1, q + 1, c] += s11 - s21 + s31
-                gx[b, y + 1, q + 2, c] += s12 - s22 + s32
-                gx[b, y + 1, q + 3, c] += s13 - s23 + s33
-                gx[b, y + 2, q, c] += s10 + s20 - s00
-                gx[b, y + 2, q + 1, c] += s11 + s21 - s01
-                gx[b, y + 2, q + 2, c] += s12 + s22 - s02
-                gx[b, y + 2, q + 3, c] += s13 + s23 - s03
-                gx[b, y + 3, q, c] -= s30
-                gx[b, y + 3, q + 1, c] -= s31
-                gx[b, y + 3, q + 2, c] -= s32
-                gx[b, y + 3, q + 3, c] -= s33
+        s = np.empty((6, 6, nc), dtype=gx.dtype)  # s[i, a] = (gV B^T)[i, a]
+        for r in range(th * tw):
+            t, y, q = b * th * tw + r, 4 * (r // tw), 4 * (r % tw)
+            for i in range(6):
+                k = 6 * i
+                for c in range(nc):
+                    s[i, 0, c], s[i, 1, c], s[i, 2, c], s[i, 3, c], s[i, 4, c], s[i, 5, c] = _b6(
+                        gv[k, t, c], gv[k + 1, t, c], gv[k + 2, t, c],
+                        gv[k + 3, t, c], gv[k + 4, t, c], gv[k + 5, t, c],
+                    )
+            for j in range(6):
+                for c in range(nc):
+                    g0, g1, g2, g3, g4, g5 = _b6(s[0, j, c], s[1, j, c], s[2, j, c], s[3, j, c], s[4, j, c], s[5, j, c])
+                    gx[b, y, q + j, c] += g0
+                    gx[b, y + 1, q + j, c] += g1
+                    gx[b, y + 2, q + j, c] += g2
+                    gx[b, y + 3, q + j, c] += g3
+                    gx[b, y + 4, q + j, c] += g4
+                    gx[b, y + 5, q + j, c] += g5
     return gx
 
 

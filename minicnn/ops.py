@@ -107,8 +107,8 @@ def conv_algorithm(x, kernel_shape, strides) -> str:
     """Which algorithm convolves ``x`` with a kernel of ``kernel_shape`` (kh, kw, C, F):
 
     - "im2col": the reference, any geometry, and the GPU's choice (cuBLAS on one big GEMM);
-    - "winograd": CPU, 3x3 stride 1, 16+ input channels, with the numba kernels: 2.25x fewer
-      multiplies than the direct product, in all three of training's products;
+    - "winograd": CPU, 3x3 stride 1, 16+ input channels, with the numba kernels: F(4x4, 3x3),
+      4x fewer multiplies than the direct product, in all three of training's products;
     - "shifted": the same cases without numba: 9 GEMMs on the input as it lies, no im2col copy.
     MINICNN_CONV forces one where the geometry allows it (else im2col)."""
     kh, kw, c, _ = kernel_shape
@@ -244,84 +244,110 @@ def _shifted_backward(gz, saved, kernel, x_shape, pads, need_gx):
 
 
 # ---------------------------------------------------------------------------------------------
-# Winograd F(2x2, 3x3): each 2x2 block of output from a 4x4 tile of input (tiles overlap by 2)
+# Winograd F(4x4, 3x3): each 4x4 block of output from a 6x6 tile of input (tiles overlap by 2)
 #
 #     y = A^T [ (G g G^T) * (B^T d B) ] A        (* elementwise, per input/output channel pair)
 #
-# so the sum over input channels becomes 16 independent GEMMs, one per point of the 4x4 tile
-# (V[k] @ U[k], (tiles, C) @ (C, F)), with 16 products per 4 outputs instead of 36. Training's
-# other two products fall out of the same transforms: the gradient of U is V[k]^T @ gM[k] and the
-# gradient of V is gM[k] @ U[k]^T, where gM = A gy A^T (Lavin & Gray, 2016).
+# so the sum over input channels becomes 36 independent GEMMs, one per point of the 6x6 tile
+# (V[k] @ U[k], (tiles, C) @ (C, F)), with 36 products per 16 outputs instead of 144 (4x fewer).
+# Training's other two products fall out of the same transforms: the gradient of U is
+# V[k]^T @ gM[k] and the gradient of V is gM[k] @ U[k]^T, where gM = A gy A^T (Lavin & Gray,
+# 2016). The matrices use the interpolation points 0, +-1, +-2 and infinity; F(2x2, 3x3) would
+# need 16 products per 4 outputs, and its GEMMs measured 1.7x slower on conv2 of the seed model.
 
-_WINO_BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))  # (4, 4)
-_WINO_G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))  # (4, 3)
-_WINO_AT = ((1, 1, 1, 0), (0, 1, -1, -1))  # (2, 4)
+_WINO_BT = (  # (6, 6)
+    (4, 0, -5, 0, 1, 0),
+    (0, -4, -4, 1, 1, 0),
+    (0, 4, -4, -1, 1, 0),
+    (0, -2, -1, 2, 1, 0),
+    (0, 2, -1, -2, 1, 0),
+    (0, 4, 0, -5, 0, 1),
+)
+_WINO_G = (  # (6, 3)
+    (1 / 4, 0, 0),
+    (-1 / 6, -1 / 6, -1 / 6),
+    (-1 / 6, 1 / 6, -1 / 6),
+    (1 / 24, 1 / 12, 1 / 6),
+    (1 / 24, -1 / 12, 1 / 6),
+    (0, 0, 1),
+)
+_WINO_AT = (  # (4, 6)
+    (1, 1, 1, 1, 1, 0),
+    (0, 1, -1, 2, -2, 0),
+    (0, 1, 1, 4, 4, 0),
+    (0, 1, -1, 8, -8, 1),
+)
+
+
+def _wino_gg(xp, dtype):
+    """G (x) G, (36, 9): U = G g G^T for all channel pairs at once is (G (x) G) @ g.reshape(9, -1)
+    (row 6i + j, column 3a + b holds G[i, a] * G[j, b])."""
+    g = np.asarray(_WINO_G, dtype=np.float64)
+    return xp.asarray(np.kron(g, g), dtype=dtype)
 
 
 def winograd_input(x, th, tw, v):
-    """V = B^T d B for every 4x4 tile d (stride 2) of every channel, written into ``v``.
+    """V = B^T d B for every 6x6 tile d (stride 4) of every channel, written into ``v``.
 
-    x: (N, >= 2*th+2, >= 2*tw+2, C) -> v: (16, N*th*tw, C), tiles in (image, row, column) order
+    x: (N, 4*th+2, 4*tw+2, C) -> v: (36, N*th*tw, C), tiles in (image, row, column) order
     """
     fast = _kernel("winograd_input", x)
     if fast is not None:
         return fast(x, th, tw, v)
     xp = get_array_module(x)
     n, c = x.shape[0], x.shape[3]
-    d = xp.stack(  # (4, 4, N*th*tw*C): d[a, b] is pixel (a, b) of every tile
+    d = xp.stack(  # (6, 6, N*th*tw*C): d[a, b] is pixel (a, b) of every tile
         [
             xp.stack(
-                [x[:, a : a + 2 * th : 2, b : b + 2 * tw : 2, :].reshape(-1) for b in range(4)]
+                [x[:, a : a + 4 * th : 4, b : b + 4 * tw : 4, :].reshape(-1) for b in range(6)]
             )
-            for a in range(4)
+            for a in range(6)
         ]
     )
     bt = xp.asarray(_WINO_BT, dtype=x.dtype)
-    v[...] = xp.einsum("ia,abk,jb->ijk", bt, d, bt).reshape(16, n * th * tw, c)
+    v[...] = xp.einsum("ia,abk,jb->ijk", bt, d, bt).reshape(36, n * th * tw, c)
     return v
 
 
 def winograd_output(m, th, tw, z):
-    """y = A^T M A for every tile, written into z (the last tile row/column cropped if odd).
+    """y = A^T M A for every tile, written into z.
 
-    m: (16, N*th*tw, F) -> z: (N, oH, oW, F) with oH <= 2*th, oW <= 2*tw
+    m: (36, N*th*tw, F) -> z: (N, 4*th, 4*tw, F)
     """
     fast = _kernel("winograd_output", m)
     if fast is not None:
         return fast(m, th, tw, z)
     xp = get_array_module(m)
-    n, oh, ow, f = z.shape
+    n, _, _, f = z.shape
     at = xp.asarray(_WINO_AT, dtype=m.dtype)
-    y = xp.einsum("ai,ijk,bj->abk", at, m.reshape(4, 4, -1), at)  # (2, 2, N*th*tw*F)
-    y = y.reshape(2, 2, n, th, tw, f).transpose(2, 3, 0, 4, 1, 5)  # (N, th, 2, tw, 2, F)
-    z[...] = y.reshape(n, 2 * th, 2 * tw, f)[:, :oh, :ow, :]
+    y = xp.einsum("ai,ijk,bj->abk", at, m.reshape(6, 6, -1), at)  # (4, 4, N*th*tw*F)
+    y = y.reshape(4, 4, n, th, tw, f).transpose(2, 3, 0, 4, 1, 5)  # (N, th, 4, tw, 4, F)
+    z[...] = y.reshape(n, 4 * th, 4 * tw, f)
     return z
 
 
 def winograd_grad_output(gy, th, tw, gm):
-    """gM = A gy A^T for every 2x2 block of the output gradient (zeros past an odd edge).
+    """gM = A gy A^T for every 4x4 block of the output gradient.
 
-    gy: (N, oH, oW, F) -> gm: (16, N*th*tw, F)
+    gy: (N, 4*th, 4*tw, F) -> gm: (36, N*th*tw, F)
     """
     fast = _kernel("winograd_grad_output", gy)
     if fast is not None:
         return fast(gy, th, tw, gm)
     xp = get_array_module(gy)
-    n, oh, ow, f = gy.shape
-    full = xp.zeros((n, 2 * th, 2 * tw, f), dtype=gy.dtype)
-    full[:, :oh, :ow, :] = gy
+    n, _, _, f = gy.shape
     g = xp.stack(
-        [xp.stack([full[:, a::2, b::2, :].reshape(-1) for b in range(2)]) for a in range(2)]
-    )  # (2, 2, N*th*tw*F)
-    a_ = xp.asarray(_WINO_AT, dtype=gy.dtype).T  # A: (4, 2)
-    gm[...] = xp.einsum("ia,abk,jb->ijk", a_, g, a_).reshape(16, n * th * tw, f)
+        [xp.stack([gy[:, a::4, b::4, :].reshape(-1) for b in range(4)]) for a in range(4)]
+    )  # (4, 4, N*th*tw*F)
+    a_ = xp.asarray(_WINO_AT, dtype=gy.dtype).T  # A: (6, 4)
+    gm[...] = xp.einsum("ia,abk,jb->ijk", a_, g, a_).reshape(36, n * th * tw, f)
     return gm
 
 
 def winograd_grad_input(gv, th, tw, gx):
     """The adjoint of winograd_input: gd = B gV B^T per tile, summed where tiles overlap.
 
-    gv: (16, N*th*tw, C) -> gx: (N, Hp, Wp, C), every element written (zeros outside the tiles)
+    gv: (36, N*th*tw, C) -> gx: (N, 4*th+2, 4*tw+2, C), every element written
     """
     fast = _kernel("winograd_grad_input", gv)
     if fast is not None:
@@ -329,39 +355,42 @@ def winograd_grad_input(gv, th, tw, gx):
     xp = get_array_module(gv)
     n, c = gx.shape[0], gx.shape[3]
     bt = xp.asarray(_WINO_BT, dtype=gv.dtype)
-    gd = xp.einsum("ia,ijk,jb->abk", bt, gv.reshape(4, 4, -1), bt).reshape(4, 4, n, th, tw, c)
+    gd = xp.einsum("ia,ijk,jb->abk", bt, gv.reshape(6, 6, -1), bt).reshape(6, 6, n, th, tw, c)
     gx[...] = 0
-    for a in range(4):  # a loop over tile offsets: each add moves a whole strided slice
-        for b in range(4):
-            gx[:, a : a + 2 * th : 2, b : b + 2 * tw : 2, :] += gd[a, b]
+    for a in range(6):  # a loop over tile offsets: each add moves a whole strided slice
+        for b in range(6):
+            gx[:, a : a + 4 * th : 4, b : b + 4 * tw : 4, :] += gd[a, b]
     return gx
 
 
 def _winograd_forward(x, kernel, pads):
-    """Run in chunks of images, so the transformed input (16 values per tile and channel, 7x the
-    input) is never one array of hundreds of MB; each chunk's V is kept for the backward pass."""
+    """Run in chunks of images, so the transformed input (36 values per tile and channel, 2.25x
+    the input) is never one array of hundreds of MB; each chunk's V is kept for the backward
+    pass. Outputs that are not a multiple of 4 go through a padded buffer, cropped at the end."""
     xp = get_array_module(x)
     c, f = kernel.shape[2:]
     n, h, w, _ = x.shape
     top, bottom, left, right = pads
     oh, ow = h + top + bottom - 2, w + left + right - 2
-    th, tw = (oh + 1) // 2, (ow + 1) // 2
-    # zeros below and right up to the tile grid: 2*th + 2 rows, 2*tw + 2 columns
-    xpad = pad(x, (top, 2 * th + 2 - h - top, left, 2 * tw + 2 - w - left))
-    g = xp.asarray(_WINO_G, dtype=kernel.dtype)
-    u = xp.einsum("ia,abcf,jb->ijcf", g, kernel, g).reshape(16, c, f)  # U = G g G^T
-    z = xp.empty((n, oh, ow, f), dtype=x.dtype)
+    th, tw = -(-oh // 4), -(-ow // 4)
+    # zeros below and right up to the tile grid: 4*th + 2 rows, 4*tw + 2 columns
+    xpad = pad(x, (top, 4 * th + 2 - h - top, left, 4 * tw + 2 - w - left))
+    u = (_wino_gg(xp, kernel.dtype) @ kernel.reshape(9, c * f)).reshape(36, c, f)  # G g G^T
+    exact = (oh, ow) == (4 * th, 4 * tw)
+    z = xp.empty((n, 4 * th, 4 * tw, f), dtype=x.dtype)
     vs, m = [], None
     # Large chunks: each costs four kernel launches and three batched GEMMs. Measured on conv2 at
-    # batch 32 (forward + backward): 4 MB chunks 15.5 ms, one 19 MB chunk 14.9 ms, 1 MB 32 ms
-    for n0, n1 in _chunks(n, 16 * th * tw * c, x.dtype.itemsize, scale=6):
+    # batch 32 (forward + backward, F(2x2, 3x3)): 4 MB chunks 15.5 ms, one 19 MB chunk 14.9 ms
+    for n0, n1 in _chunks(n, 36 * th * tw * c, x.dtype.itemsize, scale=6):
         k = (n1 - n0) * th * tw  # tiles in this chunk
-        v = winograd_input(xpad[n0:n1], th, tw, xp.empty((16, k, c), dtype=x.dtype))
+        v = winograd_input(xpad[n0:n1], th, tw, xp.empty((36, k, c), dtype=x.dtype))
         if m is None or m.shape[1] != k:
-            m = xp.empty((16, k, f), dtype=x.dtype)
+            m = xp.empty((36, k, f), dtype=x.dtype)
         xp.matmul(v, u, out=m)
         winograd_output(m, th, tw, z[n0:n1])
         vs.append(v)
+    if not exact:
+        z = xp.ascontiguousarray(z[:, :oh, :ow, :])
     return z.reshape(n * oh * ow, f), ("winograd", vs, u, (n, oh, ow, th, tw, xpad.shape))
 
 
@@ -370,31 +399,32 @@ def _winograd_backward(gz, saved, kernel, x_shape, pads, need_gx):
     c, f = kernel.shape[2:]
     _, vs, u, (n, oh, ow, th, tw, padded) = saved
     gz4 = gz.reshape(n, oh, ow, f)
-    gu = xp.zeros((16, c, f), dtype=gz.dtype)
+    if (oh, ow) != (4 * th, 4 * tw):  # zeros past the output's edge, up to the tile grid
+        gz4 = pad(gz4, (0, 4 * th - oh, 0, 4 * tw - ow))
+    gu = xp.zeros((36, c, f), dtype=gz.dtype)
     _, h, w, _ = x_shape
     top, left = pads[0], pads[2]
     gx = xp.empty(x_shape, dtype=gz.dtype) if need_gx else None
-    ut = u.transpose(0, 2, 1)  # (16, F, C)
+    ut = u.transpose(0, 2, 1)  # (36, F, C)
     gm = gv = gpad = None
     n0 = 0
     for v in vs:  # the forward's chunks, in order
         k = v.shape[1]
         n1 = n0 + k // (th * tw)
         if gm is None or gm.shape[1] != k:  # buffers for this chunk size (the last may differ)
-            gm = xp.empty((16, k, f), dtype=gz.dtype)
+            gm = xp.empty((36, k, f), dtype=gz.dtype)
             if need_gx:
-                gv = xp.empty((16, k, c), dtype=gz.dtype)
+                gv = xp.empty((36, k, c), dtype=gz.dtype)
                 gpad = xp.empty((n1 - n0, *padded[1:]), dtype=gz.dtype)
         winograd_grad_output(gz4[n0:n1], th, tw, gm)
-        gu += xp.matmul(v.transpose(0, 2, 1), gm)  # (16, C, F)
+        gu += xp.matmul(v.transpose(0, 2, 1), gm)  # (36, C, F)
         if need_gx:
             xp.matmul(gm, ut, out=gv)
             winograd_grad_input(gv, th, tw, gpad)
             gx[n0:n1] = gpad[:, top : top + h, left : left + w, :]
         n0 = n1
-    g = xp.asarray(_WINO_G, dtype=gz.dtype)
-    gkernel = xp.einsum("ia,ijcf,jb->abcf", g, gu.reshape(4, 4, c, f), g)  # G^T gU G
-    return xp.ascontiguousarray(gkernel), gx
+    gkernel = _wino_gg(xp, gz.dtype).T @ gu.reshape(36, c * f)  # G^T gU G
+    return gkernel.reshape(3, 3, c, f), gx
 
 
 # ---------------------------------------------------------------------------------------------
