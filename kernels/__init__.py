@@ -27,6 +27,9 @@ OP_NAMES = (
     "winograd_output",
     "winograd_grad_output",
     "winograd_grad_input",
+    "conv_direct",
+    "conv_direct_grad",
+    "conv_direct_grad_input",
 )
 
 _tables: dict[str, dict | None] = {}

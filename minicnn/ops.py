@@ -100,13 +100,17 @@ def col2im(gcol, x_shape, sy, sx, pads):
 # Convolution: two algorithms behind one interface
 
 
-_ALGORITHMS = ("im2col", "shifted", "winograd")
+_ALGORITHMS = ("im2col", "shifted", "winograd", "direct")
+_DIRECT_MAX_C = 4  # input channels up to which the direct kernel beats im2col + GEMM
 
 
 def conv_algorithm(x, kernel_shape, strides) -> str:
     """Which algorithm convolves ``x`` with a kernel of ``kernel_shape`` (kh, kw, C, F):
 
     - "im2col": the reference, any geometry, and the GPU's choice (cuBLAS on one big GEMM);
+    - "direct": CPU, up to 4 input channels (a first layer), with the numba kernels: the
+      products in registers, bias, ReLU and their gradients in the same pass; im2col's matrix
+      would be 9x the input and its GEMM has an inner dimension of 9;
     - "winograd": CPU, 3x3 stride 1, 16+ input channels, with the numba kernels: F(4x4, 3x3),
       4x fewer multiplies than the direct product, in all three of training's products;
     - "shifted": the same cases without numba: 9 GEMMs on the input as it lies, no im2col copy.
@@ -116,43 +120,76 @@ def conv_algorithm(x, kernel_shape, strides) -> str:
     forced = os.environ.get("MINICNN_CONV", "auto").lower()
     if forced == "winograd":
         return "winograd" if stride1 and (kh, kw) == (3, 3) else "im2col"
-    if forced in ("im2col", "shifted"):
-        return "shifted" if forced == "shifted" and stride1 else "im2col"
-    if get_array_module(x) is not np or not stride1 or c < 16:
+    if forced in ("im2col", "shifted", "direct"):
+        return "im2col" if forced == "shifted" and not stride1 else forced
+    if get_array_module(x) is not np:
         return "im2col"
-    fast = (kh, kw) == (3, 3) and kernels.lookup("winograd_input", np, x.dtype) is not None
-    return "winograd" if fast else "shifted"
+    numba = kernels.lookup("conv_direct", np, x.dtype) is not None
+    if c <= _DIRECT_MAX_C:
+        return "direct" if numba else "im2col"
+    if not stride1 or c < 16:
+        return "im2col"
+    return "winograd" if numba and (kh, kw) == (3, 3) else "shifted"
 
 
-def conv2d_forward(x, kernel, strides, pads):
-    """Convolution without bias. x: (N, H, W, C), kernel: (kh, kw, C, F) -> z: (N*oH*oW, F)
-    contiguous, and what ``conv2d_backward`` needs."""
+def conv2d_forward(x, kernel, strides, pads, bias=None, relu: bool = False):
+    """``act(conv(x, kernel) + bias)`` with act ReLU or none. x: (N, H, W, C), kernel:
+    (kh, kw, C, F), bias: (F,) or None -> z: (N*oH*oW, F) contiguous, and what
+    ``conv2d_backward`` needs."""
     kh, kw, c, f = kernel.shape
     sy, sx = strides
     algorithm = conv_algorithm(x, kernel.shape, strides)
+    if algorithm == "direct":
+        xpad = pad(x, pads)
+        z = conv_direct(xpad, kernel, bias, relu, strides)
+        n, oh, ow, _ = z.shape
+        return z.reshape(n * oh * ow, f), ("direct", xpad)
     if algorithm == "winograd":
-        return _winograd_forward(x, kernel, pads)
-    if algorithm == "shifted":
-        return _shifted_forward(x, kernel, pads)
-    col = im2col(x, kh, kw, sy, sx, pads)  # (N, oH, oW, kh, kw, C)
-    n, oh, ow = col.shape[:3]
-    col2d = col.reshape(n * oh * ow, kh * kw * c)  # a view: im2col's result is contiguous
-    return col2d @ kernel.reshape(kh * kw * c, f), ("im2col", col2d, (n, oh, ow))
+        z, saved = _winograd_forward(x, kernel, pads)
+    elif algorithm == "shifted":
+        z, saved = _shifted_forward(x, kernel, pads)
+    else:
+        col = im2col(x, kh, kw, sy, sx, pads)  # (N, oH, oW, kh, kw, C)
+        n, oh, ow = col.shape[:3]
+        col2d = col.reshape(n * oh * ow, kh * kw * c)  # a view: im2col's result is contiguous
+        z, saved = col2d @ kernel.reshape(kh * kw * c, f), ("im2col", col2d, (n, oh, ow))
+    if bias is not None or relu:
+        z = bias_relu(z, bias, relu)  # in place, one pass
+    return z, saved
 
 
-def conv2d_backward(gz, saved, kernel, x_shape, strides, pads, need_gx: bool):
-    """gz: (N*oH*oW, F) -> (gkernel (kh, kw, C, F), gx (N, H, W, C) or None)."""
+def conv2d_backward(gz, saved, kernel, x_shape, strides, pads, need_gx: bool, y=None, bias=False):
+    """The gradients of ``conv2d_forward``. gz: (N*oH*oW, F), the gradient of its output; y: that
+    output when it went through ReLU (gz is then masked by y > 0 first), else None.
+    -> (gkernel (kh, kw, C, F), gbias (F,) if ``bias`` else None, gx (N, H, W, C) if ``need_gx``
+    else None)."""
     kh, kw, c, f = kernel.shape
+    if saved[0] == "direct":
+        xpad = saved[1]
+        gz4 = gz.reshape(-1, *conv_output_shape(xpad.shape, kh, kw, strides), f)
+        y4 = None if y is None else y.reshape(gz4.shape)
+        gkernel, gbias = conv_direct_grad(xpad, gz4, y4, kernel.shape, strides)
+        gx = None
+        if need_gx:
+            gx = conv_direct_grad_input(gz4, y4, kernel, xpad.shape, strides)
+            _, h, w, _ = x_shape
+            gx = gx[:, pads[0] : pads[0] + h, pads[2] : pads[2] + w, :]
+        return gkernel, gbias if bias else None, gx
+    if y is not None:
+        gz = relu_backward(gz, y.reshape(gz.shape))
+    gbias = sum_rows(gz) if bias else None
     if saved[0] == "winograd":
-        return _winograd_backward(gz, saved, kernel, x_shape, pads, need_gx)
-    if saved[0] == "shifted":
-        return _shifted_backward(gz, saved, kernel, x_shape, pads, need_gx)
-    _, col2d, (n, oh, ow) = saved
-    gkernel = matmul_tn(col2d, gz).reshape(kh, kw, c, f)
-    if not need_gx:
-        return gkernel, None
-    gcol = (gz @ kernel.reshape(kh * kw * c, f).T).reshape(n, oh, ow, kh, kw, c)
-    return gkernel, col2im(gcol, x_shape, *strides, pads)
+        gkernel, gx = _winograd_backward(gz, saved, kernel, x_shape, pads, need_gx)
+    elif saved[0] == "shifted":
+        gkernel, gx = _shifted_backward(gz, saved, kernel, x_shape, pads, need_gx)
+    else:
+        _, col2d, (n, oh, ow) = saved
+        gkernel = matmul_tn(col2d, gz).reshape(kh, kw, c, f)
+        gx = None
+        if need_gx:
+            gcol = (gz @ kernel.reshape(kh * kw * c, f).T).reshape(n, oh, ow, kh, kw, c)
+            gx = col2im(gcol, x_shape, *strides, pads)
+    return gkernel, gbias, gx
 
 
 _CHUNK_BYTES = 4 << 20  # input bytes per chunk of the shifted GEMMs: about what stays in cache
@@ -241,6 +278,62 @@ def _shifted_backward(gz, saved, kernel, x_shape, pads, need_gx):
             grid = gflat[:rows].reshape(n1 - n0, hp, wp, c)
             gx[n0:n1] = grid[:, top : top + h, left : left + w, :]
     return gkernel, gx
+
+
+# ---------------------------------------------------------------------------------------------
+# Direct convolution, for few input channels: below, the references (through im2col) that the
+# numba kernels are tested against
+
+
+def conv_output_shape(padded_shape, kh: int, kw: int, strides) -> tuple[int, int]:
+    """(oH, oW) of a window op on an input already padded to ``padded_shape`` (N, Hp, Wp, C)."""
+    _, hp, wp, _ = padded_shape
+    return (hp - kh) // strides[0] + 1, (wp - kw) // strides[1] + 1
+
+
+def conv_direct(xpad, kernel, bias, relu: bool, strides):
+    """``act(conv(xpad, kernel) + bias)`` in one pass over the output, act ReLU or none.
+
+    xpad: (N, Hp, Wp, C), padded already; kernel: (kh, kw, C, F); bias: (F,) or None
+    -> z: (N, oH, oW, F)
+    """
+    fast = _kernel("conv_direct", xpad)
+    if fast is not None:
+        return fast(xpad, kernel, bias, relu, strides)
+    kh, kw, c, f = kernel.shape
+    col = im2col(xpad, kh, kw, *strides, (0, 0, 0, 0))
+    z = col.reshape(-1, kh * kw * c) @ kernel.reshape(-1, f)
+    if bias is not None:
+        z += bias
+    if relu:
+        get_array_module(z).maximum(z, 0, out=z)
+    return z.reshape(*col.shape[:3], f)
+
+
+def conv_direct_grad(xpad, gz, y, kernel_shape, strides):
+    """The kernel and bias gradients of conv_direct from the gradient of its output ``gz``
+    (N, oH, oW, F), masked by ``y > 0`` first when ``y`` (the ReLU output) is given.
+    -> (gkernel (kh, kw, C, F), gbias (F,))"""
+    fast = _kernel("conv_direct_grad", gz)
+    if fast is not None:
+        return fast(xpad, gz, y, kernel_shape, strides)
+    kh, kw, c, f = kernel_shape
+    g = (gz if y is None else relu_backward(gz, y)).reshape(-1, f)
+    col = im2col(xpad, kh, kw, *strides, (0, 0, 0, 0)).reshape(-1, kh * kw * c)
+    return matmul_tn(col, g).reshape(kernel_shape), sum_rows(g)
+
+
+def conv_direct_grad_input(gz, y, kernel, padded_shape, strides):
+    """The gradient of conv_direct's padded input: gz (N, oH, oW, F), masked by ``y > 0`` when
+    ``y`` is given -> gx: (N, Hp, Wp, C), padding included."""
+    fast = _kernel("conv_direct_grad_input", gz)
+    if fast is not None:
+        return fast(gz, y, kernel, padded_shape, strides)
+    kh, kw, c, f = kernel.shape
+    n, oh, ow, _ = gz.shape
+    g = (gz if y is None else relu_backward(gz, y)).reshape(-1, f)
+    gcol = (g @ kernel.reshape(-1, f).T).reshape(n, oh, ow, kh, kw, c)
+    return col2im(gcol, padded_shape, *strides, (0, 0, 0, 0))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -44,10 +44,12 @@ def _fresh_state():
     backend._default_backend = None
 
 
-@pytest.fixture(params=["im2col", "shifted", "shifted-chunked", "winograd", "winograd-chunked"])
+@pytest.fixture(
+    params=["im2col", "shifted", "shifted-chunked", "winograd", "winograd-chunked", "direct"]
+)
 def conv_algorithm(request, monkeypatch):
     """Runs a convolution test once per algorithm (shifted: stride 1; winograd: 3x3 stride 1;
-    other geometries fall back to im2col); "-chunked" makes every image its own chunk, as large
+    direct: any; other geometries fall back to im2col); "-chunked" makes every image its own chunk, as large
     batches are cut."""
     from minicnn import ops
 

@@ -160,21 +160,58 @@ def test_winograd_transforms(backend_name, monkeypatch, rng, dtype, n, th, tw, c
         assert rel(host(be, fast), host(be, ref)) <= TOL[dtype], op
 
 
-def test_winograd_matches_the_direct_convolution(rng, float64, monkeypatch):
-    """The algebra itself, in float64 on the plain path: Winograd's three products against
-    im2col's, for a "same" convolution whose output is odd-sized."""
+@pytest.mark.parametrize("k,s,padding", GEOMETRIES)
+@pytest.mark.parametrize("c,relu", [(1, True), (3, False)])
+def test_direct_convolution(backend_name, monkeypatch, rng, dtype, k, s, padding, c, relu):
+    """The direct kernels (forward with bias and ReLU, kernel/bias gradients, input gradient)
+    on a first layer's channel counts, against im2col + GEMM."""
+    be = backend.get_backend(backend_name)
+    x = rng.standard_normal((5, 9, 8, c)).astype(dtype)
+    xpad = be.asarray(ops.pad(x, ops.padding_amounts(9, 8, *k, *s, padding)))
+    kernel = be.asarray(rng.standard_normal((*k, c, 7)).astype(dtype))
+    bias = be.asarray(rng.standard_normal(7).astype(dtype))
+    fast, ref = both(
+        monkeypatch, "conv_direct", be.xp, dtype,
+        lambda: ops.conv_direct(xpad, kernel, bias, relu, s),
+    )  # fmt: skip
+    assert fast.dtype == dtype and fast.shape == ref.shape
+    assert rel(host(be, fast), host(be, ref)) <= TOL[dtype]
+    if relu:
+        assert (host(be, fast) == 0).mean() > 0.2  # the mask below has zeros to apply
+    y = fast if relu else None
+    gz = be.asarray(rng.standard_normal(ref.shape).astype(dtype))
+    cases = {
+        "conv_direct_grad": lambda: ops.conv_direct_grad(xpad, gz, y, kernel.shape, s),
+        "conv_direct_grad_input": lambda: ops.conv_direct_grad_input(gz, y, kernel, xpad.shape, s),
+    }
+    for op, fn in cases.items():
+        fast, ref = both(monkeypatch, op, be.xp, dtype, fn)
+        for f, r in zip(
+            fast if isinstance(fast, tuple) else [fast], ref if isinstance(ref, tuple) else [ref]
+        ):
+            assert f.dtype == dtype and f.shape == r.shape, op
+            assert rel(host(be, f), host(be, r)) <= TOL[dtype], op
+
+
+@pytest.mark.parametrize("algorithm", ["shifted", "winograd", "direct"])
+@pytest.mark.parametrize("relu", [False, True])
+def test_convolution_algorithms_agree(rng, float64, monkeypatch, algorithm, relu):
+    """The algebra itself, in float64: each algorithm's output with bias and ReLU, and its kernel,
+    bias and input gradients, against im2col's, for a "same" convolution whose output is
+    odd-sized (Winograd's tiles overhang it). With numba where it is installed, the references
+    where not."""
     x = rng.standard_normal((2, 7, 9, 5))
     kernel = rng.standard_normal((3, 3, 5, 4))
+    bias = rng.standard_normal(4)
     pads = ops.padding_amounts(7, 9, 3, 3, 1, 1, "same")
     results = {}
-    for algorithm in ("im2col", "winograd"):
-        monkeypatch.setenv("MINICNN_CONV", algorithm)
-        z, saved = ops.conv2d_forward(x, kernel, (1, 1), pads)
-        assert saved[0] == algorithm
+    for name in ("im2col", algorithm):
+        monkeypatch.setenv("MINICNN_CONV", name)
+        z, saved = ops.conv2d_forward(x, kernel, (1, 1), pads, bias, relu)
+        assert saved[0] == name
         gz = np.cos(z)
-        results[algorithm] = (
-            z,
-            *ops.conv2d_backward(gz, saved, kernel, x.shape, (1, 1), pads, True),
-        )
-    for a, b in zip(results["winograd"], results["im2col"]):
-        assert rel(a, b) <= 1e-13
+        y = z if relu else None
+        grads = ops.conv2d_backward(gz, saved, kernel, x.shape, (1, 1), pads, True, y, bias=True)
+        results[name] = (z, *grads)
+    for a, b in zip(results[algorithm], results["im2col"]):
+        assert a.shape == b.shape and rel(a, b) <= 1e-13

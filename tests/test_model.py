@@ -191,20 +191,26 @@ def test_float64_on_request(rng):
 
 def test_auto_algorithm_choice(monkeypatch):
     """The seed model's conv2 (3x3, 64 channels, stride 1) takes Winograd on the CPU with numba
-    (shifted GEMMs without); conv1 (1 channel) and strided convolutions take im2col."""
+    (shifted GEMMs without); conv1 (1 channel) takes the direct kernel with numba (im2col
+    without), and strided convolutions take im2col."""
     from minicnn import kernels, ops
 
     x = np.zeros((1, 8, 8, 64), dtype="float32")
-    fast = "winograd" if kernels.available() else "shifted"
-    assert ops.conv_algorithm(x, (3, 3, 64, 32), (1, 1)) == fast
+    numba = kernels.available()
+    assert ops.conv_algorithm(x, (3, 3, 64, 32), (1, 1)) == ("winograd" if numba else "shifted")
+    assert ops.conv_algorithm(x, (3, 3, 1, 64), (1, 1)) == ("direct" if numba else "im2col")
+    assert ops.conv_algorithm(x, (5, 5, 3, 8), (2, 2)) == ("direct" if numba else "im2col")
     assert ops.conv_algorithm(x, (5, 5, 64, 32), (1, 1)) == "shifted"
-    assert ops.conv_algorithm(x, (3, 3, 1, 64), (1, 1)) == "im2col"
+    assert ops.conv_algorithm(x, (3, 3, 8, 64), (1, 1)) == "im2col"
     assert ops.conv_algorithm(x, (3, 3, 64, 32), (2, 2)) == "im2col"
     monkeypatch.setenv("MINICNN_KERNELS", "numpy")
     assert ops.conv_algorithm(x, (3, 3, 64, 32), (1, 1)) == "shifted"
+    assert ops.conv_algorithm(x, (3, 3, 1, 64), (1, 1)) == "im2col"
     monkeypatch.setenv("MINICNN_CONV", "winograd")
     assert ops.conv_algorithm(x, (3, 3, 64, 32), (1, 1)) == "winograd"
     assert ops.conv_algorithm(x, (5, 5, 64, 32), (1, 1)) == "im2col"
+    monkeypatch.setenv("MINICNN_CONV", "direct")
+    assert ops.conv_algorithm(x, (5, 5, 64, 32), (2, 2)) == "direct"
 
 
 def test_hostile_architecture_is_refused_before_allocating(tmp_path):

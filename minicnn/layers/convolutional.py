@@ -77,9 +77,10 @@ class Conv2D(ActivationMixin, Layer):
         n, h, w, c = x.shape
         (kh, kw), (sy, sx) = self.kernel_size, self.strides
         pads = ops.padding_amounts(h, w, kh, kw, sy, sx, self.padding)
-        z, saved = ops.conv2d_forward(x, self.params["kernel"], self.strides, pads)  # (N*oH*oW, F)
-        relu = self.activation.name == "relu"  # fused with the bias add in one pass
-        z = ops.bias_relu(z, self.params.get("bias"), relu=relu)
+        relu = self.activation.name == "relu"  # fused into the convolution's last pass
+        z, saved = ops.conv2d_forward(
+            x, self.params["kernel"], self.strides, pads, self.params.get("bias"), relu
+        )  # (N*oH*oW, F)
         oh, ow, _ = self.compute_output_shape((h, w, c))
         y = (z if relu else self._activate(z)).reshape(n, oh, ow, self.filters)
         if training:
@@ -88,14 +89,22 @@ class Conv2D(ActivationMixin, Layer):
 
     def backward(self, gy):
         n, oh, ow, f = gy.shape
-        gz = self._activate_backward(gy, self.y).reshape(n * oh * ow, f)  # (N*oH*oW, F)
-        if self.use_bias:
-            self.grads["bias"] = ops.sum_rows(gz)
-        kernel = self.params["kernel"]
-        gkernel, gx = ops.conv2d_backward(
-            gz, self.saved, kernel, self.x_shape, self.strides, self.pads, self.needs_input_grad
+        relu = self.activation.name == "relu"  # conv2d_backward masks by y > 0 itself
+        gz = gy if relu else self._activate_backward(gy, self.y)
+        gkernel, gbias, gx = ops.conv2d_backward(
+            gz.reshape(n * oh * ow, f),
+            self.saved,
+            self.params["kernel"],
+            self.x_shape,
+            self.strides,
+            self.pads,
+            self.needs_input_grad,
+            y=self.y if relu else None,
+            bias=self.use_bias,
         )
         self.grads["kernel"] = gkernel
+        if self.use_bias:
+            self.grads["bias"] = gbias
         self.saved = None  # the largest arrays of the step: let them go as soon as they are used
         return gx
 
