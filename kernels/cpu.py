@@ -412,10 +412,20 @@ def winograd_input(x, th, tw, v):  # V = B^T d B
     return v
 
 
+@njit(cache=True, inline="always")
+def _relu(v, on):  # max(v, 0) where on; NaN passes, as np.maximum
+    return type(v)(0) if (on and v < 0) else v
+
+
+@njit(cache=True, inline="always")
+def _relu_grad(g, y, on):  # g where ReLU's output y was > 0 (or where off), else 0
+    return g if (not on or y > 0) else type(g)(0)
+
+
 @_pjit
-def winograd_output(m, th, tw, z):  # y = A^T M A
+def _winograd_output(m, th, tw, z, bias, relu):  # y = act(A^T M A + bias)
     nf = z.shape[3]
-    for task in prange(z.shape[0] * th):
+    for task in prange(z.shape[0] * th):  # one row of tiles of one image per task
         b, y = task // th, 4 * (task % th)
         s = np.empty((6, 4, nf), dtype=z.dtype)  # s[i, q] = (M A)[i, q]
         for col in range(tw):
@@ -429,31 +439,36 @@ def winograd_output(m, th, tw, z):  # y = A^T M A
                     )
             for j in range(4):
                 for f in range(nf):
-                    z[b, y, q + j, f], z[b, y + 1, q + j, f], z[b, y + 2, q + j, f], z[b, y + 3, q + j, f] = _at6(
-                        s[0, j, f], s[1, j, f], s[2, j, f], s[3, j, f], s[4, j, f], s[5, j, f]
-                    )
-    return z
+                    y0, y1, y2, y3 = _at6(s[0, j, f], s[1, j, f], s[2, j, f], s[3, j, f], s[4, j, f], s[5, j, f])
+                    z[b, y, q + j, f] = _relu(y0 + bias[f], relu)
+                    z[b, y + 1, q + j, f] = _relu(y1 + bias[f], relu)
+                    z[b, y + 2, q + j, f] = _relu(y2 + bias[f], relu)
+                    z[b, y + 3, q + j, f] = _relu(y3 + bias[f], relu)
 
 
 @_pjit
-def winograd_grad_output(gy, th, tw, gm):  # gM = A gy A^T
+def _winograd_grad_output(gy, yr, masked, th, tw, gm, gb):  # gM = A gy A^T; gb: column sums
     nf = gy.shape[3]
     for task in prange(gy.shape[0] * th):
         b, y = task // th, 4 * (task % th)
+        gb[task] = 0  # this task's share of the bias gradient
         s = np.empty((4, 6, nf), dtype=gy.dtype)  # s[p, j] = (gy A^T)[p, j]
         for col in range(tw):
             t, q = task * tw + col, 4 * col
             for p in range(4):
+                r = y + p
                 for f in range(nf):
-                    s[p, 0, f], s[p, 1, f], s[p, 2, f], s[p, 3, f], s[p, 4, f], s[p, 5, f] = _a6(
-                        gy[b, y + p, q, f], gy[b, y + p, q + 1, f], gy[b, y + p, q + 2, f], gy[b, y + p, q + 3, f]
-                    )
+                    g0 = _relu_grad(gy[b, r, q, f], yr[b, r, q, f], masked)
+                    g1 = _relu_grad(gy[b, r, q + 1, f], yr[b, r, q + 1, f], masked)
+                    g2 = _relu_grad(gy[b, r, q + 2, f], yr[b, r, q + 2, f], masked)
+                    g3 = _relu_grad(gy[b, r, q + 3, f], yr[b, r, q + 3, f], masked)
+                    gb[task, f] += g0 + g1 + g2 + g3
+                    s[p, 0, f], s[p, 1, f], s[p, 2, f], s[p, 3, f], s[p, 4, f], s[p, 5, f] = _a6(g0, g1, g2, g3)
             for j in range(6):
                 for f in range(nf):
                     gm[j, t, f], gm[6 + j, t, f], gm[12 + j, t, f], gm[18 + j, t, f], gm[24 + j, t, f], gm[30 + j, t, f] = _a6(
                         s[0, j, f], s[1, j, f], s[2, j, f], s[3, j, f]
                     )
-    return gm
 
 
 @_pjit
@@ -484,6 +499,20 @@ def winograd_grad_input(gv, th, tw, gx):  # gd = B gV B^T, added where tiles ove
 
 
 # fmt: on
+
+
+def winograd_output(m, th, tw, z, bias=None, relu=False):
+    b = np.zeros(z.shape[3], z.dtype) if bias is None else np.ascontiguousarray(bias, dtype=z.dtype)
+    _winograd_output(m, th, tw, z, b, bool(relu))
+    return z
+
+
+def winograd_grad_output(gy, th, tw, gm, y=None):
+    gy = np.ascontiguousarray(gy)
+    y = gy if y is None else np.ascontiguousarray(y)
+    gb = np.empty((gy.shape[0] * th, gy.shape[3]), dtype=gy.dtype)
+    _winograd_grad_output(gy, y, y is not gy, th, tw, gm, gb)
+    return gm, gb.sum(axis=0)
 
 
 OPS = {(name, "any"): globals()[name] for name in OP_NAMES if name in globals()}

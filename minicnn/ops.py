@@ -145,8 +145,8 @@ def conv2d_forward(x, kernel, strides, pads, bias=None, relu: bool = False):
         n, oh, ow, _ = z.shape
         return z.reshape(n * oh * ow, f), ("direct", xpad)
     if algorithm == "winograd":
-        z, saved = _winograd_forward(x, kernel, pads)
-    elif algorithm == "shifted":
+        return _winograd_forward(x, kernel, pads, bias, relu)
+    if algorithm == "shifted":
         z, saved = _shifted_forward(x, kernel, pads)
     else:
         col = im2col(x, kh, kw, sy, sx, pads)  # (N, oH, oW, kh, kw, C)
@@ -175,12 +175,13 @@ def conv2d_backward(gz, saved, kernel, x_shape, strides, pads, need_gx: bool, y=
             _, h, w, _ = x_shape
             gx = gx[:, pads[0] : pads[0] + h, pads[2] : pads[2] + w, :]
         return gkernel, gbias if bias else None, gx
+    if saved[0] == "winograd":
+        gkernel, gbias, gx = _winograd_backward(gz, saved, kernel, x_shape, pads, need_gx, y)
+        return gkernel, gbias if bias else None, gx
     if y is not None:
         gz = relu_backward(gz, y.reshape(gz.shape))
     gbias = sum_rows(gz) if bias else None
-    if saved[0] == "winograd":
-        gkernel, gx = _winograd_backward(gz, saved, kernel, x_shape, pads, need_gx)
-    elif saved[0] == "shifted":
+    if saved[0] == "shifted":
         gkernel, gx = _shifted_backward(gz, saved, kernel, x_shape, pads, need_gx)
     else:
         _, col2d, (n, oh, ow) = saved
@@ -402,39 +403,44 @@ def winograd_input(x, th, tw, v):
     return v
 
 
-def winograd_output(m, th, tw, z):
-    """y = A^T M A for every tile, written into z.
+def winograd_output(m, th, tw, z, bias=None, relu: bool = False):
+    """y = act(A^T M A + bias) for every tile, written into z; act is ReLU or none.
 
     m: (36, N*th*tw, F) -> z: (N, 4*th, 4*tw, F)
     """
     fast = _kernel("winograd_output", m)
     if fast is not None:
-        return fast(m, th, tw, z)
+        return fast(m, th, tw, z, bias, relu)
     xp = get_array_module(m)
     n, _, _, f = z.shape
     at = xp.asarray(_WINO_AT, dtype=m.dtype)
     y = xp.einsum("ai,ijk,bj->abk", at, m.reshape(6, 6, -1), at)  # (4, 4, N*th*tw*F)
     y = y.reshape(4, 4, n, th, tw, f).transpose(2, 3, 0, 4, 1, 5)  # (N, th, 4, tw, 4, F)
     z[...] = y.reshape(n, 4 * th, 4 * tw, f)
+    if bias is not None or relu:
+        bias_relu(z.reshape(-1, f), bias, relu)
     return z
 
 
-def winograd_grad_output(gy, th, tw, gm):
-    """gM = A gy A^T for every 4x4 block of the output gradient.
+def winograd_grad_output(gy, th, tw, gm, y=None):
+    """gM = A g A^T for every 4x4 block of the output gradient g: gy, masked by ``y > 0`` where
+    ``y`` (ReLU's output) is given; and the bias gradient, g's column sums, from the same pass.
 
-    gy: (N, 4*th, 4*tw, F) -> gm: (36, N*th*tw, F)
+    gy: (N, 4*th, 4*tw, F) -> (gm: (36, N*th*tw, F), gbias: (F,))
     """
     fast = _kernel("winograd_grad_output", gy)
     if fast is not None:
-        return fast(gy, th, tw, gm)
+        return fast(gy, th, tw, gm, y)
     xp = get_array_module(gy)
     n, _, _, f = gy.shape
+    if y is not None:
+        gy = relu_backward(gy, y)
     g = xp.stack(
         [xp.stack([gy[:, a::4, b::4, :].reshape(-1) for b in range(4)]) for a in range(4)]
     )  # (4, 4, N*th*tw*F)
     a_ = xp.asarray(_WINO_AT, dtype=gy.dtype).T  # A: (6, 4)
     gm[...] = xp.einsum("ia,abk,jb->ijk", a_, g, a_).reshape(36, n * th * tw, f)
-    return gm
+    return gm, sum_rows(gy.reshape(-1, f))
 
 
 def winograd_grad_input(gv, th, tw, gx):
@@ -456,7 +462,7 @@ def winograd_grad_input(gv, th, tw, gx):
     return gx
 
 
-def _winograd_forward(x, kernel, pads):
+def _winograd_forward(x, kernel, pads, bias, relu):
     """Run in chunks of images, so the transformed input (36 values per tile and channel, 2.25x
     the input) is never one array of hundreds of MB; each chunk's V is kept for the backward
     pass. Outputs that are not a multiple of 4 go through a padded buffer, cropped at the end."""
@@ -469,7 +475,6 @@ def _winograd_forward(x, kernel, pads):
     # zeros below and right up to the tile grid: 4*th + 2 rows, 4*tw + 2 columns
     xpad = pad(x, (top, 4 * th + 2 - h - top, left, 4 * tw + 2 - w - left))
     u = (_wino_gg(xp, kernel.dtype) @ kernel.reshape(9, c * f)).reshape(36, c, f)  # G g G^T
-    exact = (oh, ow) == (4 * th, 4 * tw)
     z = xp.empty((n, 4 * th, 4 * tw, f), dtype=x.dtype)
     vs, m = [], None
     # Large chunks: each costs four kernel launches and three batched GEMMs. Measured on conv2 at
@@ -480,23 +485,30 @@ def _winograd_forward(x, kernel, pads):
         if m is None or m.shape[1] != k:
             m = xp.empty((36, k, f), dtype=x.dtype)
         xp.matmul(v, u, out=m)
-        winograd_output(m, th, tw, z[n0:n1])
+        winograd_output(m, th, tw, z[n0:n1], bias, relu)
         vs.append(v)
-    if not exact:
+    if (oh, ow) != (4 * th, 4 * tw):
         z = xp.ascontiguousarray(z[:, :oh, :ow, :])
     return z.reshape(n * oh * ow, f), ("winograd", vs, u, (n, oh, ow, th, tw, xpad.shape))
 
 
-def _winograd_backward(gz, saved, kernel, x_shape, pads, need_gx):
+def _winograd_backward(gz, saved, kernel, x_shape, pads, need_gx, y):
+    """-> (gkernel, gbias, gx); gz is masked by y > 0 where y is given, inside the first
+    transform. The input gradient goes straight into gx when the tiles cover the input
+    exactly (no padding), else through a padded buffer per chunk."""
     xp = get_array_module(gz)
     c, f = kernel.shape[2:]
     _, vs, u, (n, oh, ow, th, tw, padded) = saved
     gz4 = gz.reshape(n, oh, ow, f)
+    y4 = None if y is None else y.reshape(n, oh, ow, f)
     if (oh, ow) != (4 * th, 4 * tw):  # zeros past the output's edge, up to the tile grid
         gz4 = pad(gz4, (0, 4 * th - oh, 0, 4 * tw - ow))
+        y4 = None if y4 is None else pad(y4, (0, 4 * th - oh, 0, 4 * tw - ow))
     gu = xp.zeros((36, c, f), dtype=gz.dtype)
+    gbias = xp.zeros(f, dtype=gz.dtype)
     _, h, w, _ = x_shape
     top, left = pads[0], pads[2]
+    exact = tuple(padded) == tuple(x_shape)  # the tiles cover x: then top == left == 0 too
     gx = xp.empty(x_shape, dtype=gz.dtype) if need_gx else None
     ut = u.transpose(0, 2, 1)  # (36, F, C)
     gm = gv = gpad = None
@@ -508,16 +520,21 @@ def _winograd_backward(gz, saved, kernel, x_shape, pads, need_gx):
             gm = xp.empty((36, k, f), dtype=gz.dtype)
             if need_gx:
                 gv = xp.empty((36, k, c), dtype=gz.dtype)
-                gpad = xp.empty((n1 - n0, *padded[1:]), dtype=gz.dtype)
-        winograd_grad_output(gz4[n0:n1], th, tw, gm)
+                if not exact:
+                    gpad = xp.empty((n1 - n0, *padded[1:]), dtype=gz.dtype)
+        _, gb = winograd_grad_output(gz4[n0:n1], th, tw, gm, None if y4 is None else y4[n0:n1])
+        gbias += gb
         gu += xp.matmul(v.transpose(0, 2, 1), gm)  # (36, C, F)
         if need_gx:
             xp.matmul(gm, ut, out=gv)
-            winograd_grad_input(gv, th, tw, gpad)
-            gx[n0:n1] = gpad[:, top : top + h, left : left + w, :]
+            if exact:
+                winograd_grad_input(gv, th, tw, gx[n0:n1])
+            else:
+                winograd_grad_input(gv, th, tw, gpad)
+                gx[n0:n1] = gpad[:, top : top + h, left : left + w, :]
         n0 = n1
     gkernel = _wino_gg(xp, gz.dtype).T @ gu.reshape(36, c * f)  # G^T gU G
-    return gkernel.reshape(3, 3, c, f), gx
+    return gkernel.reshape(3, 3, c, f), gbias, gx
 
 
 # ---------------------------------------------------------------------------------------------

@@ -142,22 +142,31 @@ def test_matmul_tn_and_sum_rows(backend_name, monkeypatch, rng, dtype, m):
 @pytest.mark.parametrize("n,th,tw,c", [(3, 6, 6, 16), (2, 2, 3, 3)])
 def test_winograd_transforms(backend_name, monkeypatch, rng, dtype, n, th, tw, c):
     """The four transforms, each on a view of a larger buffer as the chunked convolution passes
-    them (the GEMMs between them are plain matmul)."""
+    them (the GEMMs between them are plain matmul); the output transform with and without bias
+    and ReLU, the output-gradient transform with and without ReLU's mask, and its bias sums."""
     be, xp = backend.get_backend(backend_name), backend.get_backend(backend_name).xp
     tiles = n * th * tw
     x = be.asarray(rng.standard_normal((n, 4 * th + 2, 4 * tw + 2, c)).astype(dtype))
     m = be.asarray(rng.standard_normal((36, tiles + 5, c)).astype(dtype))
     gy = be.asarray(rng.standard_normal((n, 4 * th, 4 * tw, c)).astype(dtype))
+    y = be.asarray(np.maximum(rng.standard_normal(gy.shape), 0).astype(dtype))
+    bias = be.asarray(rng.standard_normal(c).astype(dtype))
     cases = {
         "winograd_input": lambda: ops.winograd_input(x, th, tw, xp.zeros((36, tiles + 5, c), dtype)[:, 5:]),
         "winograd_output": lambda: ops.winograd_output(m[:, 5:], th, tw, xp.zeros(gy.shape, dtype)),
+        "winograd_output+bias+relu": lambda: ops.winograd_output(m[:, 5:], th, tw, xp.zeros(gy.shape, dtype), bias, True),
         "winograd_grad_output": lambda: ops.winograd_grad_output(gy, th, tw, xp.zeros((36, tiles, c), dtype)),
+        "winograd_grad_output+mask": lambda: ops.winograd_grad_output(gy, th, tw, xp.zeros((36, tiles, c), dtype), y),
         "winograd_grad_input": lambda: ops.winograd_grad_input(m[:, :tiles], th, tw, xp.ones(x.shape, dtype)),
     }  # fmt: skip
-    for op, fn in cases.items():
-        fast, ref = both(monkeypatch, op, be.xp, dtype, fn)
-        assert fast.dtype == dtype and fast.shape == ref.shape
-        assert rel(host(be, fast), host(be, ref)) <= TOL[dtype], op
+    for case, fn in cases.items():
+        fast, ref = both(monkeypatch, case.split("+")[0], be.xp, dtype, fn)
+        for f, r in zip(*(a if isinstance(a, tuple) else (a,) for a in (fast, ref))):
+            assert f.dtype == dtype and f.shape == r.shape, case
+            assert rel(host(be, f), host(be, r)) <= TOL[dtype], case
+    masked, _ = ops.winograd_grad_output(gy * (y > 0), th, tw, xp.zeros((36, tiles, c), dtype))
+    gm, _ = cases["winograd_grad_output+mask"]()
+    assert rel(host(be, masked), host(be, gm)) <= TOL[dtype]  # the mask is y > 0
 
 
 @pytest.mark.parametrize("k,s,padding", GEOMETRIES)
