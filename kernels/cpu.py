@@ -17,11 +17,29 @@ from numba import njit, prange
 
 from . import OP_NAMES
 
-# OpenMP's worker threads spin after each parallel loop, and so do OpenBLAS's after each GEMM:
-# on a 2-core machine the two pools then fight (a step took 2.7x longer). numba's own workqueue
-# pool sleeps between loops. A layer the user chose (NUMBA_THREADING_LAYER) is respected.
+# numba's threads: OpenMP (libgomp) where it is installed, whose workers start a loop in about
+# a microsecond; numba's own "workqueue" pool sleeps between loops and takes 50-90 us to wake, ~20
+# times a step. OpenMP's workers spin after a loop, so minicnn/_threads.py caps that with
+# GOMP_SPINCOUNT, which libgomp reads when it loads: if something else loaded it already with
+# its default spin (300,000), its workers would hold the cores OpenBLAS needs (a step 20x slower,
+# measured), so then the workqueue pool is used. A layer the user chose is respected.
+
+
+def _libgomp_loaded() -> bool:
+    try:
+        with open("/proc/self/maps") as maps:
+            return "libgomp" in maps.read()
+    except OSError:
+        return False
+
+
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+    spin_set = "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ
+    if spin_set and not _libgomp_loaded():
+        numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
+        numba.config.THREADING_LAYER = "default"  # the first of those that loads
+    else:
+        numba.config.THREADING_LAYER = "workqueue"
 
 _jit = njit(cache=True, nogil=True)
 _pjit = njit(cache=True, nogil=True, parallel=True)

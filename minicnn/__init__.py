@@ -7,6 +7,7 @@ with Keras's API.
 
 from minicnn import (
     _malloc,  # noqa: F401  (first: tunes the C allocator, see _malloc.py)
+    _threads,  # noqa: F401  (before numpy: OpenBLAS's worker threads, see _threads.py)
     activations,
     callbacks,
     layers,

@@ -1,5 +1,6 @@
 """Choosing the backend, and the one-sentence errors where CuPy or a GPU is missing."""
 
+import json
 import os
 import subprocess
 import sys
@@ -67,3 +68,52 @@ def test_allocator_tuning_and_its_opt_out(setting, expected):
         check=True,
     ).stdout.strip()
     assert out == expected
+
+
+_THREAD_VARS = (
+    "OPENBLAS_THREAD_TIMEOUT",
+    "GOMP_SPINCOUNT",
+    "MINICNN_THREADS",
+    "NUMBA_THREADING_LAYER",
+)
+
+
+def _thread_settings(code: str, **env_vars) -> dict:
+    """What a fresh interpreter running ``code`` ends with: the two variables, and the threading
+    layer numba started after one parallel kernel ran."""
+    env = {k: v for k, v in os.environ.items() if k not in _THREAD_VARS}
+    env.update(env_vars)
+    probe = (
+        f"{code}\n"
+        "import json, os, numpy as np, numba\n"
+        "from minicnn import ops\n"
+        "ops.bias_relu(np.ones((4, 3), np.float32), None, True)\n"
+        "print(json.dumps({k: os.environ.get(k) for k in "
+        "('OPENBLAS_THREAD_TIMEOUT', 'GOMP_SPINCOUNT')} | {'layer': numba.threading_layer()}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+    )
+    return json.loads(out.stdout)
+
+
+def test_thread_pools_are_told_to_sleep_soon_unless_the_user_decided():
+    """Imported before numpy, minicnn sets both spin limits and numba runs on OpenMP (or its own
+    pool where libgomp is missing); after numpy, OpenBLAS's is left unset (it would do nothing);
+    a user's value and MINICNN_THREADS=system are respected."""
+    pytest.importorskip("numba")
+    first = _thread_settings("import minicnn")
+    assert first["OPENBLAS_THREAD_TIMEOUT"] == "4" and first["GOMP_SPINCOUNT"] == "10000"
+    assert first["layer"] in ("omp", "workqueue")
+    late = _thread_settings("import numpy, minicnn")
+    assert late["OPENBLAS_THREAD_TIMEOUT"] is None and late["GOMP_SPINCOUNT"] == "10000"
+    mine = _thread_settings("import minicnn", GOMP_SPINCOUNT="5", OPENBLAS_THREAD_TIMEOUT="9")
+    assert mine["OPENBLAS_THREAD_TIMEOUT"] == "9" and mine["GOMP_SPINCOUNT"] == "5"
+    off = _thread_settings("import minicnn", MINICNN_THREADS="system")
+    assert off == {"OPENBLAS_THREAD_TIMEOUT": None, "GOMP_SPINCOUNT": None, "layer": "workqueue"}
+    gomp = "import ctypes; ctypes.CDLL('libgomp.so.1'); import minicnn"  # loaded with its own spin
+    try:
+        early = _thread_settings(gomp)
+    except subprocess.CalledProcessError:
+        pytest.skip("no libgomp.so.1 here")
+    assert early["layer"] == "workqueue"
