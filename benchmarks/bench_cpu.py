@@ -1,5 +1,6 @@
 """minicnn on the CPU (numba kernels, and the pure NumPy path) against PyTorch CPU on the seed
-model, in one interleaved run.
+model, in one interleaved run: each contender in its own worker process, with its own thread and
+allocator settings, asked for each measure in turn.
 
     python benchmarks/bench_cpu.py [--repeats 3] [--no-memory]
 
@@ -12,6 +13,8 @@ full run's). Writes benchmarks/results/cpu.json and prints Markdown tables.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -20,8 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from common import (
+from common import (  # first: it imports minicnn before numpy, as a user's script would
     INFER_FLOP_PER_IMAGE,
     TRAIN_FLOP_PER_IMAGE,
     breakdown_table,
@@ -32,18 +34,17 @@ from common import (
     minicnn_train,
     mnist_like,
     table,
-    torch_available,
     torch_model,
     torch_predict,
     torch_train,
     write_json,
 )
 
-from minicnn import kernels
-
 
 def gemm_peak() -> float:
     """Best float32 GFLOP/s of NumPy's BLAS on a square 2048 product, as the machine's peak."""
+    import numpy as np  # here, not above: after common has imported minicnn
+
     a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
     a @ a
     best = 0.0
@@ -54,49 +55,81 @@ def gemm_peak() -> float:
     return best
 
 
-class pure_numpy:  # noqa: N801  (a context manager read as a phrase)
-    """Inside: the engine ignores the kernels, as MINICNN_KERNELS=numpy makes it."""
+# -- contenders, each in its own process --------------------------------------------------------
+# Each framework sets up its thread pools for itself at import (minicnn/_threads.py; PyTorch's
+# OpenMP and MKL), so one process each: none runs with another's settings or next to another's
+# idle workers. The parent sends each case to the workers in turn (interleaved) and gets img/s.
 
-    def __enter__(self):
-        self.old = os.environ.get("MINICNN_KERNELS")
-        os.environ["MINICNN_KERNELS"] = "numpy"
+CONTENDERS = {  # name -> the environment its worker adds
+    "kernels": {},
+    "numpy": {"MINICNN_KERNELS": "numpy"},
+    "torch": {"MINICNN_BENCH_CONTENDER": "torch"},
+    # PyTorch again, with the glibc allocator set as minicnn sets its own (minicnn/_malloc.py):
+    # what of the difference is the allocator and what is the engine
+    "torch_malloc": {
+        "MINICNN_BENCH_CONTENDER": "torch",
+        "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+        "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1),
+    },
+}
 
-    def __exit__(self, *exc):
-        if self.old is None:
-            del os.environ["MINICNN_KERNELS"]
+
+def worker(name: str) -> None:
+    """Serve measures on stdin/stdout, one JSON line each: ["train"|"inference", batch, n] ->
+    images/s (warming the case up the first time), ["breakdown", batch] -> rows."""
+    x, y, labels = mnist_like(8192)
+    if name.startswith("torch"):
+        import torch
+
+        X = torch.tensor(x).permute(0, 3, 1, 2).contiguous()
+        Y = torch.tensor(labels)
+        model = torch_model("cpu")
+        train = lambda n, b: torch_train(model, X[:n], Y[:n], b)  # noqa: E731
+        infer = lambda n, b: torch_predict(model, X[:n], b)  # noqa: E731
+    else:
+        model = minicnn_model("numpy")
+        train = lambda n, b: minicnn_train(model, x[:n], y[:n], b)  # noqa: E731
+        infer = lambda n, b: minicnn_predict(model, x[:n], b)  # noqa: E731
+    warm = set()
+    for line in sys.stdin:
+        kind, batch, *n = json.loads(line)
+        if kind == "breakdown":
+            out = layer_breakdown(minicnn_model("numpy"), x, y, batch)
         else:
-            os.environ["MINICNN_KERNELS"] = self.old
+            fn = train if kind == "train" else infer
+            if (kind, batch) not in warm:  # numba loads its cache, BLAS spins up
+                fn(2 * batch, batch)
+                warm.add((kind, batch))
+            out = fn(n[0], batch)
+        print(json.dumps(out), flush=True)
 
 
-def numpy_path(fn):
-    def run():
-        with pure_numpy():
-            return fn()
+class Worker:
+    def __init__(self, name: str):
+        env = {**os.environ, **CONTENDERS[name]}
+        if name.startswith("torch"):  # what importing minicnn here set is not PyTorch's
+            import minicnn._threads
 
-    return run
+            env = {k: v for k, v in env.items() if k not in minicnn._threads.TUNED}
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker", name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
 
+    def ask(self, *command):
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"benchmark worker {self.proc.args[-1]} died")
+        return json.loads(answer)
 
-def contenders(kind: str, batch: int, x, y, X, Y) -> dict:
-    """Warmed-up measures of one case: minicnn with kernels, minicnn on plain NumPy, PyTorch."""
-    fast, slow = minicnn_model("numpy"), minicnn_model("numpy")
-
-    def run(model, data_x=x, data_y=y):
-        if kind == "train":
-            return minicnn_train(model, data_x, data_y, batch)
-        return minicnn_predict(model, data_x, batch)
-
-    run(fast, x[: 2 * batch], y[: 2 * batch])  # warm-up: numba loads its cache, BLAS spins up
-    numpy_path(lambda: run(slow, x[: 2 * batch], y[: 2 * batch]))()
-    measures = {"kernels": lambda: run(fast), "numpy": numpy_path(lambda: run(slow))}
-    if X is not None:
-        t = torch_model("cpu")
-        if kind == "train":
-            torch_train(t, X[: 2 * batch], Y[: 2 * batch], batch)
-            measures["torch"] = lambda: torch_train(t, X, Y, batch)
-        else:
-            torch_predict(t, X[:batch], batch)
-            measures["torch"] = lambda: torch_predict(t, X, batch)
-    return measures
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 # The example runs in a child that reports its own high-water mark. The child's ru_maxrss
@@ -141,35 +174,29 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-memory", action="store_true", help="skip the examples/mnist.py memory run")
     args = p.parse_args()
+    from minicnn import kernels
+
     if not kernels.available("cpu"):
         print("note: numba kernels unavailable; both minicnn rows use the NumPy path")
-    have_torch = torch_available()
-    if have_torch:
-        import torch
-
-        threads = torch.get_num_threads()
+    have_torch = importlib.util.find_spec("torch") is not None
     peak = gemm_peak()
-    print(
-        f"float32 GEMM peak here (NumPy BLAS, 2048^3): {peak:.0f} GFLOP/s; PyTorch threads: {threads if have_torch else '-'}"
-    )
-
-    x, y, labels = mnist_like(8192)
-    if have_torch:
-        X = torch.tensor(x).permute(0, 3, 1, 2).contiguous()
-        Y = torch.tensor(labels)
+    print(f"float32 GEMM peak here (NumPy BLAS, 2048^3): {peak:.0f} GFLOP/s")
+    workers = {name: Worker(name) for name in CONTENDERS if have_torch or "torch" not in name}
     rows, record = [], {"gemm_peak_gflops": peak, "train": {}, "inference": {}}
-    cases = [("train", b, min(len(x), 100 * b)) for b in (32, 128)] + [
+    cases = [("train", b, 100 * b) for b in (32, 128)] + [
         ("inference", b, 5000) for b in (128, 1000)
     ]
     for kind, batch, n in cases:
-        measures = contenders(
-            kind, batch, x[:n], y[:n], X[:n] if have_torch else None, Y[:n] if have_torch else None
-        )
+        measures = {
+            name: lambda w=w, kind=kind, batch=batch, n=n: w.ask(kind, batch, n)
+            for name, w in workers.items()
+        }
         r = interleaved(measures, args.repeats)
         record[kind][batch] = r
         flop = TRAIN_FLOP_PER_IMAGE if kind == "train" else INFER_FLOP_PER_IMAGE
         ours, pure = r["kernels"]["median"], r["numpy"]["median"]
         theirs = r.get("torch", {}).get("median")
+        tuned = r.get("torch_malloc", {}).get("median")
         rows.append(
             (
                 f"{kind}, batch {batch}",
@@ -177,6 +204,7 @@ def main() -> None:
                 f"{pure:,.0f}",
                 f"{theirs:,.0f}" if theirs else "-",
                 f"{ours / theirs:.2f}x" if theirs else "-",
+                f"{tuned:,.0f} ({ours / tuned:.2f}x)" if tuned else "-",
                 f"{ours * flop / 1e9:.0f} ({ours * flop / 1e9 / peak:.0%})",
             )
         )
@@ -194,11 +222,14 @@ def main() -> None:
                 "minicnn NumPy only",
                 "PyTorch CPU",
                 "minicnn/PyTorch",
+                "PyTorch, minicnn's malloc settings (minicnn/it)",
                 "minicnn GFLOP/s (of peak)",
             ),
         )
     )
-    breakdown = layer_breakdown(minicnn_model("numpy"), x, y, 32)
+    breakdown = workers["kernels"].ask("breakdown", 32)
+    for w in workers.values():
+        w.close()
     record["breakdown_batch_32"] = breakdown
     print()
     print(breakdown_table(breakdown, 32))
@@ -216,4 +247,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--worker"]:
+        worker(sys.argv[2])
+    else:
+        main()

@@ -13,13 +13,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import minicnn  # noqa: E402
-from minicnn.cli import build_seed_model  # noqa: E402
-from minicnn.utils import set_random_seed, to_categorical  # noqa: E402
+# minicnn first, as a user's script imports it: it sets how OpenBLAS's threads wait before numpy
+# loads OpenBLAS (minicnn/_threads.py). PyTorch's measures run in processes that never import it.
+if os.environ.get("MINICNN_BENCH_CONTENDER") != "torch":
+    import minicnn
+    from minicnn.cli import build_seed_model
+
+import numpy as np  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results")
 TRAIN_FLOP_PER_IMAGE = 66.4e6  # forward + both backward products, no input gradient for conv1
@@ -31,14 +33,14 @@ def mnist_like(n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     x = rng.random((n, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, n)
-    return x, to_categorical(y, 10), y
+    return x, np.eye(10, dtype=np.float32)[y], y
 
 
 # -- minicnn -----------------------------------------------------------------------------------
 
 
 def minicnn_model(backend: str):
-    set_random_seed(0)
+    minicnn.utils.set_random_seed(0)
     model = build_seed_model(backend=backend)
     model.compile(minicnn.optimizers.Adam(1e-3), "categorical_crossentropy", ["accuracy"])
     return model
@@ -212,13 +214,18 @@ def write_json(name: str, payload: dict) -> Path:
         "machine": platform.machine(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "minicnn": minicnn.__version__,
+        "minicnn": _version(),
         **payload,
     }
-    from minicnn.fileio import atomic_write
-
-    atomic_write(path, lambda f: f.write(json.dumps(payload, indent=1).encode()))
+    tmp = path.with_name(f".{path.name}.tmp")  # atomic: a reader sees the old file or the new
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
     return path
+
+
+def _version() -> str:
+    text = (Path(__file__).resolve().parents[1] / "minicnn" / "__init__.py").read_text()
+    return text.split('__version__ = "')[1].split('"')[0]
 
 
 def env_flag(name: str, default: str) -> str:
