@@ -173,6 +173,16 @@ def _adam_update(p, g, m, v, alpha, b1, b2, eps):
 # each a broadcast-multiply-add over the F filters held in a small array that stays in L1.
 
 
+@njit(cache=True, inline="always")
+def _relu(v, on):  # max(v, 0) where on; NaN passes, as np.maximum
+    return type(v)(0) if (on and v < 0) else v
+
+
+@njit(cache=True, inline="always")
+def _relu_grad(g, y, on):  # g where ReLU's output y was > 0 (or where off), else 0
+    return g if (not on or y > 0) else type(g)(0)
+
+
 @_pjit
 def _conv_direct(x, k, b, relu, z, sy, sx):
     n, oh, ow, nf = z.shape
@@ -189,15 +199,13 @@ def _conv_direct(x, k, b, relu, z, sy, sx):
                         for f in range(nf):
                             acc[f] += xv * k[i, j, c, f]
             for f in range(nf):
-                z[im, p, q, f] = 0 if (relu and acc[f] < 0) else acc[f]  # NaN passes, as np.maximum
+                z[im, p, q, f] = _relu(acc[f], relu)
 
 
 @_jit
-def _masked(
-    gz, y, masked, im, p, q, g
-):  # g = gz at one pixel, zero where ReLU's output was not > 0
+def _masked(gz, y, masked, im, p, q, g):  # g = gz at one pixel, ReLU's mask applied if masked
     for f in range(g.size):
-        g[f] = gz[im, p, q, f] if (not masked or y[im, p, q, f] > 0) else 0
+        g[f] = _relu_grad(gz[im, p, q, f], y[im, p, q, f], masked)
 
 
 @_pjit
@@ -428,16 +436,6 @@ def winograd_input(x, th, tw, v):  # V = B^T d B
                         s[i, 0, c], s[i, 1, c], s[i, 2, c], s[i, 3, c], s[i, 4, c], s[i, 5, c]
                     )
     return v
-
-
-@njit(cache=True, inline="always")
-def _relu(v, on):  # max(v, 0) where on; NaN passes, as np.maximum
-    return type(v)(0) if (on and v < 0) else v
-
-
-@njit(cache=True, inline="always")
-def _relu_grad(g, y, on):  # g where ReLU's output y was > 0 (or where off), else 0
-    return g if (not on or y > 0) else type(g)(0)
 
 
 @_pjit

@@ -97,10 +97,9 @@ def col2im(gcol, x_shape, sy, sx, pads):
 
 
 # ---------------------------------------------------------------------------------------------
-# Convolution: two algorithms behind one interface
+# Convolution: four algorithms behind one interface
 
 
-_ALGORITHMS = ("im2col", "shifted", "winograd", "direct")
 _DIRECT_MAX_C = 4  # input channels up to which the direct kernel beats im2col + GEMM
 
 
@@ -108,9 +107,10 @@ def conv_algorithm(x, kernel_shape, strides) -> str:
     """Which algorithm convolves ``x`` with a kernel of ``kernel_shape`` (kh, kw, C, F):
 
     - "im2col": the reference, any geometry, and the GPU's choice (cuBLAS on one big GEMM);
-    - "direct": CPU, up to 4 input channels (a first layer), with the numba kernels: the
-      products in registers, bias, ReLU and their gradients in the same pass; im2col's matrix
-      would be 9x the input and its GEMM has an inner dimension of 9;
+    - "direct": CPU, up to 4 input channels (a first layer), with the numba kernels: each
+      output pixel summed over its taps in a cache-resident row of F values, with bias, ReLU
+      and their gradients in the same pass (for a 3x3 kernel on one channel, im2col's matrix
+      is 9x the input and its GEMM has an inner dimension of 9);
     - "winograd": CPU, 3x3 stride 1, 16+ input channels, with the numba kernels: F(4x4, 3x3),
       4x fewer multiplies than the direct product, in all three of training's products;
     - "shifted": the same cases without numba: 9 GEMMs on the input as it lies, no im2col copy.
