@@ -325,14 +325,18 @@ def adam_update(p, g, m, v, alpha, b1, b2, eps):
     )
 
 
+def _bias_row(bias, f, dtype):
+    """The bias as the kernels take it: (F,) contiguous in the output's dtype, zeros for None."""
+    return np.zeros(f, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
+
+
 def conv_direct(xpad, kernel, bias, relu, strides):
     x, k = np.ascontiguousarray(xpad), np.ascontiguousarray(kernel)
     n, hp, wp, _ = x.shape
     kh, kw, _, f = k.shape
     (sy, sx) = strides
     z = np.empty((n, (hp - kh) // sy + 1, (wp - kw) // sx + 1, f), dtype=x.dtype)
-    b = np.zeros(f, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-    _conv_direct(x, k, b, bool(relu), z, sy, sx)
+    _conv_direct(x, k, _bias_row(bias, f, x.dtype), bool(relu), z, sy, sx)
     return z
 
 
@@ -518,8 +522,7 @@ def winograd_grad_input(gv, th, tw, gx):  # gd = B gV B^T, added where tiles ove
 
 
 def winograd_output(m, th, tw, z, bias=None, relu=False):
-    b = np.zeros(z.shape[3], z.dtype) if bias is None else np.ascontiguousarray(bias, dtype=z.dtype)
-    _winograd_output(m, th, tw, z, b, bool(relu))
+    _winograd_output(m, th, tw, z, _bias_row(bias, z.shape[3], z.dtype), bool(relu))
     return z
 
 
