@@ -1,7 +1,7 @@
 """CUDA kernels for the CuPy backend: ``minicnn.cu``, compiled once per process by
 ``cupy.RawModule`` (CuPy also caches the binary on disk), launched with checked arguments.
 
-Each function mirrors the plain array version in ``minicnn/ops.py``, which the tests use as its
+Each function mirrors the plain array version in ``minicnn/ops/``, which the tests use as its
 reference. Matrix multiplies are not here: they go through CuPy's matmul (cuBLAS).
 """
 

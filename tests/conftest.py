@@ -51,11 +51,11 @@ def conv_algorithm(request, monkeypatch):
     """Runs a convolution test once per algorithm (shifted: stride 1; winograd: 3x3 stride 1;
     direct: any; other geometries fall back to im2col); "-chunked" makes every image its own chunk, as large
     batches are cut."""
-    from minicnn import ops
+    from minicnn.ops import geometry
 
     monkeypatch.setenv("MINICNN_CONV", request.param.split("-")[0])
     if request.param.endswith("chunked"):
-        monkeypatch.setattr(ops, "_CHUNK_BYTES", 1)
+        monkeypatch.setattr(geometry, "CHUNK_BYTES", 1)
     return request.param
 
 

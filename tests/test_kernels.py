@@ -1,5 +1,5 @@
 """Every hand-written kernel (numba on the CPU, CUDA on the GPU) against the plain array code
-in minicnn/ops.py, which MINICNN_KERNELS=numpy selects."""
+in minicnn/ops/, which MINICNN_KERNELS=numpy selects."""
 
 import numpy as np
 import pytest

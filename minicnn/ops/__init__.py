@@ -1,0 +1,65 @@
+"""The maths of the layers, written once over an array module ``xp`` (NumPy or CuPy).
+
+Layout is channels-last throughout: images ``(N, H, W, C)``, kernels ``(kh, kw, C, F)``. One
+module per idea, each op's forward and backward side by side:
+
+- ``geometry``: output sizes, "same" padding, ``pad``, cache-sized chunks;
+- ``conv``: which convolution algorithm fits a geometry, and one forward/backward that hands the
+  work to it: ``conv/im2col.py``, ``conv/shifted.py``, ``conv/direct.py``, ``conv/winograd.py``;
+- ``pooling``, ``softmax`` (the losses' maths), ``optimizer`` (update rules), ``elementwise``
+  (bias + ReLU, the gradient products and sums);
+- ``dispatch``: the one place an op asks ``minicnn.kernels`` for a hand-written version.
+
+Everything the layers, losses and optimizers use is re-exported here, so they write
+``ops.conv2d_forward(...)`` and never ask where it lives.
+"""
+
+from minicnn.ops.conv import conv2d_backward, conv2d_forward, conv_algorithm
+from minicnn.ops.conv.direct import conv_direct, conv_direct_grad, conv_direct_grad_input
+from minicnn.ops.conv.im2col import col2im, im2col
+from minicnn.ops.conv.winograd import (
+    winograd_grad_input,
+    winograd_grad_output,
+    winograd_input,
+    winograd_output,
+)
+from minicnn.ops.elementwise import bias_relu, matmul_tn, relu_backward, sum_rows
+from minicnn.ops.geometry import (
+    conv_output_length,
+    conv_output_shape,
+    pad,
+    padding_amounts,
+    same_padding,
+)
+from minicnn.ops.optimizer import adam_update
+from minicnn.ops.pooling import maxpool_backward, maxpool_forward
+from minicnn.ops.softmax import softmax, softmax_cross_entropy
+
+__all__ = [
+    "adam_update",
+    "bias_relu",
+    "col2im",
+    "conv2d_backward",
+    "conv2d_forward",
+    "conv_algorithm",
+    "conv_direct",
+    "conv_direct_grad",
+    "conv_direct_grad_input",
+    "conv_output_length",
+    "conv_output_shape",
+    "im2col",
+    "matmul_tn",
+    "maxpool_backward",
+    "maxpool_forward",
+    "pad",
+    "padding_amounts",
+    "relu_backward",
+    "same_padding",
+    "softmax",
+    "softmax_cross_entropy",
+    "sum_rows",
+    "winograd_grad_input",
+    "winograd_grad_output",
+    "winograd_input",
+    "winograd_output",
+]

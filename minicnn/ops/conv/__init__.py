@@ -1,0 +1,68 @@
+"""Conv2D's maths: which algorithm convolves a given geometry, and one forward/backward pair that
+hands the work to it. Each algorithm lives in its own module, its forward and backward side by
+side, with the same two signatures:
+
+    forward(x, kernel, strides, pads, bias, relu) -> (z, saved)
+    backward(gz, saved, kernel, x_shape, strides, pads, need_gx, y, bias) -> (gkernel, gbias, gx)
+
+``saved[0]`` names the algorithm that made it, so the backward pass goes back to the same one.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from minicnn import kernels
+from minicnn.backend import get_array_module
+from minicnn.ops.conv import direct, im2col, shifted, winograd
+
+ALGORITHMS = {"im2col": im2col, "shifted": shifted, "direct": direct, "winograd": winograd}
+
+_DIRECT_MAX_C = 4  # input channels up to which the direct kernel beats im2col + GEMM
+
+
+def conv_algorithm(x, kernel_shape, strides) -> str:
+    """Which algorithm convolves ``x`` with a kernel of ``kernel_shape`` (kh, kw, C, F):
+
+    - "im2col": the reference, any geometry, and the GPU's choice (cuBLAS on one big GEMM);
+    - "direct": CPU, up to 4 input channels (a first layer), with the numba kernels;
+    - "winograd": CPU, 3x3 stride 1, 16+ input channels, with the numba kernels;
+    - "shifted": the same cases without numba: 9 GEMMs on the input as it lies, no im2col copy.
+    MINICNN_CONV forces one where the geometry allows it (else im2col)."""
+    kh, kw, c, _ = kernel_shape
+    stride1 = tuple(strides) == (1, 1)
+    forced = os.environ.get("MINICNN_CONV", "auto").lower()
+    if forced == "winograd":
+        return "winograd" if stride1 and (kh, kw) == (3, 3) else "im2col"
+    if forced in ("im2col", "shifted", "direct"):
+        return "im2col" if forced == "shifted" and not stride1 else forced
+    if get_array_module(x) is not np:
+        return "im2col"
+    numba = kernels.lookup("conv_direct", np, x.dtype) is not None
+    if c <= _DIRECT_MAX_C:
+        return "direct" if numba else "im2col"
+    if not stride1 or c < 16:
+        return "im2col"
+    return "winograd" if numba and (kh, kw) == (3, 3) else "shifted"
+
+
+def conv2d_forward(x, kernel, strides, pads, bias=None, relu: bool = False):
+    """``act(conv(x, kernel) + bias)`` with act ReLU or none. x: (N, H, W, C), kernel:
+    (kh, kw, C, F), bias: (F,) or None -> z: (N*oH*oW, F) contiguous, and what
+    ``conv2d_backward`` needs."""
+    algorithm = ALGORITHMS[conv_algorithm(x, kernel.shape, strides)]
+    return algorithm.forward(x, kernel, tuple(strides), pads, bias, relu)
+
+
+def conv2d_backward(gz, saved, kernel, x_shape, strides, pads, need_gx: bool, y=None, bias=False):
+    """The gradients of ``conv2d_forward``. gz: (N*oH*oW, F), the gradient of its output; y: that
+    output when it went through ReLU (gz is then masked by y > 0 first), else None.
+    -> (gkernel (kh, kw, C, F), gbias (F,) if ``bias`` else None, gx (N, H, W, C) if ``need_gx``
+    else None)."""
+    algorithm = ALGORITHMS[saved[0]]
+    gkernel, gbias, gx = algorithm.backward(
+        gz, saved, kernel, x_shape, tuple(strides), pads, need_gx, y, bias
+    )
+    return gkernel, gbias if bias else None, gx  # direct and Winograd sum it in passing

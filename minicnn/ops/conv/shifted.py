@@ -1,0 +1,102 @@
+"""Stride-1 convolution as kh*kw shifted GEMMs over the input as it lies: no im2col copy. The
+CPU's choice for 16+ input channels when numba (and so Winograd) is not there.
+"""
+
+from __future__ import annotations
+
+from minicnn.backend import get_array_module
+from minicnn.ops.elementwise import bias_relu, matmul_tn, relu_backward, sum_rows
+from minicnn.ops.geometry import image_chunks, pad
+
+
+def forward(x, kernel, strides, pads, bias, relu):
+    """-> (z (N*oH*oW, F), saved); see ``conv2d_forward``."""
+    z, saved = _forward(x, kernel, pads)
+    if bias is not None or relu:
+        z = bias_relu(z, bias, relu)  # in place, one pass
+    return z, saved
+
+
+def backward(gz, saved, kernel, x_shape, strides, pads, need_gx, y, bias):
+    """-> (gkernel, gbias, gx or None); see ``conv2d_backward``."""
+    if y is not None:
+        gz = relu_backward(gz, y.reshape(gz.shape))
+    gkernel, gx = _backward(gz, saved, kernel, x_shape, pads, need_gx)
+    return gkernel, sum_rows(gz) if bias else None, gx
+
+
+def _forward(x, kernel, pads):
+    """Stride-1 convolution as kh*kw GEMMs over the flattened padded input, with no im2col copy.
+
+    On the padded grid (N, Hp, Wp), flattened to rows r = (n*Hp + p)*Wp + q, the input that
+    output row r reads through kernel tap (i, j) is row r + i*Wp + j: for each tap a run of
+    images is one contiguous slice, so y[:L] += x[s:s+L] @ kernel[i, j] with s = i*Wp + j.
+    Rows whose window runs off the right or bottom edge are computed too (17% more work for a
+    3x3 kernel on 26x26) and cropped away.
+    """
+    xp = get_array_module(x)
+    kh, kw, c, f = kernel.shape
+    xpad = pad(x, pads)
+    n, hp, wp, _ = xpad.shape
+    oh, ow = hp - kh + 1, wp - kw + 1
+    per = hp * wp
+    flat = xp.ascontiguousarray(xpad).reshape(n * per, c)  # (N*Hp*Wp, C)
+    z = xp.empty((n, oh, ow, f), dtype=x.dtype)
+    chunks = image_chunks(n, per * c, x.dtype.itemsize)
+    full = xp.empty(((chunks[0][1] - chunks[0][0]) * per, f), dtype=x.dtype)
+    tmp = xp.empty_like(full)
+    for n0, n1 in chunks:
+        rows = (n1 - n0) * per
+        length = rows - (kh - 1) * wp - (kw - 1)  # the last valid output row, plus one
+        part = flat[n0 * per : n1 * per]
+        for i in range(kh):
+            for j in range(kw):
+                s = i * wp + j
+                if i == j == 0:
+                    xp.matmul(part[:length], kernel[0, 0], out=full[:length])
+                else:
+                    xp.matmul(part[s : s + length], kernel[i, j], out=tmp[:length])
+                    full[:length] += tmp[:length]
+        # rows from `length` on were never written: they fall in the cropped border
+        z[n0:n1] = full[:rows].reshape(n1 - n0, hp, wp, f)[:, :oh, :ow, :]
+    return z.reshape(n * oh * ow, f), ("shifted", flat, (n, hp, wp, oh, ow))
+
+
+def _backward(gz, saved, kernel, x_shape, pads, need_gx):
+    """The adjoint of _forward, chunk by chunk: gkernel[i, j] += x[s:s+L].T @ g and
+    gx[s:s+L] += g @ kernel[i, j].T, with g the output gradient placed back on the padded grid
+    (zeros where rows were cropped)."""
+    xp = get_array_module(gz)
+    kh, kw, c, f = kernel.shape
+    _, flat, (n, hp, wp, oh, ow) = saved
+    per = hp * wp
+    gz4 = gz.reshape(n, oh, ow, f)
+    gkernel = xp.zeros_like(kernel)
+    _, h, w, _ = x_shape
+    top, left = pads[0], pads[2]
+    gx = xp.empty((n, h, w, c), dtype=gz.dtype) if need_gx else None
+    chunks = image_chunks(n, per * c, gz.dtype.itemsize)
+    size = chunks[0][1] - chunks[0][0]
+    gfull = xp.zeros((size, hp, wp, f), dtype=gz.dtype)  # the border stays 0 in every chunk
+    gflat = xp.empty((size * per, c), dtype=gz.dtype)
+    tmp = xp.empty_like(gflat)
+    for n0, n1 in chunks:
+        rows = (n1 - n0) * per
+        length = rows - (kh - 1) * wp - (kw - 1)
+        gfull[: n1 - n0, :oh, :ow, :] = gz4[n0:n1]
+        g = gfull.reshape(size * per, f)[:length]  # (L, F)
+        part = flat[n0 * per : n1 * per]
+        for i in range(kh):
+            for j in range(kw):
+                s = i * wp + j
+                gkernel[i, j] += matmul_tn(part[s : s + length], g)  # (C, F)
+        if need_gx:
+            gflat[:rows] = 0
+            for i in range(kh):
+                for j in range(kw):
+                    s = i * wp + j
+                    xp.matmul(g, kernel[i, j].T, out=tmp[:length])
+                    gflat[s : s + length] += tmp[:length]
+            grid = gflat[:rows].reshape(n1 - n0, hp, wp, c)
+            gx[n0:n1] = grid[:, top : top + h, left : left + w, :]
+    return gkernel, gx

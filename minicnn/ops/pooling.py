@@ -1,0 +1,49 @@
+"""Max pooling, forward and backward, channels-last."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn.backend import get_array_module
+from minicnn.ops.dispatch import kernel_for
+from minicnn.ops.geometry import pad
+
+
+def maxpool_forward(x, ph, pw, sy, sx, pads):
+    """x: (N, H, W, C) -> y: (N, oH, oW, C) and ``arg``: (N, oH, oW, C), the winning offset
+    ``i * pw + j`` inside each window (the first one on ties, as the naive loop would pick)."""
+    fast = kernel_for("maxpool_forward", x)
+    if fast is not None:
+        return fast(x, ph, pw, sy, sx, pads)
+    xp = get_array_module(x)
+    n, h, w, c = x.shape
+    oh = (h + pads[0] + pads[1] - ph) // sy + 1
+    ow = (w + pads[2] + pads[3] - pw) // sx + 1
+    xpad = pad(x, pads, value=-np.inf)
+    y = xpad[:, 0 : sy * oh : sy, 0 : sx * ow : sx, :].copy()
+    arg = xp.zeros(y.shape, dtype=np.int8)
+    for i in range(ph):
+        for j in range(pw):
+            if i == j == 0:
+                continue
+            window = xpad[:, i : i + sy * oh : sy, j : j + sx * ow : sx, :]
+            better = window > y
+            y = xp.where(better, window, y)
+            arg[better] = i * pw + j
+    return y, arg
+
+
+def maxpool_backward(gy, arg, x_shape, ph, pw, sy, sx, pads):
+    """Route each output gradient to the input that won its window. -> gx: (N, H, W, C)"""
+    fast = kernel_for("maxpool_backward", gy)
+    if fast is not None:
+        return fast(gy, arg, x_shape, ph, pw, sy, sx, pads)
+    xp = get_array_module(gy)
+    n, h, w, c = x_shape
+    _, oh, ow, _ = gy.shape
+    top, bottom, left, right = pads
+    gxpad = xp.zeros((n, h + top + bottom, w + left + right, c), dtype=gy.dtype)
+    for i in range(ph):
+        for j in range(pw):
+            gxpad[:, i : i + sy * oh : sy, j : j + sx * ow : sx, :] += gy * (arg == i * pw + j)
+    return gxpad[:, top : top + h, left : left + w, :]
