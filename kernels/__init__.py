@@ -1,4 +1,4 @@
-"""Hand-written kernels: numba for the CPU (``cpu.py``), CUDA for the GPU (``cuda.py`` + ``*.cu``).
+"""Hand-written kernels: numba for the CPU (``cpu/``), CUDA for the GPU (``cuda.py`` + ``*.cu``).
 
 Installed as ``minicnn.kernels``. The engine asks ``lookup(op, xp, dtype)`` for a fast version of
 an op and falls back to its own array code when the answer is None, so every kernel is optional:

@@ -11,7 +11,7 @@ inference at batch 1000 went from 4,600 to 7,000 img/s.
 
 Both settings are read once, when each library loads: OpenBLAS's with numpy, so it takes effect
 only if minicnn is imported before numpy (examples/mnist.py, the ``minicnn`` command and the
-benchmarks are); libgomp's when numba first starts its threads (see kernels/cpu.py, which falls
+benchmarks are); libgomp's when numba first starts its threads (see kernels/cpu/jit.py, which falls
 back to numba's own pool when libgomp was loaded before). A value the user set is kept.
 MINICNN_THREADS=system leaves both alone.
 """

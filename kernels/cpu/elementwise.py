@@ -1,0 +1,93 @@
+"""Fused elementwise kernels: bias + ReLU, ReLU's gradient, softmax cross-entropy, Adam."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from .jit import jit, pjit
+
+
+@pjit
+def _bias_relu(y, b, has_bias, relu):
+    m, f = y.shape
+    for r in prange(m):
+        for k in range(f):
+            v = y[r, k] + b[k] if has_bias else y[r, k]
+            y[r, k] = 0 if (relu and v < 0) else v  # NaN passes through, as np.maximum
+
+
+@pjit
+def _relu_backward(gy, y, gx):
+    for k in prange(gy.size):
+        gx[k] = gy[k] if y[k] > 0 else 0
+
+
+@jit
+def _softmax_cross_entropy(z, t, gz):
+    n, kk = z.shape
+    loss = 0.0
+    for r in range(n):  # a handful of classes per row: not worth threads
+        m = z[r, 0]
+        for k in range(1, kk):
+            m = max(m, z[r, k])
+        s = 0.0
+        tsum = 0.0
+        for k in range(kk):
+            s += math.exp(z[r, k] - m)
+            tsum += t[r, k]
+        log_s = math.log(s)
+        for k in range(kk):
+            shifted = z[r, k] - m
+            loss -= t[r, k] * (shifted - log_s)
+            gz[r, k] = (math.exp(shifted - log_s) * tsum - t[r, k]) / n
+    return loss / n
+
+
+@pjit
+def _adam_update(p, g, m, v, alpha, b1, b2, eps):
+    for k in prange(p.size):
+        gk = g[k]
+        m[k] += (1 - b1) * (gk - m[k])
+        v[k] += (1 - b2) * (gk * gk - v[k])
+        p[k] -= alpha * m[k] / (math.sqrt(v[k]) + eps)
+
+
+def bias_relu(y, b, relu):
+    if not y.flags.c_contiguous:
+        raise TypeError("bias_relu works in place on a C-contiguous array")
+    y2 = y.reshape(-1, y.shape[-1])
+    _bias_relu(y2, y2[0] if b is None else b.astype(y.dtype, copy=False), b is not None, bool(relu))
+    return y
+
+
+def relu_backward(gy, y):
+    gy, y = np.ascontiguousarray(gy), np.ascontiguousarray(y)
+    gx = np.empty_like(gy)
+    _relu_backward(gy.reshape(-1), y.reshape(-1), gx.reshape(-1))
+    return gx
+
+
+def softmax_cross_entropy(z, t):
+    z, t = np.ascontiguousarray(z), np.ascontiguousarray(t, dtype=z.dtype)
+    gz = np.empty_like(z)
+    return z.dtype.type(_softmax_cross_entropy(z, t, gz)), gz
+
+
+def adam_update(p, g, m, v, alpha, b1, b2, eps):
+    for a in (p, m, v):
+        if not a.flags.c_contiguous:
+            raise TypeError("adam_update works in place on C-contiguous arrays")
+    t = p.dtype.type
+    _adam_update(
+        p.reshape(-1),
+        np.ascontiguousarray(g).reshape(-1),
+        m.reshape(-1),
+        v.reshape(-1),
+        t(alpha),
+        t(b1),
+        t(b2),
+        t(eps),
+    )

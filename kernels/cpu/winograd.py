@@ -1,0 +1,181 @@
+"""Winograd F(4x4, 3x3) transforms; the maths, and the array versions these are tested
+against, are in minicnn/ops/conv/winograd.py."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .jit import bias_row, pjit, relu_grad_if, relu_if
+
+# fmt: off
+# Winograd F(4x4, 3x3) transforms . Each 2-D transform is two
+# passes of a 1-D one: down the columns of a tile into a small scratch array, then along its
+# rows. The inner loops run over channels, so every read or write is a contiguous run of C (or F)
+# values. The 1-D transforms are written out once each; constants take the operands' type
+# (``type(d0)(4)``), so float32 stays float32.
+
+
+@njit(cache=True, inline="always")
+def _bt6(d0, d1, d2, d3, d4, d5):  # B^T d for a column d of 6
+    k2, k4, k5 = type(d0)(2), type(d0)(4), type(d0)(5)
+    return (
+        k4 * d0 - k5 * d2 + d4,
+        d3 + d4 - k4 * (d1 + d2),
+        d4 - d3 + k4 * (d1 - d2),
+        d4 - d2 + k2 * (d3 - d1),
+        d4 - d2 + k2 * (d1 - d3),
+        k4 * d1 - k5 * d3 + d5,
+    )
+
+
+@njit(cache=True, inline="always")
+def _b6(v0, v1, v2, v3, v4, v5):  # B v: the adjoint of _bt6
+    k2, k4, k5 = type(v0)(2), type(v0)(4), type(v0)(5)
+    return (
+        k4 * v0,
+        k4 * (v2 - v1 + v5) + k2 * (v4 - v3),
+        -k5 * v0 - k4 * (v1 + v2) - v3 - v4,
+        v1 - v2 + k2 * (v3 - v4) - k5 * v5,
+        v0 + v1 + v2 + v3 + v4,
+        v5,
+    )
+
+
+@njit(cache=True, inline="always")
+def _at6(m0, m1, m2, m3, m4, m5):  # A^T m: 6 points to 4 outputs
+    k2, k4, k8 = type(m0)(2), type(m0)(4), type(m0)(8)
+    return (
+        m0 + m1 + m2 + m3 + m4,
+        m1 - m2 + k2 * (m3 - m4),
+        m1 + m2 + k4 * (m3 + m4),
+        m1 - m2 + k8 * (m3 - m4) + m5,
+    )
+
+
+@njit(cache=True, inline="always")
+def _a6(g0, g1, g2, g3):  # A g: the adjoint of _at6
+    k2, k4, k8 = type(g0)(2), type(g0)(4), type(g0)(8)
+    return (
+        g0,
+        g0 + g1 + g2 + g3,
+        g0 - g1 + g2 - g3,
+        g0 + k2 * g1 + k4 * g2 + k8 * g3,
+        g0 - k2 * g1 + k4 * g2 - k8 * g3,
+        g3,
+    )
+
+
+@pjit
+def winograd_input(x, th, tw, v):  # V = B^T d B
+    nc = x.shape[3]
+    for task in prange(x.shape[0] * th):  # one row of tiles of one image per task
+        b, y = task // th, 4 * (task % th)
+        s = np.empty((6, 6, nc), dtype=x.dtype)  # s[i, j] = (B^T d)[i, j]
+        for col in range(tw):
+            t, q = task * tw + col, 4 * col
+            for j in range(6):
+                for c in range(nc):
+                    s[0, j, c], s[1, j, c], s[2, j, c], s[3, j, c], s[4, j, c], s[5, j, c] = _bt6(
+                        x[b, y, q + j, c], x[b, y + 1, q + j, c], x[b, y + 2, q + j, c],
+                        x[b, y + 3, q + j, c], x[b, y + 4, q + j, c], x[b, y + 5, q + j, c],
+                    )
+            for i in range(6):
+                k = 6 * i
+                for c in range(nc):
+                    v[k, t, c], v[k + 1, t, c], v[k + 2, t, c], v[k + 3, t, c], v[k + 4, t, c], v[k + 5, t, c] = _bt6(
+                        s[i, 0, c], s[i, 1, c], s[i, 2, c], s[i, 3, c], s[i, 4, c], s[i, 5, c]
+                    )
+    return v
+
+
+@pjit
+def _winograd_output(m, th, tw, z, bias, relu):  # y = act(A^T M A + bias)
+    nf = z.shape[3]
+    for task in prange(z.shape[0] * th):  # one row of tiles of one image per task
+        b, y = task // th, 4 * (task % th)
+        s = np.empty((6, 4, nf), dtype=z.dtype)  # s[i, q] = (M A)[i, q]
+        for col in range(tw):
+            t, q = task * tw + col, 4 * col
+            for i in range(6):
+                k = 6 * i
+                for f in range(nf):
+                    s[i, 0, f], s[i, 1, f], s[i, 2, f], s[i, 3, f] = _at6(
+                        m[k, t, f], m[k + 1, t, f], m[k + 2, t, f],
+                        m[k + 3, t, f], m[k + 4, t, f], m[k + 5, t, f],
+                    )
+            for j in range(4):
+                for f in range(nf):
+                    y0, y1, y2, y3 = _at6(s[0, j, f], s[1, j, f], s[2, j, f], s[3, j, f], s[4, j, f], s[5, j, f])
+                    z[b, y, q + j, f] = relu_if(y0 + bias[f], relu)
+                    z[b, y + 1, q + j, f] = relu_if(y1 + bias[f], relu)
+                    z[b, y + 2, q + j, f] = relu_if(y2 + bias[f], relu)
+                    z[b, y + 3, q + j, f] = relu_if(y3 + bias[f], relu)
+
+
+@pjit
+def _winograd_grad_output(gy, yr, masked, th, tw, gm, gb):  # gM = A gy A^T; gb: column sums
+    nf = gy.shape[3]
+    for task in prange(gy.shape[0] * th):
+        b, y = task // th, 4 * (task % th)
+        gb[task] = 0  # this task's share of the bias gradient
+        s = np.empty((4, 6, nf), dtype=gy.dtype)  # s[p, j] = (gy A^T)[p, j]
+        for col in range(tw):
+            t, q = task * tw + col, 4 * col
+            for p in range(4):
+                r = y + p
+                for f in range(nf):
+                    g0 = relu_grad_if(gy[b, r, q, f], yr[b, r, q, f], masked)
+                    g1 = relu_grad_if(gy[b, r, q + 1, f], yr[b, r, q + 1, f], masked)
+                    g2 = relu_grad_if(gy[b, r, q + 2, f], yr[b, r, q + 2, f], masked)
+                    g3 = relu_grad_if(gy[b, r, q + 3, f], yr[b, r, q + 3, f], masked)
+                    gb[task, f] += g0 + g1 + g2 + g3
+                    s[p, 0, f], s[p, 1, f], s[p, 2, f], s[p, 3, f], s[p, 4, f], s[p, 5, f] = _a6(g0, g1, g2, g3)
+            for j in range(6):
+                for f in range(nf):
+                    gm[j, t, f], gm[6 + j, t, f], gm[12 + j, t, f], gm[18 + j, t, f], gm[24 + j, t, f], gm[30 + j, t, f] = _a6(
+                        s[0, j, f], s[1, j, f], s[2, j, f], s[3, j, f]
+                    )
+
+
+@pjit
+def winograd_grad_input(gv, th, tw, gx):  # gd = B gV B^T, added where tiles overlap
+    nc = gx.shape[3]
+    for b in prange(gx.shape[0]):  # one image per task: its tiles overlap only each other
+        gx[b] = 0
+        s = np.empty((6, 6, nc), dtype=gx.dtype)  # s[i, a] = (gV B^T)[i, a]
+        for r in range(th * tw):
+            t, y, q = b * th * tw + r, 4 * (r // tw), 4 * (r % tw)
+            for i in range(6):
+                k = 6 * i
+                for c in range(nc):
+                    s[i, 0, c], s[i, 1, c], s[i, 2, c], s[i, 3, c], s[i, 4, c], s[i, 5, c] = _b6(
+                        gv[k, t, c], gv[k + 1, t, c], gv[k + 2, t, c],
+                        gv[k + 3, t, c], gv[k + 4, t, c], gv[k + 5, t, c],
+                    )
+            for j in range(6):
+                for c in range(nc):
+                    g0, g1, g2, g3, g4, g5 = _b6(s[0, j, c], s[1, j, c], s[2, j, c], s[3, j, c], s[4, j, c], s[5, j, c])
+                    gx[b, y, q + j, c] += g0
+                    gx[b, y + 1, q + j, c] += g1
+                    gx[b, y + 2, q + j, c] += g2
+                    gx[b, y + 3, q + j, c] += g3
+                    gx[b, y + 4, q + j, c] += g4
+                    gx[b, y + 5, q + j, c] += g5
+    return gx
+
+
+# fmt: on
+
+
+def winograd_output(m, th, tw, z, bias=None, relu=False):
+    _winograd_output(m, th, tw, z, bias_row(bias, z.shape[3], z.dtype), bool(relu))
+    return z
+
+
+def winograd_grad_output(gy, th, tw, gm, y=None):
+    gy = np.ascontiguousarray(gy)
+    y = gy if y is None else np.ascontiguousarray(y)
+    gb = np.empty((gy.shape[0] * th, gy.shape[3]), dtype=gy.dtype)
+    _winograd_grad_output(gy, y, y is not gy, th, tw, gm, gb)
+    return gm, gb.sum(axis=0)
