@@ -13,6 +13,7 @@ from minicnn import (
     layers,
     losses,
     optimizers,
+    training,
     utils,
 )
 from minicnn.backend import floatx, get_backend, set_backend, set_floatx
@@ -34,5 +35,6 @@ __all__ = [
     "losses",
     "activations",
     "callbacks",
+    "training",
     "utils",
 ]

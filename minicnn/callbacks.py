@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import warnings
 
+from minicnn.saving import save_checkpoint
+
 
 class Callback:
     def __init__(self):
@@ -105,8 +107,6 @@ class ModelCheckpoint(Callback):
             self.best = resumed.get("best")  # a resumed run keeps the best value it had
 
     def on_epoch_end(self, epoch, logs=None):
-        from minicnn.saving import save_checkpoint
-
         logs = logs or {}
         path = self.filepath.format(epoch=epoch + 1, **logs)
         value = logs.get(self.monitor)

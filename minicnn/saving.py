@@ -21,6 +21,8 @@ import numpy as np
 from minicnn import losses, optimizers
 from minicnn.backend import rng, set_rng_state
 from minicnn.fileio import atomic_write
+from minicnn.layers import deserialize
+from minicnn.models import Sequential
 
 FORMAT = "minicnn.model"
 FORMAT_VERSION = 1
@@ -177,8 +179,6 @@ def _check_sizes(architecture: dict, zf: zipfile.ZipFile, path) -> None:
     """Refuse, before any weight is allocated, an architecture needing more bytes than the file
     holds: weights are stored uncompressed, so a true file is at least that large. A file that
     declares a 10^12-element weight is turned away here, not by running out of memory."""
-    from minicnn.layers import deserialize
-
     shape = architecture.get("input_shape")
     if shape is None:
         return  # never built, so it has no weights to allocate
@@ -215,8 +215,6 @@ def _load(path, backend=None, compile: bool = True):
 
 
 def _read_model(path, backend, compile):
-    from minicnn.models import Sequential
-
     try:
         zf = zipfile.ZipFile(path)
     except FileNotFoundError:

@@ -148,7 +148,7 @@ def test_seed_model_end_to_end(backend_name, rng, loss):
     logits = model._prepare_head()
 
     def f():
-        return float(model.loss.forward_backward(model._forward(x, training=True), t, logits)[0])
+        return float(model.loss.forward_backward(model.forward(x, training=True), t, logits)[0])
 
     def relu_masks():
         return [
@@ -157,8 +157,8 @@ def test_seed_model_end_to_end(backend_name, rng, loss):
             if hasattr(layer, "y") and layer.activation.name == "relu"
         ]
 
-    _, gout = model.loss.forward_backward(model._forward(x, training=True), t, logits)
-    model._backward(gout)
+    _, gout = model.loss.forward_backward(model.forward(x, training=True), t, logits)
+    model.backward(gout)
     for layer in model.trainable_layers():
         for pname, p in layer.params.items():
             p_host = be.to_numpy(p).copy()

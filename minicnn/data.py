@@ -1,0 +1,106 @@
+"""From the arrays a user passes to batches on the device: the input checks, and one epoch's
+batches (shuffle, gather, cast, the last partial batch).
+
+The training loop only asks a data source for ``len(source)`` (steps per epoch) and
+``source.epoch()`` (an iterator of ``(xb, tb)`` batches). ``ArrayData`` is the source for
+in-memory arrays; sharding across processes (each rank a slice of the same shuffled order) or a
+Python generator or ``Sequence`` input are other sources with the same two methods, and need no
+change to the loop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from minicnn.backend import Backend, floatx, rng
+
+
+def batch_ranges(n: int, batch_size) -> list[tuple[int, int]]:
+    """[lo, hi) of each batch of ``n`` samples; the last one holds what is left."""
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive int. Received: batch_size={batch_size!r}")
+    return [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def check_features(x, input_shape: tuple, xp, what: str = "x", owner: str = "the model"):
+    """x as an array of ``input_shape`` (no batch axis), floats cast to floatx and checked for
+    NaN/inf. Integer images (uint8) stay integer here and are cast batch by batch."""
+    x = as_real_array(x, what)
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        hint = ""
+        if tuple(x.shape[1:]) + (1,) == tuple(input_shape):
+            hint = f"; add a channel axis: {what}[..., None]"
+        raise ValueError(
+            f'Input to layer "{owner}" has the wrong shape: '
+            f"expected {(None, *input_shape)}. Received: {what} shape {tuple(x.shape)}{hint}"
+        )
+    if np.issubdtype(x.dtype, np.floating):
+        x = xp.asarray(x, dtype=floatx())
+        # in slices: one flag per value of the whole set would be a copy as large as x/4
+        size = max(1, math.prod(x.shape[1:]))
+        step = max(1, (1 << 22) // size)
+        for lo in range(0, x.shape[0], step):
+            finite = xp.isfinite(x[lo : lo + step])
+            if not bool(finite.all()):
+                bad = lo + int(xp.argmin(finite.reshape(-1))) // size
+                raise ValueError(f"{what} contains NaN or inf values (first in sample {bad})")
+    return x
+
+
+def as_real_array(x, what: str = "x"):
+    """``x`` as an array (NumPy unless it is one already) of real numbers with a batch axis."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        x = np.asarray(x)
+    if x.dtype == bool or not (
+        np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
+    ):
+        raise ValueError(f"{what} must hold real numbers. Received: dtype {x.dtype}")
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ValueError(f"{what} is empty. Received: shape {x.shape}")
+    return x
+
+
+def check_targets(y, n: int, loss, units: int, backend: Backend, what: str = "y"):
+    """y, checked against ``n`` inputs and an output of ``units`` classes by ``loss``."""
+    y = np.asarray(y) if not hasattr(y, "shape") else y
+    if y.shape[:1] != (n,):
+        raise ValueError(
+            f"x and {what} must have the same number of samples. Received: {n} inputs and "
+            f"{y.shape[0] if y.ndim else 'a scalar'} targets"
+        )
+    loss.check_target(backend.to_numpy(y), units)
+    return y
+
+
+class ArrayData:
+    """Checked arrays as a source of training batches.
+
+    x: (N, ...) moves to the device once; t: (N, K) dense targets already on the device. Each
+    epoch draws one permutation from minicnn's generator (so a resumed run draws what the
+    unbroken one would) and each batch gathers its rows through it: a copy of the whole shuffled
+    set per epoch would cost as much memory as the data (188 MB for MNIST).
+    """
+
+    def __init__(self, x, t, batch_size: int, shuffle: bool, backend: Backend):
+        self.backend = backend
+        self.x = backend.asarray(x)
+        self.t = t
+        self.n = x.shape[0]
+        self.ranges = batch_ranges(self.n, batch_size)
+        self.shuffle = shuffle
+
+    def __len__(self) -> int:
+        return len(self.ranges)
+
+    def epoch(self):
+        """The permutation is drawn now, at the start of the epoch; -> an iterator of (xb, tb)."""
+        order = self.backend.asarray(rng().permutation(self.n)) if self.shuffle else None
+        return self._batches(order)
+
+    def _batches(self, order):
+        dtype = floatx()
+        for lo, hi in self.ranges:
+            rows = slice(lo, hi) if order is None else order[lo:hi]
+            yield self.x[rows].astype(dtype, copy=False), self.t[rows]

@@ -1,0 +1,113 @@
+"""One optimisation step, the whole engine in four phases:
+
+    forward -> loss and its gradient -> backward -> update
+
+``TrainStep.__call__`` runs them on one batch. The update has its own method, ``apply``, because
+that is where later work plugs in: a data-parallel all-reduce of the gradients goes before the
+optimizer (``reduce_gradients``), and learning-rate schedules and weight averaging (EMA) belong
+to the optimizer, which ``apply`` calls. With ``check_finite``, a step whose loss, gradients or
+update is not finite changes nothing and raises ``NonFiniteError``.
+"""
+
+from __future__ import annotations
+
+from minicnn.backend import get_array_module
+
+
+class NonFiniteError(ArithmeticError):
+    """A training step produced NaN or inf; raised before the step changed any weight."""
+
+
+class TrainStep:
+    """``step(xb, tb) -> (mean loss, number correct)`` as device scalars, for ``model``.
+
+    ``logits``: the model's softmax head is fused into the loss (``model._prepare_head()``).
+    ``check_finite``: check the loss and gradients before the update, and the update after it
+    (one read of a flag per step, which syncs a GPU).
+    """
+
+    def __init__(self, model, logits: bool, check_finite: bool = False):
+        self.model = model
+        self.logits = logits
+        self.check_finite = check_finite
+        self._undo: list = []  # copies of weights and optimizer slots, kept across steps
+
+    def __call__(self, xb, tb):
+        model = self.model
+        out = model.forward(xb, training=True)
+        loss, gout = model.loss.forward_backward(out, tb, logits=self.logits)
+        model.backward(gout)
+        which = model.trainable_params()
+        params = [layer.params[k] for layer, k in which]
+        grads = self.reduce_gradients([layer.grads[k] for layer, k in which])
+        if self.check_finite and not all_finite([loss, *grads]):
+            raise NonFiniteError(self._diagnose(xb, tb, loss))
+        self.apply(params, grads)
+        return loss, (out.argmax(axis=-1) == model.loss.labels(tb)).sum()
+
+    def reduce_gradients(self, grads: list) -> list:
+        """The gradients the update uses: this process's own. Data-parallel training replaces
+        this with their all-reduced average."""
+        return grads
+
+    def apply(self, params: list, grads: list) -> None:
+        """The optimizer's update, undone (with ``check_finite``) if it made a weight or a slot
+        non-finite: finite gradients of ~1e20 still overflow Adam's squared-gradient average.
+        The undo copies weights and slots into buffers kept across steps (2.4 MB for the seed
+        model, ~0.1 ms a step on the CPU)."""
+        opt = self.model.optimizer
+        if not self.check_finite:
+            opt.apply(params, grads)
+            return
+        iterations, slots = opt.iterations, opt.slots
+        arrays = params + [a for s in slots or [] for a in s.values()]
+        if [a.shape for a in self._undo] != [a.shape for a in arrays]:
+            self._undo = [self.model.backend.xp.empty_like(a) for a in arrays]
+        for saved, a in zip(self._undo, arrays):
+            saved[...] = a
+        opt.apply(params, grads)
+        arrays = params + [a for s in opt.slots for a in s.values()]  # slots exist now
+        if all_finite(arrays):
+            return
+        xp = self.model.backend.xp
+        names = [
+            f'weight "{k}" of layer "{layer.name}"' for layer, k in self.model.trainable_params()
+        ]
+        names += [f'the slot "{n}" of {names[i]}' for i, s in enumerate(opt.slots) for n in s]
+        bad = next(name for name, a in zip(names, arrays) if not bool(xp.isfinite(a).all()))
+        for saved, a in zip(self._undo, arrays):
+            a[...] = saved
+        opt.iterations, opt.slots = iterations, slots
+        raise NonFiniteError(
+            f"the {type(opt).__name__} update made {bad} not "
+            "finite (its gradients were finite); the update was undone"
+        )
+
+    def _diagnose(self, xb, tb, loss) -> str:
+        """Which layer first gave a non-finite value on this batch, for the stop message.
+        Runs only after a failure, so it costs nothing while training is healthy."""
+        model = self.model
+        xp = model.backend.xp
+        x = xb
+        for layer in model.layers:
+            x = layer.forward(x, training=False)  # no dropout: draws would move the generator
+            if not bool(xp.isfinite(x).all()):
+                return f'the output of layer "{layer.name}" ({type(layer).__name__}) is not finite'
+        if not bool(xp.isfinite(loss)):
+            return f"the loss is {float(loss)} although every layer's output is finite"
+        for layer, k in reversed(model.trainable_params()):
+            if not bool(xp.isfinite(layer.grads[k]).all()):
+                return (
+                    f'the gradient of layer "{layer.name}" ({type(layer).__name__}) '
+                    f'weight "{k}" is not finite'
+                )
+        return "a value is not finite"
+
+
+def all_finite(arrays) -> bool:
+    """True if no array holds NaN or inf; one read on the host (one sync on a GPU)."""
+    xp = get_array_module(arrays[0])
+    ok = xp.isfinite(arrays[0]).all()
+    for a in arrays[1:]:
+        ok = ok & xp.isfinite(a).all()
+    return bool(ok)
