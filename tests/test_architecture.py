@@ -1,0 +1,151 @@
+"""The layout's promises, read from the source: modules stay small, and imports flow one way,
+
+    cli -> training -> callbacks -> saving -> models -> layers -> ops -> backend / kernels
+
+with no cycle. An import inside a function runs late, so it can point up without a cycle; the
+only ones allowed are the model handing ``fit`` and ``save`` to the layers above it."""
+
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MAX_LINES = 400
+
+# Rank of each module (by dotted prefix; the longest match wins): an import may point only to
+# an equal or lower rank. Equal ranks are one room (ops.* among themselves, say).
+RANKS = {
+    "minicnn.kernels": 0,
+    "minicnn.backend": 1,
+    "minicnn.fileio": 1,
+    "minicnn._malloc": 1,
+    "minicnn._threads": 1,
+    "minicnn.ops": 2,
+    "minicnn.activations": 3,
+    "minicnn.initializers": 3,
+    "minicnn.losses": 3,
+    "minicnn.optimizers": 3,
+    "minicnn.progbar": 3,
+    "minicnn.data": 3,
+    "minicnn.utils": 3,
+    "minicnn.layers": 4,
+    "minicnn.models": 5,
+    "minicnn.saving": 6,
+    "minicnn.callbacks": 7,
+    "minicnn.training": 8,
+    "minicnn.datasets": 8,
+    "minicnn.preprocessing": 8,
+    "minicnn.plots": 8,
+    "minicnn.cli": 10,  # the top, beside the package face it imports
+    "minicnn": 10,  # the package's __init__: imports the public face of everything
+}
+LATE_UPWARD_ALLOWED = {("minicnn.models", "minicnn.training"), ("minicnn.models", "minicnn.saving")}
+
+
+def _modules():
+    """{dotted name: path} for every module of the installed package (kernels/ is minicnn.kernels)."""
+    found = {}
+    for base, prefix in ((ROOT / "minicnn", "minicnn"), (ROOT / "kernels", "minicnn.kernels")):
+        for path in base.rglob("*.py"):
+            parts = list(path.relative_to(base).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join([prefix, *parts])] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _rank(module: str) -> int:
+    best = max((p for p in RANKS if module == p or module.startswith(p + ".")), key=len)
+    return RANKS[best]
+
+
+def _package(module: str, path: pathlib.Path) -> str:
+    return module if path.name == "__init__.py" else module.rpartition(".")[0]
+
+
+def _imports(module: str, path: pathlib.Path):
+    """(target module, at module level?) for each import of a minicnn module in ``path``."""
+    tree = ast.parse(path.read_text())
+    top_level = {id(node) for node in tree.body}
+    top_level |= {id(n) for node in tree.body if isinstance(node, ast.If) for n in node.body}
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                pkg = _package(module, path).split(".")
+                base = ".".join(pkg[: len(pkg) - node.level + 1] + ([base] if base else []))
+            for a in node.names:  # `from pkg import name`: the submodule if there is one
+                sub = f"{base}.{a.name}"
+                names.append(sub if sub in MODULES else base)
+        for name in names:
+            if name.startswith("minicnn"):
+                yield name, id(node) in top_level
+
+
+def test_every_module_is_placed():
+    unplaced = [m for m in MODULES if not any(m == p or m.startswith(p + ".") for p in RANKS)]
+    assert not unplaced, f"give these modules a rank in RANKS: {unplaced}"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_module_is_small(module):
+    lines = len(MODULES[module].read_text().splitlines())
+    assert lines <= MAX_LINES, f"{MODULES[module]} has {lines} lines (at most {MAX_LINES})"
+
+
+def test_imports_flow_one_way():
+    wrong = []
+    for module, path in MODULES.items():
+        for target, top in _imports(module, path):
+            late_ok = not top and any(
+                module == a and (target == b or target.startswith(b + "."))
+                for a, b in LATE_UPWARD_ALLOWED
+            )
+            if _rank(target) > _rank(module) and not late_ok:
+                wrong.append(f"{module} -> {target}{'' if top else ' (in a function)'}")
+    assert not wrong, "imports pointing up the layers:\n" + "\n".join(sorted(wrong))
+
+
+def test_no_import_cycle():
+    graph = {
+        m: {t for t, top in _imports(m, p) if top and t in MODULES} for m, p in MODULES.items()
+    }
+    done, path = set(), []
+
+    def visit(m):
+        if m in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(m) :] + [m]))
+        if m in done:
+            return
+        path.append(m)
+        for t in sorted(graph[m]):
+            if t != m:
+                visit(t)
+        path.pop()
+        done.add(m)
+
+    for m in sorted(graph):
+        visit(m)
+
+
+def test_the_checks_can_fail(tmp_path, monkeypatch):
+    """The rank rule catches an upward import, and the cycle search a cycle."""
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("from minicnn import training\n")
+    assert list(_imports("minicnn.ops.x", a)) == [("minicnn.training", True)]
+    assert _rank("minicnn.training") > _rank("minicnn.ops.x")
+    b.write_text("def f():\n    from minicnn.ops import conv\n")
+    assert list(_imports("minicnn.models", b)) == [("minicnn.ops.conv", False)]
+    monkeypatch.setitem(MODULES, "minicnn.ops.p", tmp_path / "p.py")
+    monkeypatch.setitem(MODULES, "minicnn.ops.q", tmp_path / "q.py")
+    (tmp_path / "p.py").write_text("from minicnn.ops import q\n")
+    (tmp_path / "q.py").write_text("from minicnn.ops import p\n")
+    with pytest.raises(AssertionError, match="import cycle"):
+        test_no_import_cycle()
