@@ -1,11 +1,12 @@
 """The ``minicnn`` command: ``train`` and ``evaluate`` the MNIST digit recogniser, ``predict`` digits
-in your own images. ``python examples/mnist.py`` is ``minicnn train``.
+in your own images, ``serve`` a page to draw them on. ``python examples/mnist.py`` is ``minicnn train``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,8 +14,10 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_OUT = Path("runs/mnist")
+BEST_OUT = Path("runs/mnist_best")  # where the best recipe writes its model
 MODEL_FILE = "model.minicnn"
 CHECKPOINT_FILE = "checkpoint.minicnn"
+MODEL_ENV = "MINICNN_MODEL"
 
 
 class CLIError(Exception):
@@ -135,11 +138,21 @@ def train(args) -> None:
     )
 
 
+def default_model() -> Path:
+    """The model predict, evaluate and serve use without --model: $MINICNN_MODEL if set, else
+    the best recipe's (runs/mnist_best/model.minicnn) if it has been trained here, else the seed
+    model's (runs/mnist/model.minicnn), relative to the current folder."""
+    if os.environ.get(MODEL_ENV):
+        return Path(os.environ[MODEL_ENV])
+    best = BEST_OUT / MODEL_FILE
+    return best if best.is_file() else DEFAULT_OUT / MODEL_FILE
+
+
 def _load(path, backend=None):
     import minicnn
     from minicnn.saving import ModelFileError
 
-    path = Path(path)
+    path = Path(path) if path is not None else default_model()
     if not path.is_file():
         raise CLIError(
             f"no model at {path}: train one first with `minicnn train` (or pass --model PATH)"
@@ -158,13 +171,13 @@ def evaluate(args) -> None:
 
 
 def predict(args) -> None:
-    from minicnn.preprocessing import ImageError, load_image, prepare_digit
+    from minicnn.preprocessing import ImageError, classify, load_image
 
     model = _load(args.model)
     failed = 0
     for name in args.images:
         try:
-            x = prepare_digit(load_image(name))
+            p, _ = classify(model, load_image(name))
         except ImageError as e:
             print(
                 f"minicnn predict: {e}"
@@ -174,11 +187,31 @@ def predict(args) -> None:
             )
             failed += 1
             continue
-        p = model.predict(x[None, :, :, None], verbose=0)[0]
         top = np.argsort(-p)[:3]
         print(f"{name}: {top[0]}   (" + ", ".join(f"{k}: {p[k]:.1%}" for k in top) + ")")
     if failed:
         raise SystemExit(1)
+
+
+def serve(args) -> None:
+    from minicnn.server import serve as run_server
+
+    model = _load(args.model)
+    path = Path(args.model) if args.model is not None else default_model()
+    try:
+        run_server(model, str(path), args.host, args.port)
+    except OSError as e:  # the port is taken, the address is not this machine's, ...
+        raise CLIError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a number from 0 to 65535. Received: {text!r}")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -219,14 +252,20 @@ def parser() -> argparse.ArgumentParser:
     )
     t.set_defaults(run=train)
     e = sub.add_parser("evaluate", help="test accuracy of a trained model on the MNIST test set")
-    e.add_argument("--model", default=str(DEFAULT_OUT / MODEL_FILE))
+    model_help = f"default: ${MODEL_ENV}, else {BEST_OUT / MODEL_FILE} if trained, else {DEFAULT_OUT / MODEL_FILE}"
+    e.add_argument("--model", default=None, help=model_help)
     e.add_argument("--backend", choices=["numpy", "cupy"], default=None)
     e.add_argument("--data", default=None, metavar="PATH")
     e.set_defaults(run=evaluate)
     r = sub.add_parser("predict", help="read the digit in each image (PNG, JPEG, ...)")
     r.add_argument("images", nargs="+", metavar="IMAGE")
-    r.add_argument("--model", default=str(DEFAULT_OUT / MODEL_FILE))
+    r.add_argument("--model", default=None, help=model_help)
     r.set_defaults(run=predict)
+    s = sub.add_parser("serve", help="a web page to draw digits on, and the JSON API behind it")
+    s.add_argument("--model", default=None, help=model_help)
+    s.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    s.add_argument("--port", type=_port, default=8000, help="default 8000; 0 picks a free one")
+    s.set_defaults(run=serve)
     return p
 
 

@@ -7,27 +7,67 @@ field so that its centre of mass is at the centre; then scaled like the training
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from PIL import Image
 
 INK_THRESHOLD = 0.2  # a pixel with at least this fraction of the darkest ink counts as ink
+MAX_PIXELS = 12_000_000  # a 12-megapixel phone photo; more is refused before it is decoded
+WORKING_SIDE = 1024  # larger images are shrunk to this before the ink is found
 
 
 class ImageError(ValueError):
     """An image that cannot be read or holds no digit."""
 
 
+class NoInkError(ImageError):
+    """An image that holds nothing drawn: blank, or one flat colour."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image whose pixel dimensions are too large to decode (a decompression bomb, say)."""
+
+
 def load_image(path) -> Image.Image:
+    """The image in the file at ``path``, read as ``read_image`` reads bytes."""
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy()
+        with open(path, "rb") as f:
+            return _decode(f, str(path))
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ImageError(f"{path}: is a folder, not an image") from None
-    except (Image.UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ImageError(f"{path}: not an image Pillow can read ({type(e).__name__})") from None
+
+
+def read_image(data: bytes, name: str = "the image") -> Image.Image:
+    """The image whose encoded bytes (PNG, JPEG, ...) are ``data``."""
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(f, name: str) -> Image.Image:
+    """Open from the header, refuse more than MAX_PIXELS before decoding a byte of pixel data,
+    then decode and shrink to at most WORKING_SIDE a side: the memory one image takes is bounded
+    whatever it claims to be."""
+    try:
+        with Image.open(f) as img:
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise ImageTooLargeError(
+                    f"{name} is {w}x{h} pixels; at most {MAX_PIXELS:,} pixels are read"
+                )
+            img.draft("L", (WORKING_SIDE, WORKING_SIDE))  # JPEG: decode at a fraction of the size
+            img.load()
+            img = img.copy()
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:  # Pillow's own limit, checked as it opens: far above ours
+        raise ImageTooLargeError(f"{name} has more than {MAX_PIXELS:,} pixels") from None
+    except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{name}: not an image Pillow can read ({type(e).__name__})") from None
+    if max(img.size) > WORKING_SIDE:
+        img.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.LANCZOS)
+    return img
 
 
 def to_ink(img: Image.Image) -> np.ndarray:
@@ -47,7 +87,7 @@ def to_ink(img: Image.Image) -> np.ndarray:
     ink = np.clip(ink, 0, None)
     peak = ink.max()
     if peak < 20:  # less than 8% contrast with the background: nothing drawn
-        raise ImageError("the image is empty: no ink stands out from the background")
+        raise NoInkError("the image is empty: no ink stands out from the background")
     return ink / peak
 
 
@@ -85,3 +125,10 @@ def prepare_digit(img) -> np.ndarray:
     y1, x1 = min(oy + box.shape[0], 28), min(ox + box.shape[1], 28)
     field[y0:y1, x0:x1] = box[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
     return np.clip(field, 0, 1).astype(np.float32)
+
+
+def classify(model, img) -> tuple[np.ndarray, np.ndarray]:
+    """What ``model`` reads in the image: (probabilities (K,), the prepared (28, 28) input).
+    ``minicnn predict`` and ``minicnn serve`` both answer through this one function."""
+    x = prepare_digit(img)
+    return model.predict(x[None, :, :, None], verbose=0)[0], x

@@ -1,6 +1,6 @@
 """The layout's promises, read from the source: modules stay small, and imports flow one way,
 
-    cli -> training -> callbacks -> saving -> models -> layers -> ops -> backend / kernels
+    cli -> server -> training -> callbacks -> saving -> models -> layers -> ops -> backend / kernels
 
 with no cycle. An import inside a function runs late, so it can point up without a cycle; the
 only ones allowed are the model handing ``fit`` and ``save`` to the layers above it."""
@@ -37,6 +37,7 @@ RANKS = {
     "minicnn.datasets": 8,
     "minicnn.preprocessing": 8,
     "minicnn.plots": 8,
+    "minicnn.server": 9,
     "minicnn.cli": 10,  # the top, beside the package face it imports
     "minicnn": 10,  # the package's __init__: imports the public face of everything
 }
