@@ -13,6 +13,8 @@ from minicnn.saving import save_checkpoint
 
 
 class Callback:
+    writes_files = False  # True: runs on rank 0 only when training data-parallel
+
     def __init__(self):
         self.model = None
         self.params: dict = {}
@@ -73,6 +75,8 @@ class ModelCheckpoint(Callback):
     With ``save_best_only``, a file is written only when ``monitor`` improves (``mode``: "min",
     "max", or "auto": "max" for accuracies, else "min").
     """
+
+    writes_files = True
 
     def __init__(
         self,

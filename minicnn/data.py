@@ -81,22 +81,35 @@ class ArrayData:
     epoch draws one permutation from minicnn's generator (so a resumed run draws what the
     unbroken one would) and each batch gathers its rows through it: a copy of the whole shuffled
     set per epoch would cost as much memory as the data (188 MB for MNIST).
+
+    Sharded (``size`` processes, this one ``rank``): each step takes a global batch of
+    ``size * batch_size`` rows of the permutation and this process its ``rank``-th share of it
+    (the last global batch split as evenly as it goes, so a share may be empty), so every
+    process runs the same number of steps. The permutation then comes from ``seed`` and the
+    epoch, the same on every process.
     """
 
-    def __init__(self, x, t, batch_size: int, shuffle: bool, backend: Backend):
+    def __init__(self, x, t, batch_size, shuffle, backend: Backend, rank=0, size=1, seed=None):
         self.backend = backend
         self.x = backend.asarray(x)
         self.t = t
         self.n = x.shape[0]
-        self.ranges = batch_ranges(self.n, batch_size)
-        self.shuffle = shuffle
+        self.shuffle, self.seed = shuffle, seed
+        self.ranges = [  # rows [lo, hi) of each global batch that are this process's
+            (lo + (hi - lo) * rank // size, lo + (hi - lo) * (rank + 1) // size)
+            for lo, hi in batch_ranges(self.n, batch_size * size)
+        ]
 
     def __len__(self) -> int:
         return len(self.ranges)
 
-    def epoch(self):
-        """The permutation is drawn now, at the start of the epoch; -> an iterator of (xb, tb)."""
-        order = self.backend.asarray(rng().permutation(self.n)) if self.shuffle else None
+    def epoch(self, index: int = 0):
+        """The permutation is drawn now, at the start of epoch ``index``; -> an iterator of
+        (xb, tb)."""
+        order = None
+        if self.shuffle:
+            gen = rng() if self.seed is None else np.random.default_rng([self.seed, 0, index])
+            order = self.backend.asarray(gen.permutation(self.n))
         return self._batches(order)
 
     def _batches(self, order):

@@ -20,6 +20,7 @@ from minicnn.backend import floatx
 from minicnn.callbacks import CallbackList, History, TerminateOnNaN
 from minicnn.progbar import Progbar
 from minicnn.training.step import NonFiniteError, TrainStep
+from minicnn.training.strategy import Local
 
 
 class Totals:
@@ -56,6 +57,7 @@ def fit(
     shuffle: bool = True,
     initial_epoch: int = 0,
     terminate_on_nan: bool = True,
+    distribute=None,
 ) -> History:
     """Train for ``epochs - initial_epoch`` epochs; returns the History of the epochs run.
 
@@ -64,7 +66,11 @@ def fit(
     with ``terminate_on_nan``, at the first step whose loss or gradients are not finite: that
     step is not applied, so the model keeps its last finite weights. ``history.stopped`` then
     says why ("interrupted" or "non-finite") and ``history.message`` says where.
+
+    ``distribute``: None (this process alone) or ``minicnn.distributed.DataParallel()``, to
+    train one model on every process of an MPI job; ``batch_size`` is then each process's share.
     """
+    strategy = distribute or Local()
     model.require_compiled("fit")
     x = model.check_input(x)
     y = model.check_target(y, x.shape[0])
@@ -88,15 +94,18 @@ def fit(
         )
     callbacks = list(callbacks or [])
     check_finite = terminate_on_nan or any(isinstance(c, TerminateOnNaN) for c in callbacks)
+    callbacks = [c for c in callbacks if strategy.keep_callback(c)]
+    verbose = verbose if strategy.is_chief else 0
     history = History()
     params = {"epochs": epochs, "steps": steps, "verbose": verbose}
     cbs = CallbackList([history, *callbacks], model, params)  # checks each is a Callback
 
     # All checks passed: from here on, the model changes.
     be = model.backend
-    step_fn = TrainStep(model, model._prepare_head(), check_finite)
+    strategy.setup(model)
+    step_fn = strategy.make_step(model, model._prepare_head(), check_finite)
     targets = model.loss.target(be.to_numpy(y), model.output_shape[-1], be.xp, floatx())
-    source = data.ArrayData(x, targets, batch_size, shuffle, be)  # the set moves to the device
+    source = strategy.source(x, targets, batch_size, shuffle, be)  # the set moves to the device
     model.history = history
     resumed, model._resume = model._resume, None
     model.resumed_from = resumed if resumed and resumed["epoch"] == initial_epoch else None
@@ -106,9 +115,10 @@ def fit(
     model.stop_training = False
     cbs.on_train_begin()
     with _deferred_interrupt() as interrupted:
+        step_fn.interrupt = interrupted
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
-            batches = source.epoch()  # draws this epoch's shuffle
+            batches = source.epoch(epoch)  # draws this epoch's shuffle
             bar = _progbar(model, steps, verbose, epoch, epochs, batch_size)
             totals = Totals(be.xp, bool(model.metrics))
             for step, (xb, tb) in enumerate(batches):
@@ -121,23 +131,25 @@ def fit(
                 totals.add(loss, correct, xb.shape[0])
                 last = step + 1 == steps  # its line waits for validation; the epoch is done
                 if bar and not last:
-                    bar.update(step + 1, totals.logs, items=totals.seen)
+                    bar.update(step + 1, totals.logs, items=totals.seen * strategy.size)
                 cbs.on_train_batch_end(step, None)
-                if not last and (interrupted() or model.stop_training):
-                    why = "interrupted" if interrupted() else "stopped"
-                    what = "interrupted" if interrupted() else "a callback stopped training"
+                if not last and (step_fn.interrupted or model.stop_training):
+                    why = "interrupted" if step_fn.interrupted else "stopped"
+                    what = "interrupted" if step_fn.interrupted else "a callback stopped training"
                     _stop(model, bar, why, f"{what} after step {step + 1}/{steps} of epoch {epoch + 1}", cbs)  # fmt: skip
                     return history
+            strategy.reduce_totals(totals)
             logs = totals.logs()
             if bar:
                 bar.stop_clock()
             if validation_data is not None:
-                val = evaluate(model, vx, vy, batch_size=batch_size, verbose=0, return_dict=True)
+                val = evaluate(model, vx, vy, batch_size, 0, True, distribute=distribute)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             if bar:
                 bar.update(steps, logs, items=totals.seen, finalize=True)
+            strategy.end_epoch(model)
             cbs.on_epoch_end(epoch, logs)
-            if interrupted():
+            if strategy.agree(interrupted()):
                 _stop(model, None, "interrupted", f"interrupted after epoch {epoch + 1}", cbs)
                 return history
             if model.stop_training:
@@ -146,15 +158,22 @@ def fit(
     return history
 
 
-def evaluate(model, x, y, batch_size: int = 32, verbose: int = 1, return_dict: bool = False):
-    """Mean loss and accuracy over (x, y), in batches; no weight changes."""
+def evaluate(model, x, y, batch_size=32, verbose=1, return_dict: bool = False, distribute=None):
+    """Mean loss and accuracy over (x, y), in batches; no weight changes. With ``distribute``,
+    each process scores its own share and the sums are added up."""
+    strategy = distribute or Local()
     model.require_compiled("evaluate")
     x = model.check_input(x)
     y = model.check_target(y, x.shape[0])
-    batches = data.batch_ranges(x.shape[0], batch_size)
+    first, end = strategy.shard(x.shape[0])  # all of it, on one process
+    batches = [
+        (first + a, first + b) for a, b in data.batch_ranges(max(end - first, 1), batch_size)
+    ]
+    batches = batches if end > first else []
     logits = model._prepare_head()
     xp, units, dtype = model.backend.xp, model.output_shape[-1], floatx()
-    bar = Progbar(len(batches), items_per_step=batch_size) if verbose else None
+    show = verbose and strategy.is_chief
+    bar = Progbar(len(batches), items_per_step=batch_size) if show else None
     totals = Totals(xp, metrics=True)
     y_host = model.backend.to_numpy(y)
     for step, (lo, hi) in enumerate(batches):
@@ -163,7 +182,8 @@ def evaluate(model, x, y, batch_size: int = 32, verbose: int = 1, return_dict: b
         loss, _ = model.loss.forward_backward(out, t, logits=logits)
         totals.add(loss, (out.argmax(axis=-1) == model.loss.labels(t)).sum(), hi - lo)
         if bar:
-            bar.update(step + 1, totals.logs, items=hi)
+            bar.update(step + 1, totals.logs, items=totals.seen)
+    strategy.reduce_totals(totals)
     logs = totals.logs()
     return model.result({"loss": logs["loss"], "accuracy": logs["accuracy"]}, return_dict)
 

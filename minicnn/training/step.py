@@ -2,10 +2,10 @@
 
     forward -> loss and its gradient -> backward -> update
 
-``TrainStep.__call__`` runs them on one batch. The update has its own method, ``apply``, because
-that is where later work plugs in: a data-parallel all-reduce of the gradients goes before the
-optimizer (``reduce_gradients``), and learning-rate schedules and weight averaging (EMA) belong
-to the optimizer, which ``apply`` calls. With ``check_finite``, a step whose loss, gradients or
+``TrainStep.__call__`` runs them on one batch, each phase a method, so later work plugs in where it
+belongs: data-parallel training replaces ``reduce_gradients`` with an all-reduce over processes
+(``minicnn.distributed``), and learning-rate schedules and weight averaging (EMA) belong to the
+optimizer, which ``apply`` calls. With ``check_finite``, a step whose loss, gradients or
 update is not finite changes nothing and raises ``NonFiniteError``.
 """
 
@@ -31,24 +31,37 @@ class TrainStep:
         self.logits = logits
         self.check_finite = check_finite
         self._undo: list = []  # copies of weights and optimizer slots, kept across steps
+        self.interrupt = lambda: False  # fit sets this to its Ctrl-C flag
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether training should stop after this step for Ctrl-C (on every process alike)."""
+        return self.interrupt()
 
     def __call__(self, xb, tb):
+        model = self.model
+        loss, correct, grads = self.gradients(xb, tb)
+        loss, grads = self.reduce_gradients(grads, loss, xb.shape[0])
+        if self.check_finite and not all_finite([loss, *grads]):
+            raise NonFiniteError(self._diagnose(xb, tb, loss))
+        self.apply([layer.params[k] for layer, k in model.trainable_params()], grads)
+        return loss, correct
+
+    def gradients(self, xb, tb):
+        """Forward, loss, backward on this batch: (mean loss, number correct, gradients in the
+        order of ``model.trainable_params()``)."""
         model = self.model
         out = model.forward(xb, training=True)
         loss, gout = model.loss.forward_backward(out, tb, logits=self.logits)
         model.backward(gout)
-        which = model.trainable_params()
-        params = [layer.params[k] for layer, k in which]
-        grads = self.reduce_gradients([layer.grads[k] for layer, k in which])
-        if self.check_finite and not all_finite([loss, *grads]):
-            raise NonFiniteError(self._diagnose(xb, tb, loss))
-        self.apply(params, grads)
-        return loss, (out.argmax(axis=-1) == model.loss.labels(tb)).sum()
+        correct = (out.argmax(axis=-1) == model.loss.labels(tb)).sum()
+        return loss, correct, [layer.grads[k] for layer, k in model.trainable_params()]
 
-    def reduce_gradients(self, grads: list) -> list:
-        """The gradients the update uses: this process's own. Data-parallel training replaces
-        this with their all-reduced average."""
-        return grads
+    def reduce_gradients(self, grads: list, loss, n: int):
+        """The gradients and loss the update and the checks use: this process's own. Data-
+        parallel training (``minicnn.distributed``) averages them over every process here,
+        weighted by each one's ``n`` samples."""
+        return loss, grads
 
     def apply(self, params: list, grads: list) -> None:
         """The optimizer's update, undone (with ``check_finite``) if it made a weight or a slot
@@ -89,7 +102,7 @@ class TrainStep:
         model = self.model
         xp = model.backend.xp
         x = xb
-        for layer in model.layers:
+        for layer in model.layers if xb.shape[0] else []:
             x = layer.forward(x, training=False)  # no dropout: draws would move the generator
             if not bool(xp.isfinite(x).all()):
                 return f'the output of layer "{layer.name}" ({type(layer).__name__}) is not finite'
