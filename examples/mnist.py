@@ -3,6 +3,7 @@
     python examples/mnist.py                      # 3 epochs, batch 32, Adam 1e-3, as the tutorial
     python examples/mnist.py --limit 5000 --epochs 1    # a quick try
     python examples/mnist.py --backend cupy       # the same on an NVIDIA GPU
+    mpiexec -n 2 python examples/mnist.py --distributed   # data-parallel over MPI ranks
 
 The model (from minicnn.cli.build_seed_model) is the tutorial's, with only the imports changed:
 

@@ -64,6 +64,8 @@ def train(args) -> None:
     from minicnn.saving import ModelFileError
     from minicnn.utils import set_random_seed
 
+    strategy = _distributed(args) if args.distributed else None
+    chief = strategy is None or strategy.is_chief
     set_random_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = load_mnist(args.data, args.limit)
     out = Path(args.out)
@@ -75,7 +77,7 @@ def train(args) -> None:
         except ModelFileError as e:
             raise CLIError(f"cannot resume: {e}") from None
         model, initial_epoch = checkpoint.model, checkpoint.epoch
-        print(f"Resuming {args.resume} after epoch {initial_epoch}")
+        _say(chief, f"Resuming {args.resume} after epoch {initial_epoch}")
     else:
         model = build_seed_model(backend=args.backend)
         model.compile(
@@ -84,9 +86,12 @@ def train(args) -> None:
             metrics=["accuracy"],
         )
         initial_epoch = 0
-    model.summary()
-    print(
-        f"Training on {len(x_train):,} images, testing on {len(x_test):,} (backend: {model.backend.name})"
+    if chief:
+        model.summary()
+    ranks = f", {strategy.size} processes" if strategy else ""
+    _say(
+        chief,
+        f"Training on {len(x_train):,} images, testing on {len(x_test):,} (backend: {model.backend.name}{ranks})",
     )
     checkpoint_path = out / CHECKPOINT_FILE
     start = time.perf_counter()
@@ -98,6 +103,7 @@ def train(args) -> None:
         initial_epoch=min(initial_epoch, args.epochs),
         validation_data=(x_test, y_test),
         callbacks=[ModelCheckpoint(checkpoint_path, monitor="val_loss")],
+        distribute=strategy,
     )
     if history.stopped == "interrupted":
         raise TrainingInterruptedError(
@@ -108,10 +114,13 @@ def train(args) -> None:
     if history.stopped == "non-finite":
         raise CLIError(f"training diverged: {history.message}")
     seconds = time.perf_counter() - start
-    loss, accuracy = model.evaluate(x_test, y_test, batch_size=128, verbose=0)
-    print(
-        f"Test accuracy: {accuracy:.2%} (loss {loss:.4f}); training took {seconds:.1f} s ({seconds / max(args.epochs, 1):.1f} s per epoch, validation included)"
+    loss, accuracy = model.evaluate(x_test, y_test, 128, 0, distribute=strategy)
+    _say(
+        chief,
+        f"Test accuracy: {accuracy:.2%} (loss {loss:.4f}); training took {seconds:.1f} s ({seconds / max(args.epochs, 1):.1f} s per epoch, validation included)",
     )
+    if not chief:
+        return  # files, plots and the final model: rank 0's alone
 
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_FILE)
@@ -146,6 +155,34 @@ def default_model() -> Path:
         return Path(os.environ[MODEL_ENV])
     best = BEST_OUT / MODEL_FILE
     return best if best.is_file() else DEFAULT_OUT / MODEL_FILE
+
+
+def _say(chief: bool, text: str) -> None:
+    if chief:
+        print(text)
+
+
+def _distributed(args):
+    """The data-parallel strategy for ``train --distributed``, after checking the launch: MPI
+    is there, there are 2+ processes, and every one was given the same arguments."""
+    from minicnn.distributed import DataParallel, DistributedError, install_excepthook, world
+
+    try:
+        strategy = DataParallel()
+    except DistributedError as e:
+        raise CLIError(str(e)) from None
+    install_excepthook(strategy.comm)
+    if strategy.size < 2:
+        raise CLIError(
+            f"--distributed needs 2 or more processes; this is 1 of {world()[1]}. "
+            "Launch it as: mpiexec -n 2 minicnn train --distributed ..."
+        )
+    settings = {k: v for k, v in vars(args).items() if k not in ("run", "command")}
+    try:
+        strategy.check_same(**settings)
+    except DistributedError as e:
+        raise CLIError(str(e)) from None
+    return strategy
 
 
 def _load(path, backend=None):
@@ -245,6 +282,11 @@ def parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument(
+        "--distributed",
+        action="store_true",
+        help="train data-parallel on every process of an MPI job: mpiexec -n 2 minicnn train --distributed (--batch-size is each process's)",
+    )
+    t.add_argument(
         "--resume",
         default=None,
         metavar="CHECKPOINT",
@@ -279,6 +321,17 @@ def main(argv=None) -> int:
                 file=sys.stderr,
             )
             return 2
+    code = _run(args)
+    if code and getattr(args, "distributed", False) and "mpi4py" in sys.modules:
+        from mpi4py import MPI  # one rank failed: end every rank now, none waits for it
+
+        if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
+            sys.stderr.flush()
+            MPI.COMM_WORLD.Abort(code)
+    return code
+
+
+def _run(args) -> int:
     try:
         args.run(args)
     except CLIError as e:
