@@ -33,8 +33,13 @@ class Loss:
     name = "loss"
     sparse = False
 
-    def __init__(self, from_logits: bool = False):
-        self.from_logits = from_logits
+    def __init__(self, from_logits: bool = False, reduction="sum_over_batch_size", name=None):
+        if reduction != "sum_over_batch_size":
+            raise ValueError(
+                f"{type(self).__name__}: minicnn averages the loss over the batch only "
+                f'(reduction="sum_over_batch_size"). Received: reduction={reduction!r}'
+            )
+        self.from_logits = bool(from_logits)
 
     def check_target(self, y: np.ndarray, units: int) -> None:
         """Raise a ValueError if ``y`` cannot be targets for an output of ``units`` classes."""
@@ -68,9 +73,29 @@ class Loss:
 
 
 class CategoricalCrossentropy(Loss):
-    """Targets are one-hot rows (N, K), e.g. from ``to_categorical``."""
+    """Targets are one-hot rows (N, K), e.g. from ``to_categorical``. ``label_smoothing`` s
+    trains on t * (1 - s) + s / K instead, as Keras does."""
 
     name = "categorical_crossentropy"
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, **kwargs):
+        super().__init__(from_logits, **kwargs)
+        if not 0 <= label_smoothing <= 1:
+            raise ValueError(
+                f"CategoricalCrossentropy: label_smoothing must be in [0, 1]. "
+                f"Received: label_smoothing={label_smoothing!r}"
+            )
+        self.label_smoothing = float(label_smoothing)
+
+    def target(self, y, units, xp, dtype):
+        t = xp.asarray(y, dtype=dtype)
+        if self.label_smoothing:
+            s = self.label_smoothing
+            t = t * dtype_type(dtype)(1 - s) + dtype_type(dtype)(s / units)
+        return t
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
     def check_target(self, y, units):
         if y.ndim != 2 or y.shape[1] != units:
@@ -125,6 +150,19 @@ def get(identifier) -> Loss:
     if isinstance(identifier, str) and identifier.lower() in _ALL:
         return _ALL[identifier.lower()]()
     raise ValueError(f"Unknown loss: expected one of {sorted(_ALL)}. Received: loss={identifier!r}")
+
+
+def deserialize(config: dict) -> Loss:
+    """A loss from its get_config()."""
+    config = dict(config)
+    name = config.pop("name", None)
+    if name not in _ALL:
+        raise ValueError(f"Unknown loss {name!r}: expected one of {sorted(_ALL)}")
+    return _ALL[name](**config)
+
+
+def dtype_type(dtype):
+    return np.dtype(dtype).type
 
 
 def categorical_crossentropy(y_true, y_pred) -> float:

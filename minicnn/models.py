@@ -11,12 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn import data, losses, ops, optimizers
+from minicnn import metrics as metrics_module
 from minicnn.backend import floatx, get_backend
 from minicnn.layers import InputLayer, Layer, deserialize
 from minicnn.layers.base import ActivationMixin
 from minicnn.progbar import Progbar
-
-_ACCURACY_NAMES = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy")
 
 
 class Sequential:
@@ -45,6 +44,14 @@ class Sequential:
         return self.input_shape is not None and all(layer.built for layer in self.layers)
 
     def add(self, layer: Layer) -> None:
+        """Append a layer; a Sequential adds its layers in turn (as in Keras's
+        ``data_augmentation = keras.Sequential([...])``, then ``model.add(data_augmentation)``)."""
+        if isinstance(layer, Sequential):
+            if layer.input_shape is not None and not self.layers and self.input_shape is None:
+                self.input_shape = layer.input_shape
+            for inner in layer.layers:
+                self.add(inner)
+            return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a minicnn layer. Received: {layer!r}")
         if any(layer.name == other.name for other in self.layers):
@@ -85,18 +92,14 @@ class Sequential:
             layer.needs_input_grad = i > 0
             shape = layer.compute_output_shape(shape)
 
-    def compile(self, optimizer="adam", loss=None, metrics=None) -> None:
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
+        """Keras's defaults: RMSprop; a loss by name or instance; metrics: accuracy or none."""
         if loss is None:
             raise ValueError(f"compile() needs a loss: one of {sorted(losses._ALL)}")
+        names = [metrics_module.get(m) for m in list(metrics or [])]  # checked before any change
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
-        metrics = list(metrics or [])
-        for m in metrics:
-            if m not in _ACCURACY_NAMES:
-                raise ValueError(
-                    f"Unknown metric: expected one of {_ACCURACY_NAMES}. Received: {m!r}"
-                )
-        self.metrics = ["accuracy"] if metrics else []
+        self.metrics = ["accuracy"] if names else []
 
     def _prepare_head(self) -> bool:
         """Mark the last layer to stop before its softmax when the loss can take the logits
@@ -197,6 +200,12 @@ class Sequential:
             if bar:
                 bar.update(step + 1, items=hi)
         return self.backend.to_numpy(self.backend.xp.concatenate(outs))  # one copy to the host
+
+    def __call__(self, x, training: bool = False):
+        """The layers applied to ``x`` (the augmentation layers act with ``training=True``);
+        the model is built from x's shape if it is not yet."""
+        x = self.check_input(x)
+        return self.forward(self.as_batch(x, 0, x.shape[0]), training=training)
 
     def predict_on_batch(self, x) -> np.ndarray:
         return self.predict(x, batch_size=max(len(x), 1), verbose=0)
@@ -300,3 +309,10 @@ def _bytes(n: int) -> str:
     while n >= 1024 and k < len(units) - 1:
         n, k = n / 1024, k + 1
     return f"{n:.2f} {units[k]}"
+
+
+def load_model(path, backend=None, compile: bool = True) -> Sequential:
+    """The model saved at ``path`` (Keras's ``keras.models.load_model``): ``minicnn.saving``."""
+    from minicnn.saving import load_model as load
+
+    return load(path, backend=backend, compile=compile)

@@ -94,14 +94,21 @@ def save_model(model, path, include_optimizer: bool = True, training: dict | Non
 
 def save_checkpoint(model, path, epoch: int, monitor: str | None = None, best=None) -> None:
     """A model file that also holds where training stands after ``epoch`` epochs: the optimizer
-    state, the history so far, and the random generator (shuffles and dropout masks to come)."""
+    state (with its EMA and schedule position), the history so far, the random generator
+    (shuffles and dropout masks to come) and the state of the fit's callbacks (EarlyStopping's
+    patience, say)."""
     history = model.history.history if model.history is not None else {}
+    callbacks = [
+        {"class": type(cb).__name__, "state": cb.get_state()}
+        for cb in getattr(model, "fit_callbacks", [])
+    ]
     training = {
         "epoch": int(epoch),
         "history": history,
         "rng": rng().bit_generator.state,
         "monitor": monitor,
         "best": best,
+        "callbacks": [c for c in callbacks if c["state"]],
     }
     save_model(model, path, include_optimizer=True, training=training)
 
@@ -277,8 +284,7 @@ def _read_model(path, backend, compile):
             model.set_weights(arrays)
             if compile and meta.get("compile"):
                 c = meta["compile"]
-                loss = losses.get(c["loss"]["name"])
-                loss.from_logits = bool(c["loss"].get("from_logits", False))
+                loss = losses.deserialize(c["loss"])
                 model.compile(optimizers.deserialize(c["optimizer"]), loss, c.get("metrics"))
                 if meta.get("optimizer_state") is not None:
                     _load_optimizer_state(model, meta["optimizer_state"], zf, path)

@@ -29,6 +29,7 @@ RANKS = {
     "minicnn.progbar": 3,
     "minicnn.data": 3,
     "minicnn.utils": 3,
+    "minicnn.metrics": 3,
     "minicnn.layers": 4,
     "minicnn.models": 5,
     "minicnn.saving": 6,

@@ -179,7 +179,7 @@ def test_unknown_optimizer():
     model = Sequential([Dense(3, input_shape=(4,))])
     with pytest.raises(
         ValueError,
-        match=r"Unknown optimizer: expected one of \['adam', 'sgd'\].*Received: optimizer='adamw2'",
+        match=r"Unknown optimizer: expected one of \['adam', 'adamw', 'rmsprop', 'sgd'\].*Received: optimizer='adamw2'",
     ):
         model.compile("adamw2", "categorical_crossentropy")
 

@@ -1,7 +1,7 @@
 """Layers, with Keras's names and arguments."""
 
 from minicnn.layers.base import Layer
-from minicnn.layers.convolutional import Conv2D, MaxPooling2D
+from minicnn.layers.convolutional import Conv2D
 from minicnn.layers.core import (
     Activation,
     Dense,
@@ -12,40 +12,59 @@ from minicnn.layers.core import (
     ReLU,
     Softmax,
 )
+from minicnn.layers.normalization import BatchNormalization
+from minicnn.layers.pooling import (
+    AveragePooling2D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
+    MaxPooling2D,
+)
+from minicnn.layers.preprocessing import (
+    RandomRotation,
+    RandomTranslation,
+    RandomZoom,
+    Rescaling,
+)
+from minicnn.layers.reshaping import Reshape
 
 Convolution2D = Conv2D
 MaxPool2D = MaxPooling2D
+AvgPool2D = AveragePooling2D
+GlobalAvgPool2D = GlobalAveragePooling2D
+GlobalMaxPool2D = GlobalMaxPooling2D
+
+_CLASSES = (
+    InputLayer,
+    Conv2D,
+    MaxPooling2D,
+    AveragePooling2D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
+    Dense,
+    Flatten,
+    Reshape,
+    Activation,
+    ReLU,
+    Softmax,
+    Dropout,
+    BatchNormalization,
+    Rescaling,
+    RandomRotation,
+    RandomTranslation,
+    RandomZoom,
+)
+_REGISTRY = {cls.__name__: cls for cls in _CLASSES}
 
 __all__ = [
     "Layer",
     "Input",
-    "InputLayer",
-    "Conv2D",
     "Convolution2D",
-    "MaxPooling2D",
     "MaxPool2D",
-    "Dense",
-    "Flatten",
-    "Activation",
-    "ReLU",
-    "Softmax",
-    "Dropout",
+    "AvgPool2D",
+    "GlobalAvgPool2D",
+    "GlobalMaxPool2D",
+    *_REGISTRY,
 ]
-
-_REGISTRY = {
-    cls.__name__: cls
-    for cls in (
-        InputLayer,
-        Conv2D,
-        MaxPooling2D,
-        Dense,
-        Flatten,
-        Activation,
-        ReLU,
-        Softmax,
-        Dropout,
-    )
-}
 
 
 def deserialize(entry: dict) -> Layer:
@@ -54,3 +73,13 @@ def deserialize(entry: dict) -> Layer:
     if name not in _REGISTRY:
         raise ValueError(f"Unknown layer type {name!r}: expected one of {sorted(_REGISTRY)}")
     return _REGISTRY[name].from_config(dict(entry.get("config", {})))
+
+
+def __getattr__(name: str):
+    """A Keras layer minicnn does not have yet: say so by name, with what it has."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    raise AttributeError(
+        f"minicnn.layers has no {name}: it is not implemented in minicnn. "
+        f"Layers available: {', '.join(sorted(_REGISTRY))}"
+    )

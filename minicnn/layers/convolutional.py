@@ -1,4 +1,4 @@
-"""Conv2D (im2col + one matrix multiply) and MaxPooling2D, channels-last."""
+"""Conv2D, channels-last: the layer; the algorithms that compute it are in ``minicnn.ops.conv``."""
 
 from __future__ import annotations
 
@@ -117,57 +117,4 @@ class Conv2D(ActivationMixin, Layer):
             "padding": self.padding,
             "activation": self.activation.name,
             "use_bias": self.use_bias,
-        }
-
-
-class MaxPooling2D(Layer):
-    """Max over ``pool_size`` windows moved by ``strides`` (default: pool_size).
-    x: (N, H, W, C) -> y: (N, oH, oW, C)."""
-
-    def __init__(self, pool_size=(2, 2), strides=None, padding: str = "valid", **kwargs):
-        super().__init__(**kwargs)
-        owner = f'Layer "{self.name}" (MaxPooling2D)'
-        self.pool_size = normalize_tuple(pool_size, 2, "pool_size", owner)
-        self.strides = (
-            self.pool_size if strides is None else normalize_tuple(strides, 2, "strides", owner)
-        )
-        self.padding = normalize_padding(padding, owner)
-
-    def build(self, input_shape, backend=None):
-        self.check_input_shape(tuple(input_shape), rank=3)
-        self.compute_output_shape(input_shape)
-        super().build(input_shape, backend)
-
-    def compute_output_shape(self, input_shape):
-        h, w, c = input_shape
-        (ph, pw), (sy, sx) = self.pool_size, self.strides
-        oh = ops.conv_output_length(h, ph, sy, self.padding)
-        ow = ops.conv_output_length(w, pw, sx, self.padding)
-        if oh <= 0 or ow <= 0:
-            raise ValueError(
-                f'Layer "{self.name}" (MaxPooling2D): pool_size {self.pool_size} does not fit the '
-                f"input with padding={self.padding!r}. Received: input shape {(None, *input_shape)}"
-            )
-        return (oh, ow, c)
-
-    def forward(self, x, training=False):
-        self.check_input_shape(x.shape[1:], rank=3)
-        (ph, pw), (sy, sx) = self.pool_size, self.strides
-        pads = ops.padding_amounts(x.shape[1], x.shape[2], ph, pw, sy, sx, self.padding)
-        y, arg = ops.maxpool_forward(x, ph, pw, sy, sx, pads)
-        if training:
-            self.arg, self.pads, self.x_shape = arg, pads, x.shape
-        return y
-
-    def backward(self, gy):
-        return ops.maxpool_backward(
-            gy, self.arg, self.x_shape, *self.pool_size, *self.strides, self.pads
-        )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "pool_size": list(self.pool_size),
-            "strides": list(self.strides),
-            "padding": self.padding,
         }

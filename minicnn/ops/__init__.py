@@ -6,8 +6,9 @@ module per idea, each op's forward and backward side by side:
 - ``geometry``: output sizes, "same" padding, ``pad``, cache-sized chunks;
 - ``conv``: which convolution algorithm fits a geometry, and one forward/backward that hands the
   work to it: ``conv/im2col.py``, ``conv/shifted.py``, ``conv/direct.py``, ``conv/winograd.py``;
-- ``pooling``, ``softmax`` (the losses' maths), ``optimizer`` (update rules), ``elementwise``
-  (bias + ReLU, the gradient products and sums);
+- ``pooling``, ``normalization`` (batch norm), ``resample`` (the augmentations' affine maps),
+  ``softmax`` (the losses' maths), ``optimizer`` (update rules), ``elementwise`` (bias + ReLU,
+  the gradient products and sums);
 - ``dispatch``: the one place an op asks ``minicnn.kernels`` for a hand-written version.
 
 Everything the layers, losses and optimizers use is re-exported here, so they write
@@ -31,12 +32,33 @@ from minicnn.ops.geometry import (
     padding_amounts,
     same_padding,
 )
+from minicnn.ops.normalization import batchnorm_backward, batchnorm_forward, batchnorm_inference
 from minicnn.ops.optimizer import adam_update
-from minicnn.ops.pooling import maxpool_backward, maxpool_forward
+from minicnn.ops.pooling import (
+    avgpool_backward,
+    avgpool_forward,
+    maxpool_backward,
+    maxpool_forward,
+)
+from minicnn.ops.resample import (
+    FILL_MODES,
+    INTERPOLATIONS,
+    affine_resample,
+    affine_resample_backward,
+)
 from minicnn.ops.softmax import softmax, softmax_cross_entropy
 
 __all__ = [
+    "FILL_MODES",
+    "INTERPOLATIONS",
     "adam_update",
+    "affine_resample",
+    "affine_resample_backward",
+    "avgpool_backward",
+    "avgpool_forward",
+    "batchnorm_backward",
+    "batchnorm_forward",
+    "batchnorm_inference",
     "bias_relu",
     "col2im",
     "conv2d_backward",

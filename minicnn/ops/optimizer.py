@@ -1,5 +1,5 @@
 """The optimizers' update rules over whole arrays, in place (fused into one kernel where one
-exists); the optimizers themselves (``minicnn/optimizers.py``) keep the hyper-parameters."""
+exists); the optimizers themselves (``minicnn/optimizers/``) keep the hyper-parameters."""
 
 from __future__ import annotations
 

@@ -47,3 +47,42 @@ def maxpool_backward(gy, arg, x_shape, ph, pw, sy, sx, pads):
         for j in range(pw):
             gxpad[:, i : i + sy * oh : sy, j : j + sx * ow : sx, :] += gy * (arg == i * pw + j)
     return gxpad[:, top : top + h, left : left + w, :]
+
+
+def _window_counts(xp, h, w, ph, pw, sy, sx, pads, oh, ow, dtype):
+    """(oH, oW, 1): how many real (not padding) pixels each window covers."""
+    ones = pad(xp.ones((1, h, w, 1), dtype=dtype), pads)
+    counts = xp.zeros((1, oh, ow, 1), dtype=dtype)
+    for i in range(ph):
+        for j in range(pw):
+            counts += ones[:, i : i + sy * oh : sy, j : j + sx * ow : sx, :]
+    return counts[0]
+
+
+def avgpool_forward(x, ph, pw, sy, sx, pads):
+    """Mean over each window, padding not counted (as Keras): x (N, H, W, C) -> (N, oH, oW, C)."""
+    xp = get_array_module(x)
+    n, h, w, c = x.shape
+    oh = (h + pads[0] + pads[1] - ph) // sy + 1
+    ow = (w + pads[2] + pads[3] - pw) // sx + 1
+    xpad = pad(x, pads)
+    y = xp.zeros((n, oh, ow, c), dtype=x.dtype)
+    for i in range(ph):  # a loop over window offsets: each add moves a whole strided slice
+        for j in range(pw):
+            y += xpad[:, i : i + sy * oh : sy, j : j + sx * ow : sx, :]
+    y /= _window_counts(xp, h, w, ph, pw, sy, sx, pads, oh, ow, x.dtype)
+    return y
+
+
+def avgpool_backward(gy, x_shape, ph, pw, sy, sx, pads):
+    """Each output's gradient shared equally among the real pixels of its window."""
+    xp = get_array_module(gy)
+    n, h, w, c = x_shape
+    _, oh, ow, _ = gy.shape
+    top, bottom, left, right = pads
+    g = gy / _window_counts(xp, h, w, ph, pw, sy, sx, pads, oh, ow, gy.dtype)
+    gxpad = xp.zeros((n, h + top + bottom, w + left + right, c), dtype=gy.dtype)
+    for i in range(ph):
+        for j in range(pw):
+            gxpad[:, i : i + sy * oh : sy, j : j + sx * ow : sx, :] += g
+    return gxpad[:, top : top + h, left : left + w, :]

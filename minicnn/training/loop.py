@@ -107,11 +107,13 @@ def fit(
     targets = model.loss.target(be.to_numpy(y), model.output_shape[-1], be.xp, floatx())
     source = strategy.source(x, targets, batch_size, shuffle, be)  # the set moves to the device
     model.history = history
+    model.fit_callbacks = cbs.callbacks
     resumed, model._resume = model._resume, None
     model.resumed_from = resumed if resumed and resumed["epoch"] == initial_epoch else None
     if model.resumed_from:  # continuing a checkpoint's run: its History goes on from there
         history.epoch = list(range(initial_epoch))
         history.history = {k: list(v) for k, v in resumed["history"].items()}
+        _restore_callbacks(cbs.callbacks, resumed.get("callbacks", []))
     model.stop_training = False
     cbs.on_train_begin()
     with _deferred_interrupt() as interrupted:
@@ -155,7 +157,19 @@ def fit(
             if model.stop_training:
                 break
     cbs.on_train_end()
+    model.optimizer.finalize([layer.params[k] for layer, k in model.trainable_params()])
     return history
+
+
+def _restore_callbacks(callbacks, saved: list) -> None:
+    """Give each callback the state its namesake had in the checkpoint (in order per class)."""
+    pending = {}
+    for entry in saved:
+        pending.setdefault(entry["class"], []).append(entry["state"])
+    for cb in callbacks:
+        states = pending.get(type(cb).__name__)
+        if states:
+            cb.set_state(states.pop(0))
 
 
 def evaluate(model, x, y, batch_size=32, verbose=1, return_dict: bool = False, distribute=None):

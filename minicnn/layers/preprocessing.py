@@ -1,0 +1,164 @@
+"""Rescaling, and the augmentation layers RandomRotation, RandomTranslation and RandomZoom.
+
+The augmentation layers follow Keras 3's factor conventions and fill modes. They act in training
+only (the identity in inference), draw one transform per image from minicnn's seeded generator
+(so a resumed run draws what the unbroken one would; a ``seed`` argument is kept in the config
+but ``minicnn.utils.set_random_seed`` is what fixes the draws), and resample the whole batch in
+one call of ``ops.affine_resample``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from minicnn import ops
+from minicnn.backend import floatx, rng
+from minicnn.layers.base import Layer
+
+
+class Rescaling(Layer):
+    """y = x * scale + offset (``Rescaling(1 / 255)`` maps pixels to [0, 1])."""
+
+    def __init__(self, scale, offset=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale, self.offset = float(scale), float(offset)
+
+    def forward(self, x, training=False):
+        self.check_input_shape(x.shape[1:])
+        t = x.dtype.type
+        return x * t(self.scale) + t(self.offset)
+
+    def backward(self, gy):
+        return gy * gy.dtype.type(self.scale)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
+def _factor_range(factor, what: str, owner: str, bound: bool = True) -> tuple[float, float]:
+    """Keras's convention: a number f means [-f, f]; a pair (lo, hi) means [lo, hi]."""
+    if isinstance(factor, (int, float)):
+        lo, hi = -abs(float(factor)), abs(float(factor))
+    elif isinstance(factor, (tuple, list)) and len(factor) == 2:
+        lo, hi = sorted(float(f) for f in factor)
+    else:
+        raise ValueError(f"{owner}: {what} must be a number or a pair (lower, upper). Received: {what}={factor!r}")  # fmt: skip
+    if bound and not (-1 < lo and hi <= 1):
+        raise ValueError(f"{owner}: {what} must lie in (-1, 1]. Received: {what}={factor!r}")
+    return lo, hi
+
+
+class _RandomAffine(Layer):
+    """An augmentation by a random affine map per image; subclasses draw the maps."""
+
+    def __init__(self, fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0, **kwargs):  # fmt: skip
+        super().__init__(**kwargs)
+        self.owner = f'Layer "{self.name}" ({type(self).__name__})'
+        if fill_mode not in ops.FILL_MODES:
+            raise ValueError(f"{self.owner}: fill_mode must be one of {ops.FILL_MODES}. Received: fill_mode={fill_mode!r}")  # fmt: skip
+        if interpolation not in ops.INTERPOLATIONS:
+            raise ValueError(f"{self.owner}: interpolation must be one of {ops.INTERPOLATIONS}. Received: interpolation={interpolation!r}")  # fmt: skip
+        self.fill_mode, self.interpolation = fill_mode, interpolation
+        self.seed, self.fill_value = seed, float(fill_value)
+
+    def build(self, input_shape, backend=None):
+        self.check_input_shape(tuple(input_shape), rank=3)
+        super().build(input_shape, backend)
+
+    def transforms(self, n: int, h: int, w: int) -> np.ndarray:
+        """(n, 6) float64: each image's map from output pixel to input point."""
+        raise NotImplementedError
+
+    def forward(self, x, training=False):
+        self.check_input_shape(x.shape[1:], rank=3)
+        self.t = None
+        if not training:
+            return x
+        n, h, w, _ = x.shape
+        self.t = self.backend.asarray(self.transforms(n, h, w).astype(floatx()))
+        return ops.affine_resample(x, self.t, self.interpolation, self.fill_mode, self.fill_value)
+
+    def backward(self, gy):
+        if self.t is None or not self.needs_input_grad:
+            return None if self.t is not None else gy
+        return ops.affine_resample_backward(gy, self.t, self.interpolation, self.fill_mode)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "fill_mode": self.fill_mode,
+            "interpolation": self.interpolation,
+            "seed": self.seed,
+            "fill_value": self.fill_value,
+        }
+
+
+class RandomRotation(_RandomAffine):
+    """Rotate each image about its centre by a random angle of ``factor`` turns: 0.1 means
+    up to +-36 degrees, (-0.05, 0.1) from -18 to +36."""
+
+    def __init__(self, factor, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = _factor_range(factor, "factor", self.owner, bound=False)
+
+    def transforms(self, n, h, w):
+        angle = rng().uniform(self.factor[0] * 2 * math.pi, self.factor[1] * 2 * math.pi, n)
+        cos, sin = np.cos(angle), np.sin(angle)
+        cx, cy = (w - 1) / 2, (h - 1) / 2
+        return np.stack(
+            [cos, -sin, cx - cx * cos + cy * sin, sin, cos, cy - cx * sin - cy * cos], axis=1
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "factor": list(self.factor)}
+
+
+class RandomTranslation(_RandomAffine):
+    """Shift each image by a random fraction of its height and width: 0.1 means up to 10%."""
+
+    def __init__(self, height_factor, width_factor, **kwargs):
+        super().__init__(**kwargs)
+        self.height_factor = _factor_range(height_factor, "height_factor", self.owner)
+        self.width_factor = _factor_range(width_factor, "width_factor", self.owner)
+
+    def transforms(self, n, h, w):
+        dy = rng().uniform(*self.height_factor, n) * h
+        dx = rng().uniform(*self.width_factor, n) * w
+        one, zero = np.ones(n), np.zeros(n)
+        return np.stack([one, zero, -dx, zero, one, -dy], axis=1)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "height_factor": list(self.height_factor),
+            "width_factor": list(self.width_factor),
+        }
+
+
+class RandomZoom(_RandomAffine):
+    """Zoom each image about its centre: a positive factor zooms out (the image shrinks), a
+    negative one zooms in; 0.1 means from 10% in to 10% out. Without ``width_factor`` the
+    aspect ratio is kept."""
+
+    def __init__(self, height_factor, width_factor=None, **kwargs):
+        super().__init__(**kwargs)
+        self.height_factor = _factor_range(height_factor, "height_factor", self.owner)
+        self.width_factor = (
+            None
+            if width_factor is None
+            else _factor_range(width_factor, "width_factor", self.owner)
+        )
+
+    def transforms(self, n, h, w):
+        zy = 1 + rng().uniform(*self.height_factor, n)
+        zx = zy if self.width_factor is None else 1 + rng().uniform(*self.width_factor, n)
+        zero = np.zeros(n)
+        return np.stack(
+            [zx, zero, (w - 1) / 2 * (1 - zx), zero, zy, (h - 1) / 2 * (1 - zy)], axis=1
+        )
+
+    def get_config(self):
+        config = {**super().get_config(), "height_factor": list(self.height_factor)}
+        return {**config, "width_factor": None if self.width_factor is None else list(self.width_factor)}  # fmt: skip

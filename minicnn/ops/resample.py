@@ -1,0 +1,105 @@
+"""Affine resampling of a batch of images, each with its own transform: the maths of the
+augmentation layers (RandomRotation, RandomTranslation, RandomZoom).
+
+A transform ``(a0, a1, a2, b0, b1, b2)`` maps each output pixel (column x, row y) to the input
+point ``(a0 x + a1 y + a2, b0 x + b1 y + b2)``, which is read by bilinear or nearest
+interpolation. Points outside the image are read by ``fill_mode``, Keras's names:
+
+    "constant" (fill_value)   "nearest" (a a a | a b c d | d d d)
+    "reflect" (d c b a | a b c d | d c b a)   "mirror" (d c b | a b c d | c b a)
+    "wrap" (a b c d | a b c d | a b c d)
+"""
+
+from __future__ import annotations
+
+from minicnn.backend import get_array_module
+from minicnn.ops.dispatch import kernel_for
+
+FILL_MODES = ("constant", "nearest", "reflect", "mirror", "wrap")
+INTERPOLATIONS = ("bilinear", "nearest")
+
+
+def fold(xp, i, n: int, fill_mode: str):
+    """Integer coordinates ``i`` mapped into [0, n) by ``fill_mode``; for "constant" they are
+    clipped (the caller masks them with ``inside``)."""
+    if fill_mode == "reflect":
+        i = i % (2 * n)
+        return xp.where(i >= n, 2 * n - 1 - i, i)
+    if fill_mode == "mirror":
+        if n == 1:
+            return xp.zeros_like(i)
+        i = i % (2 * n - 2)
+        return xp.where(i >= n, 2 * n - 2 - i, i)
+    if fill_mode == "wrap":
+        return i % n
+    return xp.clip(i, 0, n - 1)
+
+
+def _taps(xp, transforms, h, w, interpolation, fill_mode, dtype):
+    """For every output pixel of every image: the input pixels it reads and their weights.
+    -> list of (row (N, H, W), col (N, H, W), weight (N, H, W, 1))"""
+    n = transforms.shape[0]
+    t = transforms.astype(dtype)
+    rows = xp.arange(h, dtype=dtype)[None, :, None]  # (1, H, 1)
+    cols = xp.arange(w, dtype=dtype)[None, None, :]  # (1, 1, W)
+    a0, a1, a2, b0, b1, b2 = (t[:, k].reshape(n, 1, 1) for k in range(6))
+    xs = a0 * cols + a1 * rows + a2  # (N, H, W) input column of each output pixel
+    ys = b0 * cols + b1 * rows + b2
+    if interpolation == "nearest":
+        corners = [(xp.floor(ys + 0.5), xp.floor(xs + 0.5), xp.ones_like(xs))]
+    else:
+        x0, y0 = xp.floor(xs), xp.floor(ys)
+        fx, fy = xs - x0, ys - y0
+        corners = [
+            (y0, x0, (1 - fy) * (1 - fx)),
+            (y0, x0 + 1, (1 - fy) * fx),
+            (y0 + 1, x0, fy * (1 - fx)),
+            (y0 + 1, x0 + 1, fy * fx),
+        ]
+    taps = []
+    for r, c, wgt in corners:
+        r, c = r.astype(xp.int64), c.astype(xp.int64)
+        inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+        taps.append((fold(xp, r, h, fill_mode), fold(xp, c, w, fill_mode), wgt, inside))
+    return taps
+
+
+def affine_resample(x, transforms, interpolation="bilinear", fill_mode="reflect", fill_value=0.0):
+    """x (N, H, W, C), transforms (N, 6) -> (N, H, W, C): image k resampled by transform k."""
+    fast = kernel_for("affine_resample", x)
+    if fast is not None:
+        return fast(x, transforms, interpolation, fill_mode, fill_value)
+    xp = get_array_module(x)
+    n, h, w, _ = x.shape
+    image = xp.arange(n)[:, None, None]
+    y = xp.zeros_like(x)
+    for r, c, wgt, inside in _taps(xp, transforms, h, w, interpolation, fill_mode, x.dtype):
+        v = x[image, r, c]  # (N, H, W, C): one gather per tap for the whole batch
+        if fill_mode == "constant":
+            v = xp.where(inside[..., None], v, x.dtype.type(fill_value))
+        y += wgt[..., None] * v
+    return y
+
+
+def affine_resample_backward(gy, transforms, interpolation="bilinear", fill_mode="reflect"):
+    """The adjoint of affine_resample in its input: each output's gradient added back onto the
+    input pixels it read, with the same weights (the fill value takes none)."""
+    xp = get_array_module(gy)
+    n, h, w, c = gy.shape
+    image = xp.broadcast_to(xp.arange(n)[:, None, None], (n, h, w))
+    gx = xp.zeros_like(gy)
+    for r, col, wgt, inside in _taps(xp, transforms, h, w, interpolation, fill_mode, gy.dtype):
+        g = wgt[..., None] * gy
+        if fill_mode == "constant":
+            g = g * inside[..., None]
+        _scatter_add(xp, gx, (image, r, col), g)
+    return gx
+
+
+def _scatter_add(xp, target, index, values):
+    if xp.__name__ == "numpy":
+        xp.add.at(target, index, values)
+    else:
+        import cupyx
+
+        cupyx.scatter_add(target, index, values)
