@@ -68,8 +68,8 @@ class Sequential:
         if self.input_shape is not None:
             # Build at once, as Keras does, so a misfit layer is refused here and summary() works
             layer.build(self.output_shape, self.backend)
-            layer.needs_input_grad = bool(self.layers)
         self.layers.append(layer)
+        self._mark_input_grads()
 
     @property
     def output_shape(self) -> tuple:
@@ -86,11 +86,11 @@ class Sequential:
         if input_shape and input_shape[0] is None:
             input_shape = input_shape[1:]
         shape = self.input_shape = input_shape
-        for i, layer in enumerate(self.layers):
+        for layer in self.layers:
             if not layer.built:
                 layer.build(shape, self.backend)
-            layer.needs_input_grad = i > 0
             shape = layer.compute_output_shape(shape)
+        self._mark_input_grads()
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
         """Keras's defaults: RMSprop; a loss by name or instance; metrics: accuracy or none."""
@@ -100,6 +100,15 @@ class Sequential:
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
         self.metrics = ["accuracy"] if names else []
+
+    def _mark_input_grads(self) -> None:
+        """A layer computes its input gradient only if a trained layer comes before it: the
+        augmentation layers and the first convolution of a model skip that work, and backward
+        stops there."""
+        need = False
+        for layer in self.layers:
+            layer.needs_input_grad = need
+            need = need or (layer.trainable and bool(layer.params))
 
     def _prepare_head(self) -> bool:
         """Mark the last layer to stop before its softmax when the loss can take the logits
@@ -114,6 +123,7 @@ class Sequential:
         for layer in self.layers:
             if isinstance(layer, ActivationMixin):
                 layer.emit_logits = fused and layer is head
+        self._mark_input_grads()  # trainable may have changed since the layers were added
         return fused
 
     # -- the forward and backward passes ----------------------------------------------------------------------------
@@ -128,6 +138,8 @@ class Sequential:
         """The gradient of the output, ``g``, back through every layer; each fills its grads."""
         for layer in reversed(self.layers):
             g = layer.backward(g)
+            if not layer.needs_input_grad:
+                break  # no trained layer before this one: nothing below needs a gradient
 
     def trainable_layers(self) -> list[Layer]:
         return [layer for layer in self.layers if layer.trainable and layer.params]

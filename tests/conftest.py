@@ -45,11 +45,19 @@ def _fresh_state():
 
 
 @pytest.fixture(
-    params=["im2col", "shifted", "shifted-chunked", "winograd", "winograd-chunked", "direct"]
+    params=[
+        "im2col",
+        "shifted",
+        "shifted-chunked",
+        "winograd",
+        "winograd-chunked",
+        "direct",
+        "space_to_depth",
+    ]
 )
 def conv_algorithm(request, monkeypatch):
     """Runs a convolution test once per algorithm (shifted: stride 1; winograd: 3x3 stride 1;
-    direct: any; other geometries fall back to im2col); "-chunked" makes every image its own chunk, as large
+    direct: any; space_to_depth: stride 2; other geometries fall back to im2col); "-chunked" makes every image its own chunk, as large
     batches are cut."""
     from minicnn.ops import geometry
 

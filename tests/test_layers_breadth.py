@@ -80,6 +80,23 @@ def test_augmentation_input_gradients(backend_name, rng, f64, fill_mode, layer):
     gradcheck_layer(layer(fill_mode), rng.standard_normal((3, 7, 6, 2)), backend_name, rng, seed=5)
 
 
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("kernel,cin", [(5, 8), (6, 3), (4, 2)])
+def test_strided_conv_by_space_to_depth(backend_name, rng, f64, monkeypatch, padding, kernel, cin):
+    """5x5/6x6 stride 2 (Winograd over 2x2 blocks) and 4x4 (shifted): gradients, and the same
+    output as im2col."""
+    monkeypatch.setenv("MINICNN_CONV", "space_to_depth")
+    x = rng.standard_normal((2, 11, 10, cin))
+    gradcheck_layer(Conv2D(3, kernel, strides=2, padding=padding), x, backend_name, rng)
+    be = backend.get_backend(backend_name)
+    k = be.asarray(rng.standard_normal((kernel, kernel, cin, 4)))
+    pads = ops.padding_amounts(11, 10, kernel, kernel, 2, 2, padding)
+    z, _ = ops.conv2d_forward(be.asarray(x), k, (2, 2), pads)
+    monkeypatch.setenv("MINICNN_CONV", "im2col")
+    ref, _ = ops.conv2d_forward(be.asarray(x), k, (2, 2), pads)
+    np.testing.assert_allclose(be.to_numpy(z), be.to_numpy(ref), rtol=1e-9, atol=1e-10)
+
+
 # -- naive references --------------------------------------------------------------------------
 
 

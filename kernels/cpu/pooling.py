@@ -12,42 +12,44 @@ from .jit import pjit
 def _maxpool_forward(x, y, arg, ph, pw, sy, sx, top, left):
     n, h, w, c = x.shape
     _, oh, ow, _ = y.shape
-    for r in prange(n * oh):
+    for r in prange(n * oh):  # one output row of one image per task
         b, p = r // oh, r % oh
+        best = np.empty(c, dtype=x.dtype)
+        at = np.empty(c, dtype=arg.dtype)
         for q in range(ow):
-            for ch in range(c):
-                best = -np.inf
-                at = 0
-                for i in range(ph):
-                    yy = p * sy + i - top
-                    for j in range(pw):
-                        xx = q * sx + j - left
-                        if 0 <= yy < h and 0 <= xx < w and x[b, yy, xx, ch] > best:
-                            best = x[b, yy, xx, ch]
-                            at = i * pw + j
-                y[b, p, q, ch] = best
-                arg[b, p, q, ch] = at
+            best[:] = -np.inf
+            at[:] = 0
+            for i in range(ph):
+                yy = p * sy + i - top
+                if yy < 0 or yy >= h:
+                    continue
+                for j in range(pw):
+                    xx = q * sx + j - left
+                    if xx < 0 or xx >= w:
+                        continue
+                    for ch in range(c):  # contiguous over channels
+                        v = x[b, yy, xx, ch]
+                        if v > best[ch]:
+                            best[ch] = v
+                            at[ch] = i * pw + j
+            y[b, p, q, :] = best
+            arg[b, p, q, :] = at
 
 
 @pjit
 def _maxpool_backward(gy, arg, gx, ph, pw, sy, sx, top, left):
     n, oh, ow, c = gy.shape
     _, h, w, _ = gx.shape
-    for r in prange(n * h):
-        b, y = r // h, r % h
-        gx[b, y, :, :] = 0
-        for i in range(ph):
-            py = y + top - i
-            if py < 0 or py % sy != 0 or py // sy >= oh:
-                continue
-            for xx in range(w):
-                for j in range(pw):
-                    qx = xx + left - j
-                    if qx < 0 or qx % sx != 0 or qx // sx >= ow:
-                        continue
-                    for ch in range(c):
-                        if arg[b, py // sy, qx // sx, ch] == i * pw + j:
-                            gx[b, y, xx, ch] += gy[b, py // sy, qx // sx, ch]
+    for b in prange(n):  # one image per task: its windows overlap only each other
+        gx[b] = 0
+        for p in range(oh):
+            for q in range(ow):
+                for ch in range(c):  # each output's gradient goes to its window's winner
+                    a = arg[b, p, q, ch]
+                    yy = p * sy + a // pw - top
+                    xx = q * sx + a % pw - left
+                    if 0 <= yy < h and 0 <= xx < w:
+                        gx[b, yy, xx, ch] += gy[b, p, q, ch]
 
 
 def maxpool_forward(x, ph, pw, sy, sx, pads):

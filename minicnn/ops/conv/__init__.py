@@ -16,9 +16,15 @@ import numpy as np
 
 from minicnn import kernels
 from minicnn.backend import get_array_module
-from minicnn.ops.conv import direct, im2col, shifted, winograd
+from minicnn.ops.conv import direct, im2col, shifted, space_to_depth, winograd
 
-ALGORITHMS = {"im2col": im2col, "shifted": shifted, "direct": direct, "winograd": winograd}
+ALGORITHMS = {
+    "im2col": im2col,
+    "shifted": shifted,
+    "direct": direct,
+    "winograd": winograd,
+    "space_to_depth": space_to_depth,
+}
 
 _DIRECT_MAX_C = 4  # input channels up to which the direct kernel beats im2col + GEMM
 
@@ -29,11 +35,17 @@ def conv_algorithm(x, kernel_shape, strides) -> str:
     - "im2col": the reference, any geometry, and the GPU's choice (cuBLAS on one big GEMM);
     - "direct": CPU, up to 4 input channels (a first layer), with the numba kernels;
     - "winograd": CPU, 3x3 stride 1, 16+ input channels, with the numba kernels;
-    - "shifted": the same cases without numba: 9 GEMMs on the input as it lies, no im2col copy.
+    - "shifted": the same cases without numba: 9 GEMMs on the input as it lies, no im2col copy;
+    - "space_to_depth": CPU with numba, stride 2, 5x5 or 6x6 kernels, 8+ input channels: the
+      same convolution as a 3x3 stride-1 Winograd one over 2x2 blocks of 4C channels.
     MINICNN_CONV forces one where the geometry allows it (else im2col)."""
     kh, kw, c, _ = kernel_shape
     stride1 = tuple(strides) == (1, 1)
+    stride2 = tuple(strides) == (2, 2)
     forced = os.environ.get("MINICNN_CONV", "auto").lower()
+    if forced == "space_to_depth":
+        return "space_to_depth" if stride2 else "im2col"
+    s2d_winograd = stride2 and (-(-kh // 2), -(-kw // 2)) == (3, 3)  # 5x5 and 6x6
     if forced == "winograd":
         return "winograd" if stride1 and (kh, kw) == (3, 3) else "im2col"
     if forced in ("im2col", "shifted", "direct"):
@@ -43,6 +55,8 @@ def conv_algorithm(x, kernel_shape, strides) -> str:
     numba = kernels.lookup("conv_direct", np, x.dtype) is not None
     if c <= _DIRECT_MAX_C:
         return "direct" if numba else "im2col"
+    if s2d_winograd and c >= 8 and numba:
+        return "space_to_depth"
     if not stride1 or c < 16:
         return "im2col"
     return "winograd" if numba and (kh, kw) == (3, 3) else "shifted"
