@@ -30,6 +30,9 @@ OP_NAMES = (
     "conv_direct",
     "conv_direct_grad",
     "conv_direct_grad_input",
+    "batchnorm_forward",
+    "batchnorm_backward",
+    "affine_resample",
 )
 
 _tables: dict[str, dict | None] = {}

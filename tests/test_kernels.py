@@ -224,3 +224,30 @@ def test_convolution_algorithms_agree(rng, float64, monkeypatch, algorithm, relu
         results[name] = (z, *grads)
     for a, b in zip(results[algorithm], results["im2col"]):
         assert a.shape == b.shape and rel(a, b) <= 1e-13
+
+
+def test_batchnorm_kernels(backend_name, monkeypatch, rng, dtype):
+    be = backend.get_backend(backend_name)
+    x = be.asarray((rng.standard_normal((300, 7)) * 3 + 1).astype(dtype))
+    gamma, beta = be.asarray(rng.uniform(0.5, 2, 7).astype(dtype)), be.asarray(rng.standard_normal(7).astype(dtype))  # fmt: skip
+    fast, ref = both(monkeypatch, "batchnorm_forward", be.xp, dtype, lambda: ops.batchnorm_forward(x, gamma, beta, 1e-3))  # fmt: skip
+    for a, b in zip(fast, ref):
+        assert a.dtype == dtype and rel(host(be, a), host(be, b)) <= TOL[dtype]
+    gy = be.asarray(rng.standard_normal((300, 7)).astype(dtype))
+    _, mean, _, inv_std = ref
+    fast, ref = both(monkeypatch, "batchnorm_backward", be.xp, dtype, lambda: ops.batchnorm_backward(gy, x, mean, inv_std, gamma))  # fmt: skip
+    for a, b in zip(fast, ref):
+        assert a.dtype == dtype and rel(host(be, a), host(be, b)) <= 10 * TOL[dtype]
+
+
+@pytest.mark.parametrize("fill_mode", ["constant", "nearest", "reflect", "mirror", "wrap"])
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+def test_affine_resample_kernel(backend_name, monkeypatch, rng, dtype, fill_mode, interpolation):
+    from minicnn.layers import RandomRotation, RandomZoom
+
+    be = backend.get_backend(backend_name)
+    x = be.asarray(rng.standard_normal((4, 9, 7, 3)).astype(dtype))
+    t = np.concatenate([RandomRotation(0.4).transforms(2, 9, 7), RandomZoom(0.5).transforms(2, 9, 7)])  # fmt: skip
+    t = be.asarray(t.astype(dtype))
+    fast, ref = both(monkeypatch, "affine_resample", be.xp, dtype, lambda: ops.affine_resample(x, t, interpolation, fill_mode, 0.3))  # fmt: skip
+    assert fast.dtype == dtype and rel(host(be, fast), host(be, ref)) <= 10 * TOL[dtype]

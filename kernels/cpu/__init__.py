@@ -9,9 +9,17 @@ Parallel loops split over independent rows or images, so no two threads write th
 from __future__ import annotations
 
 from .. import OP_NAMES
-from . import direct, elementwise, im2col, pooling, winograd  # each imports .jit first
+from . import (  # each imports .jit first
+    direct,
+    elementwise,
+    im2col,
+    normalization,
+    pooling,
+    resample,
+    winograd,
+)
 
-_MODULES = (im2col, elementwise, pooling, direct, winograd)
+_MODULES = (im2col, elementwise, pooling, direct, winograd, normalization, resample)
 
 OPS = {
     (name, "any"): getattr(module, name)
