@@ -20,12 +20,11 @@ from minicnn import (
     training,
     utils,
 )
+from minicnn._version import __version__ as __version__
 from minicnn.backend import floatx, get_backend, set_backend, set_floatx
 from minicnn.layers import Input
 from minicnn.models import Sequential
 from minicnn.saving import load_checkpoint, load_model
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Sequential",

@@ -1,5 +1,6 @@
 """The ``minicnn`` command: ``train`` and ``evaluate`` the MNIST digit recogniser, ``predict`` digits
-in your own images, ``serve`` a page to draw them on. ``python examples/mnist.py`` is ``minicnn train``.
+in your own images, ``serve`` a page to draw them on, ``export`` a model to ONNX.
+``python examples/mnist.py`` is ``minicnn train``.
 """
 
 from __future__ import annotations
@@ -241,6 +242,19 @@ def serve(args) -> None:
         raise CLIError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
 
 
+def export(args) -> None:
+    from minicnn.export import ExportError
+
+    model = _load(args.model)
+    try:
+        model.export(args.out, format="onnx")
+    except ExportError as e:
+        raise CLIError(f"cannot export: {e}") from None
+    except OSError as e:
+        raise CLIError(f"cannot write {args.out}: {e.strerror or e}") from None
+    print(f"Wrote {args.out} (ONNX opset 17: input (batch, {', '.join(map(str, model.input_shape))}) float32, output probabilities)")  # fmt: skip
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -308,6 +322,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
     s.add_argument("--port", type=_port, default=8000, help="default 8000; 0 picks a free one")
     s.set_defaults(run=serve)
+    x = sub.add_parser("export", help="write a trained model as ONNX, to run in ONNX Runtime")
+    x.add_argument("model", metavar="MODEL", help="a .minicnn (or any) model file")
+    x.add_argument("out", metavar="OUT.onnx")
+    x.set_defaults(run=export)
     return p
 
 

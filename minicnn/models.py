@@ -311,6 +311,14 @@ class Sequential:
 
         save_model(self, path)
 
+    def export(self, filepath, format: str = "onnx") -> None:  # noqa: A002  (Keras's name)
+        """Write the model for inference elsewhere: ``format="onnx"`` (``minicnn.export``)."""
+        if format != "onnx":
+            raise ValueError(f'minicnn exports format="onnx" only. Received: format={format!r}')
+        from minicnn.export import export_model
+
+        export_model(self, filepath)
+
     def __repr__(self) -> str:
         return f"<Sequential name={self.name!r} layers={len(self.layers)} backend={self.backend.name!r}>"
 
