@@ -99,14 +99,15 @@ def _thread_settings(code: str, **env_vars) -> dict:
 
 def test_thread_pools_are_told_to_sleep_soon_unless_the_user_decided():
     """Imported before numpy, minicnn sets both spin limits and numba runs on OpenMP (or its own
-    pool where libgomp is missing); after numpy, OpenBLAS's is left unset (it would do nothing);
-    a user's value and MINICNN_THREADS=system are respected."""
+    pool where libgomp is missing); after numpy too (OpenBLAS is made to read it again: see
+    test_openblas_takes_the_timeout_whatever_the_import_order); a user's value and
+    MINICNN_THREADS=system are respected."""
     pytest.importorskip("numba")
     first = _thread_settings("import minicnn")
     assert first["OPENBLAS_THREAD_TIMEOUT"] == "4" and first["GOMP_SPINCOUNT"] == "10000"
     assert first["layer"] in ("omp", "workqueue")
     late = _thread_settings("import numpy, minicnn")
-    assert late["OPENBLAS_THREAD_TIMEOUT"] is None and late["GOMP_SPINCOUNT"] == "10000"
+    assert late["OPENBLAS_THREAD_TIMEOUT"] == "4" and late["GOMP_SPINCOUNT"] == "10000"
     mine = _thread_settings("import minicnn", GOMP_SPINCOUNT="5", OPENBLAS_THREAD_TIMEOUT="9")
     assert mine["OPENBLAS_THREAD_TIMEOUT"] == "9" and mine["GOMP_SPINCOUNT"] == "5"
     off = _thread_settings("import minicnn", MINICNN_THREADS="system")
@@ -117,3 +118,34 @@ def test_thread_pools_are_told_to_sleep_soon_unless_the_user_decided():
     except subprocess.CalledProcessError:
         pytest.skip("no libgomp.so.1 here")
     assert early["layer"] == "workqueue"
+
+
+def _openblas_timeout(code: str, **env) -> int | None:
+    """OpenBLAS's own timeout setting after ``code``, as it reports it (None: no OpenBLAS)."""
+    probe = (
+        code + "\nimport ctypes, numpy\n"
+        "paths = [l.split()[-1] for l in open('/proc/self/maps') if 'openblas' in l and '.so' in l]\n"
+        "print(ctypes.CDLL(paths[0]).openblas_thread_timeout() if paths else -1)"
+    )
+    full = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "MINICNN_THREADS")}  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env={**full, **env},
+        check=True,
+    ).stdout.split()[-1]
+    return None if out == "-1" else int(out)
+
+
+def test_openblas_takes_the_timeout_whatever_the_import_order():
+    """What user scripts do (numpy first) gets the same OpenBLAS setting as minicnn first: OpenBLAS
+    re-reads its environment; a user's own value and MINICNN_THREADS=system stay as they are."""
+    first = _openblas_timeout("import minicnn")
+    if first is None:
+        pytest.skip("numpy's BLAS here is not OpenBLAS")
+    assert first == 4
+    assert _openblas_timeout("import numpy\nimport minicnn") == 4
+    assert _openblas_timeout("import numpy") == 0  # untouched: OpenBLAS's default
+    assert _openblas_timeout("import numpy\nimport minicnn", OPENBLAS_THREAD_TIMEOUT="9") == 9
+    assert _openblas_timeout("import numpy\nimport minicnn", MINICNN_THREADS="system") == 0
