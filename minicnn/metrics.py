@@ -4,6 +4,8 @@ classes; each is reported as "accuracy" (the fraction of samples whose argmax is
 
 from __future__ import annotations
 
+from minicnn._missing import not_implemented
+
 NAMES = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy")
 
 
@@ -35,10 +37,7 @@ def get(identifier) -> str:
     )
 
 
-def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    raise AttributeError(
-        f"minicnn.metrics has no {name}: minicnn computes accuracy only "
-        "(Accuracy, CategoricalAccuracy, SparseCategoricalAccuracy)"
-    )
+__getattr__ = not_implemented(
+    "minicnn.metrics",
+    "minicnn computes accuracy only (Accuracy, CategoricalAccuracy, SparseCategoricalAccuracy)",
+)

@@ -22,6 +22,7 @@ RANKS = {
     "minicnn._malloc": 1,
     "minicnn._threads": 1,
     "minicnn._version": 1,
+    "minicnn._missing": 1,
     "minicnn.ops": 2,
     "minicnn.activations": 3,
     "minicnn.initializers": 3,

@@ -1,5 +1,6 @@
 """Layers, with Keras's names and arguments."""
 
+from minicnn._missing import not_implemented
 from minicnn.layers.base import Layer
 from minicnn.layers.convolutional import Conv2D
 from minicnn.layers.core import (
@@ -75,11 +76,4 @@ def deserialize(entry: dict) -> Layer:
     return _REGISTRY[name].from_config(dict(entry.get("config", {})))
 
 
-def __getattr__(name: str):
-    """A Keras layer minicnn does not have yet: say so by name, with what it has."""
-    if name.startswith("__"):
-        raise AttributeError(name)
-    raise AttributeError(
-        f"minicnn.layers has no {name}: it is not implemented in minicnn. "
-        f"Layers available: {', '.join(sorted(_REGISTRY))}"
-    )
+__getattr__ = not_implemented("minicnn.layers", f"Layers available: {', '.join(sorted(_REGISTRY))}")

@@ -4,6 +4,7 @@
 ``rules.py`` the update rules, ``schedules.py`` the learning-rate schedules.
 """
 
+from minicnn._missing import not_implemented
 from minicnn.optimizers import schedules
 from minicnn.optimizers.base import Optimizer
 from minicnn.optimizers.rules import SGD, Adam, AdamW, RMSprop
@@ -32,10 +33,6 @@ def deserialize(config: dict) -> Optimizer:
     return _ALL[name](**config)
 
 
-def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    raise AttributeError(
-        f"minicnn.optimizers has no {name}: it is not implemented in minicnn. "
-        f"Optimizers available: {', '.join(c.__name__ for c in _ALL.values())}"
-    )
+__getattr__ = not_implemented(
+    "minicnn.optimizers", f"Optimizers available: {', '.join(c.__name__ for c in _ALL.values())}"
+)
