@@ -112,6 +112,12 @@ def _draw(page, strokes, steps=6):
         page.mouse.up()
 
 
+def _settled(page):
+    """Wait until the answer to the last stroke has come: the throttled answers while drawing
+    may arrive after the release, and the bars show the latest."""
+    page.wait_for_function("() => document.body.dataset.busy === '0'", timeout=10_000)
+
+
 def _bars(page):
     """The probabilities the bars show, in percent, and which bar is marked as the top one."""
     pcts = [float(t.rstrip("%")) for t in page.locator("#bars .pct").all_inner_texts()]
@@ -125,6 +131,7 @@ def test_a_drawn_digit_is_read(browser, url, shots, digit, strokes):
     page.goto(url)
     expect(page.locator("#digit")).to_have_text("?")
     _draw(page, strokes)
+    _settled(page)
     expect(page.locator("#digit")).to_have_text(str(digit), timeout=10_000)
     pcts, top = _bars(page)
     assert top == [digit] and pcts[digit] == max(pcts) and pcts[digit] > 50

@@ -74,8 +74,13 @@ function showInput(rowsOf28) {
 
 // -- asking the server -----------------------------------------------------------------------
 
+function setBusy(busy) {
+  document.body.dataset.busy = busy ? "1" : "0"; // for tests: an answer is still to come
+}
+
 async function ask(body, type) {
   inFlight = true;
+  setBusy(true);
   lastSent = performance.now();
   try {
     const response = await fetch("/api/predict", {
@@ -103,6 +108,8 @@ async function ask(body, type) {
     if (pending) {
       pending = false;
       sendDrawing();
+    } else {
+      setBusy(false);
     }
   }
 }
@@ -113,7 +120,8 @@ function sendDrawing() {
     pending = true;
     return;
   }
-  pad.toBlob((blob) => blob && ask(blob, "image/png"), "image/png");
+  setBusy(true); // from now, not only once toBlob calls back
+  pad.toBlob((blob) => (blob ? ask(blob, "image/png") : setBusy(false)), "image/png");
 }
 
 function sendThrottled() {
@@ -181,11 +189,13 @@ pad.addEventListener("pointercancel", endStroke);
 // -- keys, clearing, photos ------------------------------------------------------------------
 
 document.getElementById("clear").addEventListener("click", () => {
-  clearPad();
+  setBusy(false);
+clearPad();
   pad.focus();
 });
 document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape") clearPad();
+  if (event.key === "Escape") setBusy(false);
+clearPad();
 });
 
 function sendFile(file) {
@@ -198,7 +208,8 @@ function sendFile(file) {
   const url = URL.createObjectURL(file);
   const img = new Image();
   img.onload = () => {
-    clearPad();
+    setBusy(false);
+clearPad();
     const s = Math.min(pad.width / img.width, pad.height / img.height);
     const w = img.width * s;
     const h = img.height * s;
@@ -225,4 +236,5 @@ pad.addEventListener("drop", (event) => {
   sendFile(event.dataTransfer.files[0]);
 });
 
+setBusy(false);
 clearPad();
