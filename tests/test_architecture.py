@@ -43,6 +43,7 @@ RANKS = {
     "minicnn.plots": 8,
     "minicnn.server": 9,
     "minicnn.distributed": 9,
+    "minicnn.recipes": 9,
     "minicnn.cli": 10,  # the top, beside the package face it imports
     "minicnn": 10,  # the package's __init__: imports the public face of everything
 }
