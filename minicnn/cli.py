@@ -102,7 +102,7 @@ def train(args) -> None:
     )
     if history.stopped == "interrupted":
         raise TrainingInterruptedError(
-            f"resume with: minicnn train --recipe {args.recipe} --resume {checkpoint_path} --epochs {args.epochs}"
+            f"resume with: minicnn train{'' if args.recipe == 'seed' else ' --recipe ' + args.recipe} --resume {checkpoint_path} --epochs {args.epochs}"
             if checkpoint_path.is_file()
             else "no epoch finished, so there is nothing to resume"
         )

@@ -153,12 +153,12 @@ def test_oversized_body_is_refused_before_it_is_read(server):
 
 
 def test_decompression_bomb_is_refused(server):
-    start = time.perf_counter()
+    """Refused from the header: a 30000x30000 claim by Pillow's own limit as it opens, a
+    5000x5000 one by ours before any pixel is decoded (decoding either would take ~25-900 MB)."""
     status, _, answer = predict(server, bomb_png())
     assert status == 413 and "more than 12,000,000 pixels" in answer["error"]
     status, _, answer = predict(server, bomb_png(5000, 5000))  # under Pillow's own limit
     assert status == 413 and "5000x5000 pixels" in answer["error"]
-    assert time.perf_counter() - start < 5  # refused from the header, not after decoding
     status, _, _ = predict(server, bomb_png(3000, 3000))  # under the limit: decoded and read
     assert status in (400, 422)  # its data is cut short (400) or it is blank (422)
 
