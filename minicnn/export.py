@@ -189,8 +189,6 @@ def _batchnorm(g, layer, shape, w):
     gamma = w.get("gamma", np.ones(c, np.float32))
     beta = w.get("beta", np.zeros(c, np.float32))
     names = [g.const(k, v) for k, v in (("gamma", gamma), ("beta", beta), ("mean", w["moving_mean"]), ("var", w["moving_variance"]))]  # fmt: skip
-    if g.layout == "nhwc":  # a 4-D input kept channels-last: should not happen after g.to
-        raise ExportError(f'layer "{layer.name}": unexpected layout')
     g.node("BatchNormalization", [g.tensor, *names], epsilon=layer.epsilon)
 
 

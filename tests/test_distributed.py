@@ -215,9 +215,10 @@ def test_a_failing_rank_ends_the_job_fast(tmp_path, how):
         model.fit(x, y, batch_size=4, epochs=50, verbose=0, callbacks=[Fail()], distribute=strategy)
         """,
     )
-    code, out, seconds = launch(2, [job], tmp_path, timeout=60)
+    # a job left waiting on the dead rank would run 50 epochs: the timeout (TimeoutExpired)
+    # fails the test then; the job measured ends in about a second
+    code, out, _ = launch(2, [job], tmp_path, timeout=30)
     assert code != 0
-    assert seconds < 30, f"the job took {seconds:.0f} s to end"
     if how == "raises":
         assert "rank 1 fails" in out
 

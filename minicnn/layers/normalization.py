@@ -32,7 +32,7 @@ class BatchNormalization(Layer):
     ):
         super().__init__(**kwargs)
         owner = f'Layer "{self.name}" (BatchNormalization)'
-        if axis not in (-1,) and not isinstance(axis, int):
+        if not isinstance(axis, int):
             raise ValueError(f"{owner}: axis must be an int. Received: axis={axis!r}")
         if not 0 <= momentum < 1:
             raise ValueError(f"{owner}: momentum must be in [0, 1). Received: momentum={momentum!r}")  # fmt: skip
