@@ -1,0 +1,77 @@
+"""How the best recipe's settings are chosen: on a validation split, never on the test set.
+
+Trains the best recipe's network on the first 50,000 training images and scores it on the last
+10,000 after every epoch, with the weights as trained and, with --ema M, with their moving
+average as well (Keras's use_ema; the average is swapped in only to score it). The test images
+are not loaded. Prints one line per epoch and writes the figures as JSON.
+
+    python examples/mnist_best_design.py --decay 0.95 --ema 0.999 --out runs/design_095.json
+"""
+
+import argparse
+import json
+import time
+
+from minicnn.callbacks import Callback, LearningRateScheduler
+from minicnn.cli import load_mnist
+from minicnn.fileio import atomic_write
+from minicnn.optimizers import Adam
+from minicnn.recipes import best_model
+from minicnn.utils import set_random_seed
+
+
+class ScoreAverage(Callback):
+    """After each epoch: the validation accuracy with the EMA weights in place, then the
+    trained weights back."""
+
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y, self.scores = x, y, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        opt = self.model.optimizer
+        params = [layer.params[k] for layer, k in self.model.trainable_params()]
+        kept = [p.copy() for p in params]
+        opt.finalize(params)
+        loss, acc = self.model.evaluate(self.x, self.y, 256, 0)
+        for p, k in zip(params, kept):
+            p[...] = k
+        self.scores.append(acc)
+        print(
+            f"epoch {epoch + 1}: val_accuracy {logs['val_accuracy']:.4f}, with the EMA weights {acc:.4f}",
+            flush=True,
+        )
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--decay", type=float, default=0.95, help="lr = 1e-3 * decay^epoch")
+    ap.add_argument("--ema", type=float, default=None, help="also score an EMA of the weights")
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--limit", type=int, default=50_000, help="training images (a quick try)")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+
+    set_random_seed(args.seed)
+    (x, y), _ = load_mnist()
+    x_train, y_train, x_val, y_val = x[: args.limit], y[: args.limit], x[50_000:], y[50_000:]
+    model = best_model()
+    if args.ema is not None:
+        model.compile(Adam(1e-3, use_ema=True, ema_momentum=args.ema), "categorical_crossentropy", ["accuracy"])  # fmt: skip
+    callbacks = [LearningRateScheduler(lambda epoch, lr: 1e-3 * args.decay**epoch)]
+    if args.ema is not None:
+        callbacks.append(ScoreAverage(x_val, y_val))
+    start = time.perf_counter()
+    history = model.fit(
+        x_train, y_train, batch_size=64, epochs=args.epochs,
+        validation_data=(x_val, y_val), callbacks=callbacks, verbose=2,
+    )  # fmt: skip
+    record = {**vars(args), **history.history, "seconds": time.perf_counter() - start}
+    if args.ema is not None:
+        record["val_accuracy_ema"] = callbacks[-1].scores
+    atomic_write(args.out, lambda f: f.write(json.dumps(record, indent=1).encode()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""People's handwriting: the repo's set (tests/data/handwriting) and the preparation step that
+both ``minicnn predict`` and the web page read digits through."""
+
+import importlib.util
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from minicnn.preprocessing import bounding_box, center_of_mass, main_strokes, prepare_digit
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("handwriting", ROOT / "examples" / "handwriting.py")
+handwriting = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(handwriting)
+
+
+def _blurred(x):
+    """Compare shapes, not pixels: a 1-pixel shift of a thin stroke should not count."""
+    img = Image.fromarray((x * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1))
+    return np.asarray(img, dtype=np.float64).ravel()
+
+
+def test_a_photographed_digit_is_prepared_like_the_drawing_itself():
+    """The same strokes, clean and as a phone photo (tinted paper, uneven light, a shadow,
+    ruled lines, the page's edge, blur, noise, JPEG), must give the model the same input.
+    One level of paper for the whole page read shadows as ink: median agreement 0.50."""
+    rng = np.random.default_rng(1)
+    agree = []
+    for i in range(30):
+        drawing = handwriting.draw_strokes(i % 10, rng)
+        photo = Image.open(io.BytesIO(handwriting.photograph(drawing, rng)))
+        a, b = _blurred(prepare_digit(drawing)), _blurred(prepare_digit(photo))
+        agree.append(np.corrcoef(a, b)[0, 1])
+    assert np.median(agree) >= 0.9 and min(agree) >= 0.75, np.round(sorted(agree), 2)
+
+
+def test_marks_around_a_digit_are_dropped_and_a_broken_digit_kept():
+    ink = np.zeros((100, 120))
+    ink[20:80, 40:44] = 1.0  # the stroke of a 1
+    ink[25:27, 55:75] = 1.0  # a 7's bar, detached: a tenth of the stroke's ink or more
+    ink[90, 10] = 1.0  # a speck
+    ink[5:60, 118] = 1.0  # the page's edge, near the picture's
+    kept = main_strokes(ink > 0.5, ink)
+    assert kept[20:80, 40:44].all() and kept[25:27, 55:75].all()
+    assert not kept[90, 10] and not kept[5:60, 118].any()
+    edge_only = np.zeros((50, 50))
+    edge_only[0:40, 0:3] = 1.0  # all the ink runs off the picture: keep it rather than nothing
+    assert main_strokes(edge_only > 0.5, edge_only).sum() == 120
+
+
+def test_the_set_is_complete_and_every_image_prepares_like_mnist():
+    items = handwriting.labelled_set()
+    assert len(items) == 300
+    for digit in range(10):
+        for source in ("stroke", "font", "photo"):
+            assert sum(1 for _, d, s in items if (d, s) == (digit, source)) == 10
+    for path, _, _ in items:
+        x = prepare_digit(Image.open(path))
+        assert x.shape == (28, 28) and x.dtype == np.float32
+        top, bottom, left, right = bounding_box(x)
+        assert 18 <= max(bottom - top, right - left) <= 21, path.name  # MNIST's 20-pixel box
+        cy, cx = center_of_mass(x)
+        assert abs(cy - 13.5) <= 1 and abs(cx - 13.5) <= 1, path.name
