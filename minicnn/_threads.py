@@ -67,4 +67,55 @@ def restart_openblas() -> list[str]:
     return done
 
 
+class _OpenBLAS:
+    """numpy's OpenBLAS calls for its thread count, looked up once numpy has loaded it, under
+    their plain or scipy-openblas names; None where they are missing (another BLAS).
+    (``openblas_set_num_threads_local`` is no help: in numpy's pthreads build it sets the count
+    for every thread.)"""
+
+    def __init__(self):
+        self.set = self.get = None
+        self.looked = False
+
+    def find(self) -> None:
+        import ctypes
+
+        import numpy  # noqa: F401  (loads the library)
+
+        self.looked = True
+        try:
+            with open("/proc/self/maps") as maps:
+                paths = {line.split()[-1] for line in maps if "openblas" in line and ".so" in line}
+        except OSError:
+            return
+        prefixes = ("openblas_", "scipy_openblas_")
+        suffixes = ("", "64_", "_64_")
+        for path in sorted(paths, key=lambda p: "numpy" not in p):  # numpy's own first
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for p in prefixes:
+                for s in suffixes:
+                    get, set_ = f"{p}get_num_threads{s}", f"{p}set_num_threads{s}"
+                    if hasattr(lib, get) and hasattr(lib, set_):
+                        self.get, self.set = getattr(lib, get), getattr(lib, set_)
+                        return
+
+
+OPENBLAS = _OpenBLAS()
+
+
+def openblas_setter():
+    """``openblas_set_num_threads(n)`` of numpy's OpenBLAS, or None."""
+    if not OPENBLAS.looked:
+        OPENBLAS.find()
+    return OPENBLAS.set
+
+
+def openblas_threads() -> int:
+    """The threads numpy's OpenBLAS uses (1 when that is unknown)."""
+    return int(OPENBLAS.get()) if openblas_setter() is not None else 1
+
+
 TUNED = tune()  # on import, before numpy's

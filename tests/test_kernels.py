@@ -251,3 +251,31 @@ def test_affine_resample_kernel(backend_name, monkeypatch, rng, dtype, fill_mode
     t = be.asarray(t.astype(dtype))
     fast, ref = both(monkeypatch, "affine_resample", be.xp, dtype, lambda: ops.affine_resample(x, t, interpolation, fill_mode, 0.3))  # fmt: skip
     assert fast.dtype == dtype and rel(host(be, fast), host(be, ref)) <= 10 * TOL[dtype]
+
+
+def test_batched_matmul_splits_the_batch_without_changing_a_bit():
+    """Winograd's 36 GEMMs run a share per core, each single-threaded: the same numbers as a
+    single-threaded matmul whatever the split, also for the transposed views the backward pass
+    hands it; and the calling thread's OpenBLAS thread count is what it was before."""
+    from minicnn import _threads
+    from minicnn.ops.batched import batched_matmul
+
+    set_threads = _threads.openblas_setter()
+    if set_threads is None:
+        pytest.skip("numpy's BLAS is not OpenBLAS: batched_matmul is plain matmul")
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((36, 300, 40), dtype=np.float32)
+    b = rng.standard_normal((36, 40, 24), dtype=np.float32)
+    threads = _threads.openblas_threads()
+    at = a.transpose(0, 2, 1).copy().transpose(0, 2, 1)  # the same values, column-major pages
+    set_threads(1)
+    try:
+        want, want_t = np.matmul(a, b), np.matmul(at, b)
+    finally:
+        set_threads(threads)
+    out = np.empty((36, 300, 24), dtype=np.float32)
+    assert batched_matmul(a, b, out=out) is out
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(batched_matmul(at, b), want_t)
+    np.testing.assert_array_equal(batched_matmul(a[5:7], b[5:7]), want[5:7])
+    assert _threads.openblas_threads() == threads

@@ -192,10 +192,12 @@ def test_float64_on_request(rng):
 def test_auto_algorithm_choice(monkeypatch):
     """The seed model's conv2 (3x3, 64 channels, stride 1) takes Winograd on the CPU with numba
     (shifted GEMMs without); conv1 (1 channel) takes the direct kernel with numba (im2col
-    without), and strided convolutions take im2col."""
+    without), and strided convolutions take im2col; so does a kernel as large as its map (one
+    GEMM, not one per kernel offset)."""
     from minicnn import kernels, ops
 
-    x = np.zeros((1, 8, 8, 64), dtype="float32")
+    x = np.zeros((1, 28, 28, 64), dtype="float32")
+    assert ops.conv_algorithm(x[:, :4, :4], (4, 4, 64, 128), (1, 1)) == "im2col"
     numba = kernels.available()
     assert ops.conv_algorithm(x, (3, 3, 64, 32), (1, 1)) == ("winograd" if numba else "shifted")
     assert ops.conv_algorithm(x, (3, 3, 1, 64), (1, 1)) == ("direct" if numba else "im2col")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.backend import get_array_module
+from minicnn.ops.batched import batched_matmul
 from minicnn.ops.dispatch import kernel_for
 from minicnn.ops.elementwise import bias_relu, relu_backward, sum_rows
 from minicnn.ops.geometry import image_chunks, pad
@@ -157,7 +158,7 @@ def forward(x, kernel, strides, pads, bias, relu):
         v = winograd_input(xpad[n0:n1], th, tw, xp.empty((36, k, c), dtype=x.dtype))
         if m is None or m.shape[1] != k:
             m = xp.empty((36, k, f), dtype=x.dtype)
-        xp.matmul(v, u, out=m)
+        batched_matmul(v, u, out=m)
         winograd_output(m, th, tw, z[n0:n1], bias, relu)
         vs.append(v)
     if (oh, ow) != (4 * th, 4 * tw):
@@ -197,9 +198,9 @@ def backward(gz, saved, kernel, x_shape, strides, pads, need_gx, y, bias):
                     gpad = xp.empty((n1 - n0, *padded[1:]), dtype=gz.dtype)
         _, gb = winograd_grad_output(gz4[n0:n1], th, tw, gm, None if y4 is None else y4[n0:n1])
         gbias += gb
-        gu += xp.matmul(v.transpose(0, 2, 1), gm)  # (36, C, F)
+        gu += batched_matmul(v.transpose(0, 2, 1), gm)  # (36, C, F)
         if need_gx:
-            xp.matmul(gm, ut, out=gv)
+            batched_matmul(gm, ut, out=gv)
             if exact:
                 winograd_grad_input(gv, th, tw, gx[n0:n1])
             else:
