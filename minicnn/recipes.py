@@ -3,11 +3,16 @@ epochs, batch size and callbacks, and where it is written.
 
 - "seed": the Keras tutorial's network (Conv2D 64 -> Conv2D 32 -> Flatten -> Dense 10 softmax),
   Adam 1e-3, batch 32, 3 epochs: 98.6%.
-- "best": Chris Deotte's Kaggle design ("MNIST-CNN-99.75", the anchor in shared/ANCHORS.md),
-  taken as published, nothing chosen on the test set: BatchNormalization after every
-  convolution, 5x5 stride-2 convolutions instead of pooling, Dropout 0.4, rotation 10 degrees /
-  zoom 0.1 / shift 0.1, Adam with lr = 1e-3 * 0.95^epoch, batch 64; 15 epochs (the budget of the
-  PyTorch anchor on this machine kind, 99.61%).
+- "best": Chris Deotte's Kaggle design ("MNIST-CNN-99.75", the anchor in shared/ANCHORS.md):
+  BatchNormalization after every convolution, 5x5 stride-2 convolutions instead of pooling,
+  Dropout 0.4, rotation 10 degrees / zoom 0.1 / shift 0.1, Adam with lr = 1e-3 * 0.95^epoch,
+  batch 64; 15 epochs (the budget of the PyTorch anchor on this machine kind, 99.61%); and the
+  weights' moving average (Keras's use_ema, momentum 0.999, about one epoch's steps) as the
+  model that fit leaves. Chosen on a validation split, never on the test set
+  (examples/mnist_best_design.py: trained on the first 50,000 training images, scored on the
+  last 10,000): over epochs 11-15 the averaged weights scored 99.53-99.62% (99.60% after the
+  15th) against 99.39-99.54% (99.39%) for the weights as trained, better at each of the five;
+  a faster decay, 0.90^epoch, gave 99.48% as trained and 99.50% averaged after the 15th.
 """
 
 from __future__ import annotations
@@ -73,7 +78,8 @@ def best_model(backend=None):
         ],
         backend=backend,
     )
-    model.compile(Adam(1e-3), "categorical_crossentropy", ["accuracy"])
+    optimizer = Adam(1e-3, use_ema=True, ema_momentum=0.999)
+    model.compile(optimizer, "categorical_crossentropy", ["accuracy"])
     return model
 
 

@@ -22,6 +22,8 @@ def test_best_recipe_is_deottes_design():
     assert kinds.count("Dropout") == 3 and model.output_shape == (10,)
     strided = [layer for layer in model.layers if getattr(layer, "strides", None) == (2, 2)]
     assert [layer.kernel_size for layer in strided] == [(5, 5), (5, 5)]
+    opt = model.optimizer
+    assert type(opt).__name__ == "Adam" and (opt.use_ema, opt.ema_momentum) == (True, 0.999)
     (scheduler,) = recipe.callbacks()
     assert [scheduler.schedule(e, None) for e in (0, 1, 10)] == pytest.approx([1e-3, 9.5e-4, 1e-3 * 0.95**10])  # fmt: skip
 
