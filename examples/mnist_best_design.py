@@ -58,7 +58,7 @@ def main():
     x_train, y_train, x_val, y_val = x[: args.limit], y[: args.limit], x[50_000:], y[50_000:]
     model = best_model()
     if args.ema is not None:
-        model.compile(Adam(1e-3, use_ema=True, ema_momentum=args.ema), "categorical_crossentropy", ["accuracy"])  # fmt: skip
+        model.compile(Adam(1e-3, use_ema=True, ema_momentum=args.ema), "categorical_crossentropy", metrics=["accuracy"])  # fmt: skip
     callbacks = [LearningRateScheduler(lambda epoch, lr: 1e-3 * args.decay**epoch)]
     if args.ema is not None:
         callbacks.append(ScoreAverage(x_val, y_val))

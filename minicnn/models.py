@@ -92,10 +92,36 @@ class Sequential:
             shape = layer.compute_output_shape(shape)
         self._mark_input_grads()
 
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
-        """Keras's defaults: RMSprop; a loss by name or instance; metrics: accuracy or none."""
+    def compile(
+        self,
+        optimizer="rmsprop",
+        loss=None,
+        loss_weights=None,
+        metrics=None,
+        weighted_metrics=None,
+        run_eagerly=False,
+        steps_per_execution=1,
+        jit_compile="auto",
+        auto_scale_loss=True,
+    ) -> None:
+        """Keras 3's signature and defaults: RMSprop; a loss by name or instance; metrics:
+        accuracy or none. One output, so no loss_weights; run_eagerly, jit_compile and
+        auto_scale_loss change nothing here (there is no graph to compile, no mixed precision)."""
         if loss is None:
             raise ValueError(f"compile() needs a loss: one of {sorted(losses._ALL)}")
+        if loss_weights is not None:
+            hint = (
+                " (the third argument of compile() is loss_weights, as in Keras 3: "
+                "pass metrics=[...] by name)"
+                if isinstance(loss_weights, (list, tuple))
+                and any(isinstance(w, str) for w in loss_weights)  # fmt: skip
+                else ""
+            )
+            raise ValueError(f"loss_weights is for models with several outputs; a Sequential has one. Received: loss_weights={loss_weights!r}{hint}")  # fmt: skip
+        if weighted_metrics:
+            raise ValueError(f"weighted_metrics (sample weights) are not supported. Received: weighted_metrics={weighted_metrics!r}")  # fmt: skip
+        if steps_per_execution != 1:
+            raise ValueError(f"steps_per_execution must be 1: each step runs as it is called. Received: steps_per_execution={steps_per_execution!r}")  # fmt: skip
         names = [metrics_module.get(m) for m in list(metrics or [])]  # checked before any change
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)

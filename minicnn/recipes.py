@@ -47,7 +47,7 @@ def seed_model(backend=None):
 
 def _compiled_seed(backend=None):
     model = seed_model(backend)
-    model.compile(Adam(1e-3), "categorical_crossentropy", ["accuracy"])
+    model.compile(Adam(1e-3), "categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
@@ -79,7 +79,7 @@ def best_model(backend=None):
         backend=backend,
     )
     optimizer = Adam(1e-3, use_ema=True, ema_momentum=0.999)
-    model.compile(optimizer, "categorical_crossentropy", ["accuracy"])
+    model.compile(optimizer, "categorical_crossentropy", metrics=["accuracy"])
     return model
 
 

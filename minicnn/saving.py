@@ -285,7 +285,9 @@ def _read_model(path, backend, compile):
             if compile and meta.get("compile"):
                 c = meta["compile"]
                 loss = losses.deserialize(c["loss"])
-                model.compile(optimizers.deserialize(c["optimizer"]), loss, c.get("metrics"))
+                model.compile(
+                    optimizers.deserialize(c["optimizer"]), loss, metrics=c.get("metrics")
+                )
                 if meta.get("optimizer_state") is not None:
                     _load_optimizer_state(model, meta["optimizer_state"], zf, path)
         except ModelFileError:

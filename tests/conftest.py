@@ -96,6 +96,6 @@ def seed_model_file(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("model") / "model.minicnn"
     model = build_seed_model()
-    model.compile("adam", "categorical_crossentropy", ["accuracy"])
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
     model.save(path)
     return path

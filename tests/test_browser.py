@@ -48,7 +48,7 @@ def trained_model():
     set_random_seed(0)
     (x, y), _ = load_mnist(limit=10_000)
     model = build_seed_model()
-    model.compile("adam", "categorical_crossentropy", ["accuracy"])
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     return model
 

@@ -82,7 +82,7 @@ def build(dropout=0.0):
     set_random_seed(3)
     m = Sequential([Conv2D(4, 3, activation="relu", input_shape=(8, 8, 1)), Flatten(),
                     Dropout(dropout), Dense(5, activation="softmax")])
-    m.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     return m
 
 def report(rank, row):  # one file per rank: their stdout lines would interleave

@@ -18,7 +18,7 @@ def compiled(loss="categorical_crossentropy"):
             Dense(3, activation="softmax"),
         ]
     )
-    model.compile("adam", loss, ["accuracy"])
+    model.compile("adam", loss, metrics=["accuracy"])
     return model
 
 
@@ -182,6 +182,19 @@ def test_unknown_optimizer():
         match=r"Unknown optimizer: expected one of \['adam', 'adamw', 'rmsprop', 'sgd'\].*Received: optimizer='adamw2'",
     ):
         model.compile("adamw2", "categorical_crossentropy")
+
+
+def test_compile_takes_keras_3_positions():
+    """Keras 3: compile(optimizer, loss, loss_weights, metrics, ...). Metrics given third, as
+    Keras 2 code sometimes does, would be taken for loss weights there: say so, change nothing."""
+    model = Sequential([Dense(3, input_shape=(4,))])
+    with pytest.raises(ValueError, match=r"loss_weights=\['accuracy'\] \(the third argument of compile\(\) is loss_weights, as in Keras 3: pass metrics=\[\.\.\.\] by name\)"):  # fmt: skip
+        model.compile("adam", "categorical_crossentropy", ["accuracy"])
+    with pytest.raises(ValueError, match=r"steps_per_execution must be 1"):
+        model.compile("adam", "categorical_crossentropy", steps_per_execution=4)
+    assert model.optimizer is None
+    model.compile("adam", "categorical_crossentropy", None, ["accuracy"], run_eagerly=True)
+    assert model.metrics == ["accuracy"] and type(model.optimizer).__name__ == "Adam"
 
 
 def test_bad_layer_settings():

@@ -160,7 +160,7 @@ def test_trained_seed_model_on_mnist_test_images(tmp_path, rng, capsys):
     set_random_seed(0)
     (x, y), (xt, yt) = load_mnist(limit=5000)
     model = build_seed_model()
-    model.compile("adam", "categorical_crossentropy", ["accuracy"])
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     _, worst = roundtrip(model, tmp_path, rng, batches=(1, 7, 64, 1000), x=xt)
     with capsys.disabled():

@@ -47,7 +47,7 @@ def data(n=192):
 def new_model():
     """Dropout in the model, so resuming must also restore the random generator."""
     model = small_model(dropout=0.25)
-    model.compile(Adam(learning_rate=3e-3), "categorical_crossentropy", ["accuracy"])
+    model.compile(Adam(learning_rate=3e-3), "categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
@@ -528,7 +528,7 @@ def test_predict_and_evaluate_memory_is_bounded_by_the_batch(monkeypatch, kernel
             Dense(10, activation="softmax"),
         ]
     )
-    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     x = np.random.default_rng(0).random((60_000, 28, 28, 1), dtype=np.float32)  # 188 MB
     y = np.arange(60_000) % 10
     model.predict(x[:256], verbose=0)  # warm up

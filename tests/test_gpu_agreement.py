@@ -46,7 +46,7 @@ def test_forward_backward_agree(rng, dtype, tol):
     results = []
     for name in ("numpy", "cupy"):
         model = model_on(name)
-        model.compile("adam", "categorical_crossentropy", ["accuracy"])
+        model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
         model.train_on_batch(x, y)  # forward, backward and one Adam step
         results.append((model.get_weights(), model.predict(x, verbose=0)))
     (w_cpu, p_cpu), (w_gpu, p_gpu) = results
@@ -75,7 +75,7 @@ def test_training_keeps_everything_on_the_gpu(rng):
     import cupy
 
     model = model_on("cupy")
-    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(
         rng.random((64, 12, 12, 1)).astype("float32"), rng.integers(0, 10, 64), epochs=1, verbose=0
     )

@@ -267,7 +267,7 @@ def test_batchnorm_model_trains_saves_and_resumes_inference(tmp_path, rng):
             Dense(2, activation="softmax"),
         ]
     )
-    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     before = model.layers[1].state["moving_mean"].copy()
     model.fit(x, y, batch_size=16, epochs=2, verbose=0)
     assert not np.array_equal(before, model.layers[1].state["moving_mean"])

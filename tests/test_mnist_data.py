@@ -214,7 +214,7 @@ def test_real_mnist_trains_in_one_epoch(monkeypatch):
     assert x_train.shape == (10_000, 28, 28, 1) and x_test.shape == (10_000, 28, 28, 1)
     assert 0 <= x_train.min() and x_train.max() == 1.0
     model = build_seed_model()
-    model.compile("adam", "categorical_crossentropy", ["accuracy"])
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, batch_size=32, epochs=1, verbose=0)
     _, accuracy = model.evaluate(x_test[:2000], y_test[:2000], verbose=0)
     print(f"seed model, 1 epoch on 10,000 images: {accuracy:.2%} on the first 2,000 test images")

@@ -98,7 +98,7 @@ def test_training_learns_a_synthetic_problem(backend_name, rng, loss, opt):
 def test_fit_progress_bar_reads_like_keras(rng, capsys):
     x, labels = quadrants(64, rng)
     model = small_model()
-    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, labels, epochs=2, batch_size=16)
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "Epoch 1/2" and out[2] == "Epoch 2/2"
@@ -147,7 +147,7 @@ def test_glorot_uniform_default_initialisation():
 
 def test_predict_returns_probabilities_as_numpy(backend_name, rng):
     model = seed_model(backend_name)
-    model.compile("adam", "categorical_crossentropy", ["accuracy"])
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
     p = model.predict(rng.integers(0, 256, (5, 28, 28, 1), dtype=np.uint8), verbose=0)
     assert isinstance(p, np.ndarray) and p.shape == (5, 10) and p.dtype == np.float32
     np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-5)
@@ -156,7 +156,7 @@ def test_predict_returns_probabilities_as_numpy(backend_name, rng):
 def test_train_on_batch_and_evaluate(rng):
     x, labels = quadrants(64, rng)
     model = small_model()
-    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     loss, acc = model.train_on_batch(x, labels)
     assert np.isfinite(loss) and 0 <= acc <= 1
     loss2, acc2 = model.evaluate(x, labels, verbose=0)
@@ -167,7 +167,7 @@ def test_train_on_batch_and_evaluate(rng):
 
 def test_save_load_round_trip_gives_identical_predictions(tmp_path, rng):
     model = small_model()
-    model.compile(Adam(0.01), "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile(Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
     x, labels = quadrants(64, rng)
     model.fit(x, labels, epochs=1, verbose=0)
     path = tmp_path / "model.minicnn"

@@ -164,7 +164,7 @@ def test_label_smoothing():
 def _model(lr=0.05):
     set_random_seed(1)
     model = Sequential([Dense(4, activation="relu", input_shape=(6,)), Dense(3, activation="softmax")])  # fmt: skip
-    model.compile(SGD(lr), "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile(SGD(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
@@ -241,7 +241,7 @@ def _modern_model():
         ]
     )
     schedule = CosineDecay(1e-3, decay_steps=20, warmup_target=5e-3, warmup_steps=4)
-    model.compile(AdamW(schedule, use_ema=True), CategoricalCrossentropy(label_smoothing=0.1), ["accuracy"])  # fmt: skip
+    model.compile(AdamW(schedule, use_ema=True), CategoricalCrossentropy(label_smoothing=0.1), metrics=["accuracy"])  # fmt: skip
     return model
 
 
