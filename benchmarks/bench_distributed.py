@@ -35,7 +35,7 @@ g = np.random.default_rng(0)
 x = g.random((images, 28, 28, 1), dtype=np.float32)
 y = np.eye(10, dtype=np.float32)[g.integers(0, 10, images)]
 model = build_seed_model()
-model.compile("adam", "categorical_crossentropy", ["accuracy"])
+model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
 local = global_batch // strategy.size
 kw = dict(batch_size=local, verbose=0, distribute=strategy if strategy.size > 1 else None)
 model.fit(x, y, epochs=1, **kw)  # warm-up: compiles kernels, sizes buffers

@@ -42,7 +42,7 @@ def mnist_like(n: int, seed: int = 0):
 def minicnn_model(backend: str):
     minicnn.utils.set_random_seed(0)
     model = build_seed_model(backend=backend)
-    model.compile(minicnn.optimizers.Adam(1e-3), "categorical_crossentropy", ["accuracy"])
+    model.compile(minicnn.optimizers.Adam(1e-3), "categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
