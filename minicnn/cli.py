@@ -133,7 +133,8 @@ def train(args) -> None:
     atomic_write(out / "history.json", lambda f: f.write(json.dumps(record, indent=1).encode()))
     probs = model.predict(x_test, batch_size=128, verbose=0)
     y_true, y_pred = y_test.argmax(1), probs.argmax(1)
-    plots.curves(history.history, out / "curves.png")
+    ema = getattr(model.optimizer, "use_ema", False)  # the model fit left: the weights' average
+    plots.curves(history.history, out / "curves.png", ("test, EMA weights", accuracy) if ema else None)  # fmt: skip
     plots.confusion_matrix(y_true, y_pred, out / "confusion_matrix.png")
     plots.misclassified(x_test[..., 0], y_true, y_pred, probs.max(1), out / "misclassified.png")
     plots.filters(model.get_weights()[0], out / "filters.png")

@@ -20,8 +20,10 @@ def _save(fig, path) -> None:
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
-def curves(history: dict, path) -> None:
-    """Loss and accuracy per epoch, training and test side by side."""
+def curves(history: dict, path, final: tuple[str, float] | None = None) -> None:
+    """Loss and accuracy per epoch, training and test side by side. ``final``: (label, test
+    accuracy) of the model fit left when it is not the last epoch's weights (their moving
+    average), drawn as a star after the last epoch."""
     epochs = np.arange(1, len(history["loss"]) + 1)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, key, title in (
@@ -43,6 +45,10 @@ def curves(history: dict, path) -> None:
             xytext=(-10, -16),
             ha="right",
         )
+    if final is not None:
+        label, accuracy = final
+        axes[1].plot([epochs[-1] + 0.4], [accuracy], "*", markersize=12, color="C2", label=f"{label}: {accuracy:.2%}")  # fmt: skip
+        axes[1].legend()
     _save(fig, path)
 
 
