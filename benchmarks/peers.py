@@ -60,12 +60,14 @@ def train_flop_per_image(name: str) -> tuple[float, float]:
     input gradient of every layer after the first."""
     model = minicnn_build(name)
     forward, train, first = 0.0, 0.0, True
+    shape = tuple(model.input_shape)
     for layer in model.layers:
         kind = type(layer).__name__
+        shape = tuple(layer.compute_output_shape(shape))
         if kind == "Conv2D":
             kh, kw = layer.kernel_size
             c = layer.params["kernel"].shape[2]
-            oh, ow, f = layer.output_shape
+            oh, ow, f = shape[-3:]
             flop = 2.0 * oh * ow * kh * kw * c * f
         elif kind == "Dense":
             flop = 2.0 * np.prod(layer.params["kernel"].shape)
