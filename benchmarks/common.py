@@ -224,8 +224,12 @@ def write_json(name: str, payload: dict) -> Path:
 
 
 def _version() -> str:
-    text = (Path(__file__).resolve().parents[1] / "minicnn" / "__init__.py").read_text()
-    return text.split('__version__ = "')[1].split('"')[0]
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("minicnn")
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def env_flag(name: str, default: str) -> str:

@@ -32,6 +32,7 @@ OP_NAMES = (
     "conv_direct_grad_input",
     "batchnorm_forward",
     "batchnorm_backward",
+    "channel_affine",
     "affine_resample",
 )
 

@@ -238,6 +238,10 @@ def test_batchnorm_kernels(backend_name, monkeypatch, rng, dtype):
     fast, ref = both(monkeypatch, "batchnorm_backward", be.xp, dtype, lambda: ops.batchnorm_backward(gy, x, mean, inv_std, gamma))  # fmt: skip
     for a, b in zip(fast, ref):
         assert a.dtype == dtype and rel(host(be, a), host(be, b)) <= 10 * TOL[dtype]
+    moving_var = be.asarray(rng.uniform(0.5, 2, 7).astype(dtype))
+    fast, ref = both(monkeypatch, "channel_affine", be.xp, dtype, lambda: ops.batchnorm_inference(x, gamma, beta, mean, moving_var, 1e-3))  # fmt: skip
+    for a, b in zip(fast, ref):
+        assert a.dtype == dtype and rel(host(be, a), host(be, b)) <= TOL[dtype]
 
 
 @pytest.mark.parametrize("fill_mode", ["constant", "nearest", "reflect", "mirror", "wrap"])

@@ -51,4 +51,12 @@ def batchnorm_inference(x, gamma, beta, moving_mean, moving_var, eps: float):
     if gamma is not None:
         scale = gamma * scale
     shift = -moving_mean * scale if beta is None else beta - moving_mean * scale
-    return x * scale + shift, scale
+    return channel_affine(x, scale, shift), scale
+
+
+def channel_affine(x, scale, shift):
+    """x (M, C) * scale (C,) + shift (C,)."""
+    fast = kernel_for("channel_affine", x)
+    if fast is not None:
+        return fast(x, scale, shift)
+    return x * scale + shift
