@@ -68,7 +68,13 @@ def gradcheck_layer(layer, x_host, backend_name, rng, seed=None, k=60):
 @pytest.mark.parametrize("padding", ["valid", "same"])
 @pytest.mark.parametrize(
     "hw,kernel,cin,filters",
-    [((5, 5), 3, 1, 2), ((6, 7), 2, 3, 4), ((7, 6), (3, 2), 2, 3), ((8, 8), 4, 4, 5), ((9, 10), 5, 3, 2)],  # fmt: skip
+    [
+        ((5, 5), 3, 1, 2),
+        ((6, 7), 2, 3, 4),
+        ((7, 6), (3, 2), 2, 3),
+        ((8, 8), 4, 4, 5),
+        ((9, 10), 5, 3, 2),
+    ],  # fmt: skip
 )
 @pytest.mark.parametrize("activation", [None, "relu"])
 def test_conv2d(
