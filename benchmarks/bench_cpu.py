@@ -84,16 +84,20 @@ class Worker:
         if not contender.startswith("minicnn"):  # what importing minicnn here set is not theirs
             env = {k: v for k, v in env.items() if k not in minicnn._threads.TUNED}
         self.name = contender
+        self.log = tempfile.TemporaryFile(
+            "w+"
+        )  # its stderr (TensorFlow's chatter), shown if it dies
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE / "_worker.py"), contender, model],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
         )  # fmt: skip
         self._read()  # "ready": the model is built
 
     def _read(self):
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"benchmark worker {self.name} died")
+            self.log.seek(0)
+            raise RuntimeError(f"benchmark worker {self.name} died:\n{self.log.read()[-2000:]}")
         return json.loads(line)
 
     def ask(self, *command):
@@ -104,6 +108,7 @@ class Worker:
     def close(self):
         self.proc.stdin.close()
         self.proc.wait()
+        self.log.close()
 
 
 def run_model(model: str, contenders: list[str], repeats: int) -> dict:
