@@ -79,8 +79,9 @@ def train_flop_per_image(name: str) -> tuple[float, float]:
     return train, forward
 
 
-def minicnn_loops(name: str, x, y):
-    model = minicnn_build(name)
+def fit_predict_loops(model, x, y):
+    """Training and inference through Keras's own ``fit`` and ``predict`` (minicnn's and
+    Keras's alike): images/s of one epoch over the first n images, of predicting them."""
 
     def train(n, batch):
         start = time.perf_counter()
@@ -93,6 +94,10 @@ def minicnn_loops(name: str, x, y):
         return n / (time.perf_counter() - start)
 
     return train, infer
+
+
+def minicnn_loops(name: str, x, y):
+    return fit_predict_loops(minicnn_build(name), x, y)
 
 
 # -- PyTorch --------------------------------------------------------------------------------------
@@ -249,15 +254,4 @@ def keras_loops(name: str, x, y):
     model.compile(
         keras.optimizers.Adam(1e-3, **ema), "categorical_crossentropy", metrics=["accuracy"]
     )
-
-    def train(n, batch):
-        start = time.perf_counter()
-        model.fit(x[:n], y[:n], batch_size=batch, epochs=1, verbose=0)
-        return n / (time.perf_counter() - start)
-
-    def infer(n, batch):
-        start = time.perf_counter()
-        model.predict(x[:n], batch_size=batch, verbose=0)
-        return n / (time.perf_counter() - start)
-
-    return train, infer
+    return fit_predict_loops(model, x, y)
