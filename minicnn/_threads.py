@@ -44,18 +44,24 @@ def tune() -> dict[str, str]:
 RESTARTED: list[str] = []  # the OpenBLAS libraries made to re-read their settings
 
 
-def restart_openblas() -> list[str]:
-    """Make every OpenBLAS loaded in this process read its environment again and restart its
-    worker threads with the new timeout; returns the libraries' paths."""
-    import ctypes
-
+def _openblas_paths() -> list[str]:
+    """The OpenBLAS libraries loaded in this process (none where /proc cannot tell), numpy's
+    own first."""
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split()[-1] for line in maps if "openblas" in line and ".so" in line}
     except OSError:
         return []
+    return sorted(paths, key=lambda p: ("numpy" not in p, p))
+
+
+def restart_openblas() -> list[str]:
+    """Make every OpenBLAS loaded in this process read its environment again and restart its
+    worker threads with the new timeout; returns the libraries' paths."""
+    import ctypes
+
     done = []
-    for path in sorted(paths):
+    for path in _openblas_paths():
         try:
             lib = ctypes.CDLL(path)  # already loaded: the same handle
             calls = [getattr(lib, n) for n in ("openblas_read_env", "blas_thread_shutdown_", "blas_thread_init")]  # fmt: skip
@@ -83,14 +89,9 @@ class _OpenBLAS:
         import numpy  # noqa: F401  (loads the library)
 
         self.looked = True
-        try:
-            with open("/proc/self/maps") as maps:
-                paths = {line.split()[-1] for line in maps if "openblas" in line and ".so" in line}
-        except OSError:
-            return
         prefixes = ("openblas_", "scipy_openblas_")
         suffixes = ("", "64_", "_64_")
-        for path in sorted(paths, key=lambda p: "numpy" not in p):  # numpy's own first
+        for path in _openblas_paths():
             try:
                 lib = ctypes.CDLL(path)
             except OSError:
