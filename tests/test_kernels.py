@@ -139,25 +139,35 @@ def test_matmul_tn_and_sum_rows(backend_name, monkeypatch, rng, dtype, m):
     assert fast.shape == (7,) and rel(host(be, fast), host(be, ref)) <= 10 * TOL[dtype]
 
 
-@pytest.mark.parametrize("n,th,tw,c", [(3, 6, 6, 16), (2, 2, 3, 3)])
-def test_winograd_transforms(backend_name, monkeypatch, rng, dtype, n, th, tw, c):
+@pytest.mark.parametrize(
+    "x_shape,grid,out",
+    [
+        ((3, 26, 26, 16), (6, 6, 0, 0, 1), (24, 24)),  # tiles cover x exactly: no map at all
+        ((2, 7, 10, 3), (2, 3, 1, 1, 1), (7, 10)),  # "same": padding, tiles overhang
+        ((2, 9, 10, 3), (2, 2, 1, 2, 2), (5, 5)),  # space to depth (5x5 / 2), padding, cut
+    ],
+)
+def test_winograd_transforms(backend_name, monkeypatch, rng, dtype, x_shape, grid, out):
     """The four transforms, each on a view of a larger buffer as the chunked convolution passes
-    them (the GEMMs between them are plain matmul); the output transform with and without bias
-    and ReLU, the output-gradient transform with and without ReLU's mask, and its bias sums."""
+    them (the GEMMs between them are plain matmul), reading x and writing its gradient through
+    the grid's map (padding, 2x2 blocks, rows no tile reaches); the output transform with and
+    without bias and ReLU, cut to an output that is not a multiple of 4; the output-gradient
+    transform with and without ReLU's mask, and its bias sums."""
     be, xp = backend.get_backend(backend_name), backend.get_backend(backend_name).xp
-    tiles = n * th * tw
-    x = be.asarray(rng.standard_normal((n, 4 * th + 2, 4 * tw + 2, c)).astype(dtype))
+    n, th, tw, blk = x_shape[0], grid[0], grid[1], grid[4]
+    tiles, c = n * th * tw, blk * blk * x_shape[3]
+    x = be.asarray(rng.standard_normal(x_shape).astype(dtype))
     m = be.asarray(rng.standard_normal((36, tiles + 5, c)).astype(dtype))
-    gy = be.asarray(rng.standard_normal((n, 4 * th, 4 * tw, c)).astype(dtype))
+    gy = be.asarray(rng.standard_normal((n, *out, c)).astype(dtype))
     y = be.asarray(np.maximum(rng.standard_normal(gy.shape), 0).astype(dtype))
     bias = be.asarray(rng.standard_normal(c).astype(dtype))
     cases = {
-        "winograd_input": lambda: ops.winograd_input(x, th, tw, xp.zeros((36, tiles + 5, c), dtype)[:, 5:]),
+        "winograd_input": lambda: ops.winograd_input(x, grid, xp.zeros((36, tiles + 5, c), dtype)[:, 5:]),
         "winograd_output": lambda: ops.winograd_output(m[:, 5:], th, tw, xp.zeros(gy.shape, dtype)),
         "winograd_output+bias+relu": lambda: ops.winograd_output(m[:, 5:], th, tw, xp.zeros(gy.shape, dtype), bias, True),
         "winograd_grad_output": lambda: ops.winograd_grad_output(gy, th, tw, xp.zeros((36, tiles, c), dtype)),
         "winograd_grad_output+mask": lambda: ops.winograd_grad_output(gy, th, tw, xp.zeros((36, tiles, c), dtype), y),
-        "winograd_grad_input": lambda: ops.winograd_grad_input(m[:, :tiles], th, tw, xp.ones(x.shape, dtype)),
+        "winograd_grad_input": lambda: ops.winograd_grad_input(m[:, :tiles], grid, xp.ones(x.shape, dtype)),
     }  # fmt: skip
     for case, fn in cases.items():
         fast, ref = both(monkeypatch, case.split("+")[0], be.xp, dtype, fn)
@@ -167,6 +177,28 @@ def test_winograd_transforms(backend_name, monkeypatch, rng, dtype, n, th, tw, c
     masked, _ = ops.winograd_grad_output(gy * (y > 0), th, tw, xp.zeros((36, tiles, c), dtype))
     gm, _ = cases["winograd_grad_output+mask"]()
     assert rel(host(be, masked), host(be, gm)) <= TOL[dtype]  # the mask is y > 0
+
+
+def test_placed_grid_is_padding_and_space_to_depth(rng):
+    """The grid's map, against a pixel loop: zeros where the map leaves x, x's 2x2 blocks as
+    channels; and its adjoint: <grid(x), g> == <x, adjoint(g)>."""
+    x = rng.standard_normal((2, 9, 10, 3))
+    grid = (2, 2, 1, 2, 2)  # 2x2 tiles: a 10x10 grid of 2x2 blocks, x placed 1 down, 2 right
+    g = ops.placed_grid(x, grid)
+    assert g.shape == (2, 10, 10, 12)
+    want = np.zeros_like(g)
+    for p in range(10):
+        for q in range(10):
+            for r in range(2):
+                for s in range(2):
+                    row, col = 2 * p + r - 1, 2 * q + s - 2
+                    if 0 <= row < 9 and 0 <= col < 10:
+                        want[:, p, q, (2 * r + s) * 3 : (2 * r + s + 1) * 3] = x[:, row, col]
+    np.testing.assert_array_equal(g, want)
+    h = rng.standard_normal(g.shape)
+    gx = ops.placed_grid_adjoint(h, grid, x.shape)
+    assert gx.shape == x.shape
+    assert abs(np.vdot(g, h) - np.vdot(x, gx)) <= 1e-12 * abs(np.vdot(g, h))
 
 
 @pytest.mark.parametrize("k,s,padding", GEOMETRIES)

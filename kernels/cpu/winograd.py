@@ -66,35 +66,67 @@ def _a6(g0, g1, g2, g3):  # A g: the adjoint of _at6
     )
 
 
+@njit(cache=True, inline="always")
+def _input_tile(d, b, y0, x0, s, v, t):  # v[:, t] = B^T d B, d = d[b, y0:y0+6, x0:x0+6]; s: scratch
+    nc = d.shape[3]
+    for j in range(6):
+        q = x0 + j
+        for c in range(nc):
+            s[0, j, c], s[1, j, c], s[2, j, c], s[3, j, c], s[4, j, c], s[5, j, c] = _bt6(
+                d[b, y0, q, c], d[b, y0 + 1, q, c], d[b, y0 + 2, q, c],
+                d[b, y0 + 3, q, c], d[b, y0 + 4, q, c], d[b, y0 + 5, q, c],
+            )
+    for i in range(6):
+        k = 6 * i
+        for c in range(nc):
+            v[k, t, c], v[k + 1, t, c], v[k + 2, t, c], v[k + 3, t, c], v[k + 4, t, c], v[k + 5, t, c] = _bt6(
+                s[i, 0, c], s[i, 1, c], s[i, 2, c], s[i, 3, c], s[i, 4, c], s[i, 5, c]
+            )
+
+
+@njit(cache=True, inline="always")
+def _gather(x, b, y0, x0, blk, d):  # d[0, i, j, (r, s, c)] = x[b, blk*i + r + y0, blk*j + s + x0, c], 0 outside
+    h, w, nc = x.shape[1], x.shape[2], x.shape[3]
+    for i in range(6):
+        for r in range(blk):
+            row = blk * i + r + y0
+            for j in range(6):
+                for s in range(blk):
+                    col, o = blk * j + s + x0, (r * blk + s) * nc
+                    if 0 <= row < h and 0 <= col < w:
+                        for c in range(nc):
+                            d[0, i, j, o + c] = x[b, row, col, c]
+                    else:
+                        for c in range(nc):
+                            d[0, i, j, o + c] = 0
+
+
 @pjit
-def winograd_input(x, th, tw, v):  # V = B^T d B
-    nc = x.shape[3]
+def _winograd_input(x, th, tw, top, left, blk, v):  # V = B^T d B over the placed grid
+    h, w = x.shape[1], x.shape[2]
+    vc = v.shape[2]
     for task in prange(x.shape[0] * th):  # one row of tiles of one image per task
         b, y = task // th, 4 * (task % th)
-        s = np.empty((6, 6, nc), dtype=x.dtype)  # s[i, j] = (B^T d)[i, j]
+        s = np.empty((6, 6, vc), dtype=x.dtype)  # s[i, j] = (B^T d)[i, j]
+        d = np.empty((1, 6, 6, vc), dtype=x.dtype)  # a tile that is not a plain window of x
         for col in range(tw):
             t, q = task * tw + col, 4 * col
-            for j in range(6):
-                for c in range(nc):
-                    s[0, j, c], s[1, j, c], s[2, j, c], s[3, j, c], s[4, j, c], s[5, j, c] = _bt6(
-                        x[b, y, q + j, c], x[b, y + 1, q + j, c], x[b, y + 2, q + j, c],
-                        x[b, y + 3, q + j, c], x[b, y + 4, q + j, c], x[b, y + 5, q + j, c],
-                    )
-            for i in range(6):
-                k = 6 * i
-                for c in range(nc):
-                    v[k, t, c], v[k + 1, t, c], v[k + 2, t, c], v[k + 3, t, c], v[k + 4, t, c], v[k + 5, t, c] = _bt6(
-                        s[i, 0, c], s[i, 1, c], s[i, 2, c], s[i, 3, c], s[i, 4, c], s[i, 5, c]
-                    )
+            y0, x0 = blk * y - top, blk * q - left
+            if blk == 1 and y0 >= 0 and x0 >= 0 and y0 + 6 <= h and x0 + 6 <= w:
+                _input_tile(x, b, y0, x0, s, v, t)
+            else:
+                _gather(x, b, y0, x0, blk, d)
+                _input_tile(d, 0, 0, 0, s, v, t)
     return v
 
 
 @pjit
-def _winograd_output(m, th, tw, z, bias, relu):  # y = act(A^T M A + bias)
-    nf = z.shape[3]
+def _winograd_output(m, th, tw, z, bias, relu):  # y = act(A^T M A + bias), cut to z's size
+    oh, ow, nf = z.shape[1], z.shape[2], z.shape[3]
     for task in prange(z.shape[0] * th):  # one row of tiles of one image per task
         b, y = task // th, 4 * (task % th)
         s = np.empty((6, 4, nf), dtype=z.dtype)  # s[i, q] = (M A)[i, q]
+        o = np.empty((4, 4, nf), dtype=z.dtype)  # the tile's 4x4 outputs
         for col in range(tw):
             t, q = task * tw + col, 4 * col
             for i in range(6):
@@ -106,31 +138,40 @@ def _winograd_output(m, th, tw, z, bias, relu):  # y = act(A^T M A + bias)
                     )
             for j in range(4):
                 for f in range(nf):
-                    y0, y1, y2, y3 = _at6(s[0, j, f], s[1, j, f], s[2, j, f], s[3, j, f], s[4, j, f], s[5, j, f])
-                    z[b, y, q + j, f] = relu_if(y0 + bias[f], relu)
-                    z[b, y + 1, q + j, f] = relu_if(y1 + bias[f], relu)
-                    z[b, y + 2, q + j, f] = relu_if(y2 + bias[f], relu)
-                    z[b, y + 3, q + j, f] = relu_if(y3 + bias[f], relu)
+                    o[0, j, f], o[1, j, f], o[2, j, f], o[3, j, f] = _at6(
+                        s[0, j, f], s[1, j, f], s[2, j, f], s[3, j, f], s[4, j, f], s[5, j, f]
+                    )
+            for p in range(min(4, oh - y)):
+                for j in range(min(4, ow - q)):
+                    for f in range(nf):
+                        z[b, y + p, q + j, f] = relu_if(o[p, j, f] + bias[f], relu)
 
 
 @pjit
 def _winograd_grad_output(gy, yr, masked, th, tw, gm, gb):  # gM = A gy A^T; gb: column sums
-    nf = gy.shape[3]
+    oh, ow, nf = gy.shape[1], gy.shape[2], gy.shape[3]
     for task in prange(gy.shape[0] * th):
         b, y = task // th, 4 * (task % th)
         gb[task] = 0  # this task's share of the bias gradient
-        s = np.empty((4, 6, nf), dtype=gy.dtype)  # s[p, j] = (gy A^T)[p, j]
+        g = np.empty((4, 4, nf), dtype=gy.dtype)  # the tile's 4x4 gradients, 0 past the edge
+        s = np.empty((4, 6, nf), dtype=gy.dtype)  # s[p, j] = (g A^T)[p, j]
         for col in range(tw):
             t, q = task * tw + col, 4 * col
             for p in range(4):
-                r = y + p
+                for j in range(4):
+                    r, c = y + p, q + j
+                    if r < oh and c < ow:
+                        for f in range(nf):
+                            g[p, j, f] = relu_grad_if(gy[b, r, c, f], yr[b, r, c, f], masked)
+                            gb[task, f] += g[p, j, f]
+                    else:
+                        for f in range(nf):
+                            g[p, j, f] = 0
+            for p in range(4):
                 for f in range(nf):
-                    g0 = relu_grad_if(gy[b, r, q, f], yr[b, r, q, f], masked)
-                    g1 = relu_grad_if(gy[b, r, q + 1, f], yr[b, r, q + 1, f], masked)
-                    g2 = relu_grad_if(gy[b, r, q + 2, f], yr[b, r, q + 2, f], masked)
-                    g3 = relu_grad_if(gy[b, r, q + 3, f], yr[b, r, q + 3, f], masked)
-                    gb[task, f] += g0 + g1 + g2 + g3
-                    s[p, 0, f], s[p, 1, f], s[p, 2, f], s[p, 3, f], s[p, 4, f], s[p, 5, f] = _a6(g0, g1, g2, g3)
+                    s[p, 0, f], s[p, 1, f], s[p, 2, f], s[p, 3, f], s[p, 4, f], s[p, 5, f] = _a6(
+                        g[p, 0, f], g[p, 1, f], g[p, 2, f], g[p, 3, f]
+                    )
             for j in range(6):
                 for f in range(nf):
                     gm[j, t, f], gm[6 + j, t, f], gm[12 + j, t, f], gm[18 + j, t, f], gm[24 + j, t, f], gm[30 + j, t, f] = _a6(
@@ -138,34 +179,63 @@ def _winograd_grad_output(gy, yr, masked, th, tw, gm, gb):  # gM = A gy A^T; gb:
                     )
 
 
+@njit(cache=True, inline="always")
+def _grad_input_tile(gv, t, s, dst, b, y0, x0):  # dst[b, y0:y0+6, x0:x0+6] += B gV B^T; s: scratch
+    nc = gv.shape[2]
+    for i in range(6):
+        k = 6 * i
+        for c in range(nc):
+            s[i, 0, c], s[i, 1, c], s[i, 2, c], s[i, 3, c], s[i, 4, c], s[i, 5, c] = _b6(
+                gv[k, t, c], gv[k + 1, t, c], gv[k + 2, t, c],
+                gv[k + 3, t, c], gv[k + 4, t, c], gv[k + 5, t, c],
+            )
+    for j in range(6):
+        q = x0 + j
+        for c in range(nc):
+            g0, g1, g2, g3, g4, g5 = _b6(s[0, j, c], s[1, j, c], s[2, j, c], s[3, j, c], s[4, j, c], s[5, j, c])
+            dst[b, y0, q, c] += g0
+            dst[b, y0 + 1, q, c] += g1
+            dst[b, y0 + 2, q, c] += g2
+            dst[b, y0 + 3, q, c] += g3
+            dst[b, y0 + 4, q, c] += g4
+            dst[b, y0 + 5, q, c] += g5
+
+
 @pjit
-def winograd_grad_input(gv, th, tw, gx):  # gd = B gV B^T, added where tiles overlap
-    nc = gx.shape[3]
+def _winograd_grad_input(gv, th, tw, top, left, blk, gx):  # gd = B gV B^T, added back to x's pixels
+    h, w, nc = gx.shape[1], gx.shape[2], gx.shape[3]
+    vc = gv.shape[2]
     for b in prange(gx.shape[0]):  # one image per task: its tiles overlap only each other
         gx[b] = 0
-        s = np.empty((6, 6, nc), dtype=gx.dtype)  # s[i, a] = (gV B^T)[i, a]
+        s = np.empty((6, 6, vc), dtype=gx.dtype)  # s[i, a] = (gV B^T)[i, a]
+        gd = np.empty((1, 6, 6, vc), dtype=gx.dtype)  # a tile that is not a plain window of x
         for r in range(th * tw):
             t, y, q = b * th * tw + r, 4 * (r // tw), 4 * (r % tw)
+            y0, x0 = blk * y - top, blk * q - left
+            if blk == 1 and y0 >= 0 and x0 >= 0 and y0 + 6 <= h and x0 + 6 <= w:
+                _grad_input_tile(gv, t, s, gx, b, y0, x0)
+                continue
+            gd[...] = 0
+            _grad_input_tile(gv, t, s, gd, 0, 0, 0)
             for i in range(6):
-                k = 6 * i
-                for c in range(nc):
-                    s[i, 0, c], s[i, 1, c], s[i, 2, c], s[i, 3, c], s[i, 4, c], s[i, 5, c] = _b6(
-                        gv[k, t, c], gv[k + 1, t, c], gv[k + 2, t, c],
-                        gv[k + 3, t, c], gv[k + 4, t, c], gv[k + 5, t, c],
-                    )
-            for j in range(6):
-                for c in range(nc):
-                    g0, g1, g2, g3, g4, g5 = _b6(s[0, j, c], s[1, j, c], s[2, j, c], s[3, j, c], s[4, j, c], s[5, j, c])
-                    gx[b, y, q + j, c] += g0
-                    gx[b, y + 1, q + j, c] += g1
-                    gx[b, y + 2, q + j, c] += g2
-                    gx[b, y + 3, q + j, c] += g3
-                    gx[b, y + 4, q + j, c] += g4
-                    gx[b, y + 5, q + j, c] += g5
+                for rr in range(blk):
+                    row = blk * i + rr + y0
+                    if 0 <= row < h:
+                        for j in range(6):
+                            for ss in range(blk):
+                                col, o = blk * j + ss + x0, (rr * blk + ss) * nc
+                                if 0 <= col < w:
+                                    for c in range(nc):
+                                        gx[b, row, col, c] += gd[0, i, j, o + c]
     return gx
 
 
 # fmt: on
+
+
+def winograd_input(x, grid, v):
+    th, tw, top, left, blk = grid
+    return _winograd_input(np.ascontiguousarray(x), th, tw, top, left, blk, v)
 
 
 def winograd_output(m, th, tw, z, bias=None, relu=False):
@@ -179,3 +249,8 @@ def winograd_grad_output(gy, th, tw, gm, y=None):
     gb = np.empty((gy.shape[0] * th, gy.shape[3]), dtype=gy.dtype)
     _winograd_grad_output(gy, y, y is not gy, th, tw, gm, gb)
     return gm, gb.sum(axis=0)
+
+
+def winograd_grad_input(gv, grid, gx):
+    th, tw, top, left, blk = grid
+    return _winograd_grad_input(gv, th, tw, top, left, blk, gx)

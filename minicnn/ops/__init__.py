@@ -19,6 +19,8 @@ from minicnn.ops.conv import conv2d_backward, conv2d_forward, conv_algorithm
 from minicnn.ops.conv.direct import conv_direct, conv_direct_grad, conv_direct_grad_input
 from minicnn.ops.conv.im2col import col2im, im2col
 from minicnn.ops.conv.winograd import (
+    placed_grid,
+    placed_grid_adjoint,
     winograd_grad_input,
     winograd_grad_output,
     winograd_input,
@@ -80,6 +82,8 @@ __all__ = [
     "softmax",
     "softmax_cross_entropy",
     "sum_rows",
+    "placed_grid",
+    "placed_grid_adjoint",
     "winograd_grad_input",
     "winograd_grad_output",
     "winograd_input",

@@ -54,15 +54,48 @@ def _wino_gg(xp, dtype):
     return xp.asarray(np.kron(g, g), dtype=dtype)
 
 
-def winograd_input(x, th, tw, v):
-    """V = B^T d B for every 6x6 tile d (stride 4) of every channel, written into ``v``.
+def placed_grid(x, grid):
+    """The input as the tiles see it: (N, 4*th+2, 4*tw+2, blk*blk*C), where pixel (P, Q) holds
+    x's blk x blk block at rows blk*P - top.., columns blk*Q - left.., channels in (row, column,
+    C) order, and zeros past x's edges. blk 1 is x padded; blk 2 is space to depth (see
+    space_to_depth.py). The kernels read x through this map without building it."""
+    xp = get_array_module(x)
+    th, tw, top, left, blk = grid
+    n, h, w, c = x.shape
+    hp, wp = blk * (4 * th + 2), blk * (4 * tw + 2)
+    rows, cols = min(h, hp - top), min(w, wp - left)  # rows past the grid are never read
+    g = xp.zeros((n, hp, wp, c), dtype=x.dtype)
+    g[:, top : top + rows, left : left + cols] = x[:, :rows, :cols]
+    g = g.reshape(n, hp // blk, blk, wp // blk, blk, c).transpose(0, 1, 3, 2, 4, 5)
+    return g.reshape(n, hp // blk, wp // blk, blk * blk * c)
 
-    x: (N, 4*th+2, 4*tw+2, C) -> v: (36, N*th*tw, C), tiles in (image, row, column) order
+
+def placed_grid_adjoint(g, grid, x_shape):
+    """The adjoint of ``placed_grid``: a gradient on the grid back to x's pixels."""
+    xp = get_array_module(g)
+    th, tw, top, left, blk = grid
+    n, h, w, c = x_shape
+    hp, wp = blk * (4 * th + 2), blk * (4 * tw + 2)
+    g = g.reshape(n, hp // blk, wp // blk, blk, blk, c).transpose(0, 1, 3, 2, 4, 5)
+    g = g.reshape(n, hp, wp, c)
+    rows, cols = min(h, hp - top), min(w, wp - left)
+    gx = xp.zeros(x_shape, dtype=g.dtype)
+    gx[:, :rows, :cols] = g[:, top : top + rows, left : left + cols]
+    return gx
+
+
+def winograd_input(x, grid, v):
+    """V = B^T d B for every 6x6 tile d (stride 4) of the placed grid, written into ``v``.
+
+    x: (N, H, W, C), grid: (th, tw, top, left, blk) -> v: (36, N*th*tw, blk*blk*C), tiles in
+    (image, row, column) order
     """
     fast = kernel_for("winograd_input", x)
     if fast is not None:
-        return fast(x, th, tw, v)
+        return fast(x, grid, v)
     xp = get_array_module(x)
+    th, tw = grid[:2]
+    x = placed_grid(x, grid)
     n, c = x.shape[0], x.shape[3]
     d = xp.stack(  # (6, 6, N*th*tw*C): d[a, b] is pixel (a, b) of every tile
         [
@@ -78,19 +111,20 @@ def winograd_input(x, th, tw, v):
 
 
 def winograd_output(m, th, tw, z, bias=None, relu: bool = False):
-    """y = act(A^T M A + bias) for every tile, written into z; act is ReLU or none.
+    """y = act(A^T M A + bias) for every tile, written into z; act is ReLU or none. Tiles past
+    z's edge (oH or oW not a multiple of 4) are cut.
 
-    m: (36, N*th*tw, F) -> z: (N, 4*th, 4*tw, F)
+    m: (36, N*th*tw, F) -> z: (N, oH, oW, F), oH <= 4*th, oW <= 4*tw
     """
     fast = kernel_for("winograd_output", m)
     if fast is not None:
         return fast(m, th, tw, z, bias, relu)
     xp = get_array_module(m)
-    n, _, _, f = z.shape
+    n, oh, ow, f = z.shape
     at = xp.asarray(_WINO_AT, dtype=m.dtype)
     y = xp.einsum("ai,ijk,bj->abk", at, m.reshape(6, 6, -1), at)  # (4, 4, N*th*tw*F)
     y = y.reshape(4, 4, n, th, tw, f).transpose(2, 3, 0, 4, 1, 5)  # (N, th, 4, tw, 4, F)
-    z[...] = y.reshape(n, 4 * th, 4 * tw, f)
+    z[...] = y.reshape(n, 4 * th, 4 * tw, f)[:, :oh, :ow]
     if bias is not None or relu:
         bias_relu(z.reshape(-1, f), bias, relu)
     return z
@@ -98,114 +132,113 @@ def winograd_output(m, th, tw, z, bias=None, relu: bool = False):
 
 def winograd_grad_output(gy, th, tw, gm, y=None):
     """gM = A g A^T for every 4x4 block of the output gradient g: gy, masked by ``y > 0`` where
-    ``y`` (ReLU's output) is given; and the bias gradient, g's column sums, from the same pass.
+    ``y`` (ReLU's output) is given, and zero past its edge; and the bias gradient, g's column
+    sums, from the same pass.
 
-    gy: (N, 4*th, 4*tw, F) -> (gm: (36, N*th*tw, F), gbias: (F,))
+    gy: (N, oH, oW, F) -> (gm: (36, N*th*tw, F), gbias: (F,))
     """
     fast = kernel_for("winograd_grad_output", gy)
     if fast is not None:
         return fast(gy, th, tw, gm, y)
     xp = get_array_module(gy)
-    n, _, _, f = gy.shape
+    n, oh, ow, f = gy.shape
     if y is not None:
         gy = relu_backward(gy, y)
+    gbias = sum_rows(xp.ascontiguousarray(gy).reshape(-1, f))
+    gy = pad(gy, (0, 4 * th - oh, 0, 4 * tw - ow))
     g = xp.stack(
         [xp.stack([gy[:, a::4, b::4, :].reshape(-1) for b in range(4)]) for a in range(4)]
     )  # (4, 4, N*th*tw*F)
     a_ = xp.asarray(_WINO_AT, dtype=gy.dtype).T  # A: (6, 4)
     gm[...] = xp.einsum("ia,abk,jb->ijk", a_, g, a_).reshape(36, n * th * tw, f)
-    return gm, sum_rows(gy.reshape(-1, f))
+    return gm, gbias
 
 
-def winograd_grad_input(gv, th, tw, gx):
-    """The adjoint of winograd_input: gd = B gV B^T per tile, summed where tiles overlap.
+def winograd_grad_input(gv, grid, gx):
+    """The adjoint of winograd_input: gd = B gV B^T per tile, summed where tiles overlap, and
+    taken back through the grid's map to x's pixels.
 
-    gv: (36, N*th*tw, C) -> gx: (N, 4*th+2, 4*tw+2, C), every element written
+    gv: (36, N*th*tw, blk*blk*C) -> gx: (N, H, W, C), every element written
     """
     fast = kernel_for("winograd_grad_input", gv)
     if fast is not None:
-        return fast(gv, th, tw, gx)
+        return fast(gv, grid, gx)
     xp = get_array_module(gv)
-    n, c = gx.shape[0], gx.shape[3]
+    th, tw = grid[:2]
+    n, c = gx.shape[0], gv.shape[2]
     bt = xp.asarray(_WINO_BT, dtype=gv.dtype)
     gd = xp.einsum("ia,ijk,jb->abk", bt, gv.reshape(6, 6, -1), bt).reshape(6, 6, n, th, tw, c)
-    gx[...] = 0
+    g = xp.zeros((n, 4 * th + 2, 4 * tw + 2, c), dtype=gv.dtype)
     for a in range(6):  # a loop over tile offsets: each add moves a whole strided slice
         for b in range(6):
-            gx[:, a : a + 4 * th : 4, b : b + 4 * tw : 4, :] += gd[a, b]
+            g[:, a : a + 4 * th : 4, b : b + 4 * tw : 4, :] += gd[a, b]
+    gx[...] = placed_grid_adjoint(g, grid, gx.shape)
     return gx
 
 
 def forward(x, kernel, strides, pads, bias, relu):
-    """Run in chunks of images, so the transformed input (36 values per tile and channel, 2.25x
-    the input) is never one array of hundreds of MB; each chunk's V is kept for the backward
-    pass. Outputs that are not a multiple of 4 go through a padded buffer, cropped at the end."""
-    xp = get_array_module(x)
-    c, f = kernel.shape[2:]
+    """-> (z (N*oH*oW, F), saved); see ``conv2d_forward``."""
     n, h, w, _ = x.shape
     top, bottom, left, right = pads
-    oh, ow = h + top + bottom - 2, w + left + right - 2
+    out = (h + top + bottom - 2, w + left + right - 2)
+    return tiled_forward(x, kernel, (top, left, 1), out, bias, relu)
+
+
+def tiled_forward(x, kernel, place, out, bias, relu):
+    """The 3x3 ``kernel`` (3, 3, blk*blk*C, F) over x's placed grid (``place``: top, left,
+    blk), to an output of ``out`` (oH, oW). Runs in chunks of images, so the transformed input
+    (36 values per tile and channel, 2.25x the input) is never one array of hundreds of MB; each
+    chunk's V is kept for the backward pass. Padding, space to depth and the tiles that overhang
+    the output are all index maps inside the transforms: no padded or cropped copies."""
+    xp = get_array_module(x)
+    c, f = kernel.shape[2:]
+    n = x.shape[0]
+    (oh, ow), (top, left, blk) = out, place
     th, tw = -(-oh // 4), -(-ow // 4)
-    # zeros below and right up to the tile grid: 4*th + 2 rows, 4*tw + 2 columns
-    xpad = pad(x, (top, 4 * th + 2 - h - top, left, 4 * tw + 2 - w - left))
+    grid = (th, tw, top, left, blk)
     u = (_wino_gg(xp, kernel.dtype) @ kernel.reshape(9, c * f)).reshape(36, c, f)  # G g G^T
-    z = xp.empty((n, 4 * th, 4 * tw, f), dtype=x.dtype)
+    z = xp.empty((n, oh, ow, f), dtype=x.dtype)
     vs, m = [], None
     # Large chunks: each costs four kernel launches and three batched GEMMs. Measured on conv2 at
     # batch 32 (forward + backward, F(2x2, 3x3)): 4 MB chunks 15.5 ms, one 19 MB chunk 14.9 ms
     for n0, n1 in image_chunks(n, 36 * th * tw * c, x.dtype.itemsize, scale=6):
         k = (n1 - n0) * th * tw  # tiles in this chunk
-        v = winograd_input(xpad[n0:n1], th, tw, xp.empty((36, k, c), dtype=x.dtype))
+        v = winograd_input(x[n0:n1], grid, xp.empty((36, k, c), dtype=x.dtype))
         if m is None or m.shape[1] != k:
             m = xp.empty((36, k, f), dtype=x.dtype)
         batched_matmul(v, u, out=m)
         winograd_output(m, th, tw, z[n0:n1], bias, relu)
         vs.append(v)
-    if (oh, ow) != (4 * th, 4 * tw):
-        z = xp.ascontiguousarray(z[:, :oh, :ow, :])
-    return z.reshape(n * oh * ow, f), ("winograd", vs, u, (n, oh, ow, th, tw, xpad.shape))
+    return z.reshape(n * oh * ow, f), ("winograd", vs, u, (n, oh, ow, grid))
 
 
 def backward(gz, saved, kernel, x_shape, strides, pads, need_gx, y, bias):
-    """-> (gkernel, gbias, gx); gz is masked by y > 0 where y is given, inside the first
-    transform. The input gradient goes straight into gx when the tiles cover the input
-    exactly (no padding), else through a padded buffer per chunk."""
+    """-> (gkernel (3, 3, blk*blk*C, F), gbias, gx); gz is masked by y > 0 where y is given,
+    inside the first transform; the input gradient goes straight into gx, chunk by chunk."""
     xp = get_array_module(gz)
-    c, f = kernel.shape[2:]
-    _, vs, u, (n, oh, ow, th, tw, padded) = saved
+    _, vs, u, (n, oh, ow, grid) = saved
+    th, tw = grid[:2]
+    c, f = u.shape[1:]
     gz4 = gz.reshape(n, oh, ow, f)
     y4 = None if y is None else y.reshape(n, oh, ow, f)
-    if (oh, ow) != (4 * th, 4 * tw):  # zeros past the output's edge, up to the tile grid
-        gz4 = pad(gz4, (0, 4 * th - oh, 0, 4 * tw - ow))
-        y4 = None if y4 is None else pad(y4, (0, 4 * th - oh, 0, 4 * tw - ow))
     gu = xp.zeros((36, c, f), dtype=gz.dtype)
     gbias = xp.zeros(f, dtype=gz.dtype)
-    _, h, w, _ = x_shape
-    top, left = pads[0], pads[2]
-    exact = tuple(padded) == tuple(x_shape)  # the tiles cover x: then top == left == 0 too
     gx = xp.empty(x_shape, dtype=gz.dtype) if need_gx else None
     ut = u.transpose(0, 2, 1)  # (36, F, C)
-    gm = gv = gpad = None
+    gm = gv = None
     n0 = 0
     for v in vs:  # the forward's chunks, in order
         k = v.shape[1]
         n1 = n0 + k // (th * tw)
         if gm is None or gm.shape[1] != k:  # buffers for this chunk size (the last may differ)
             gm = xp.empty((36, k, f), dtype=gz.dtype)
-            if need_gx:
-                gv = xp.empty((36, k, c), dtype=gz.dtype)
-                if not exact:
-                    gpad = xp.empty((n1 - n0, *padded[1:]), dtype=gz.dtype)
+            gv = xp.empty((36, k, c), dtype=gz.dtype) if need_gx else None
         _, gb = winograd_grad_output(gz4[n0:n1], th, tw, gm, None if y4 is None else y4[n0:n1])
         gbias += gb
         gu += batched_matmul(v.transpose(0, 2, 1), gm)  # (36, C, F)
         if need_gx:
             batched_matmul(gm, ut, out=gv)
-            if exact:
-                winograd_grad_input(gv, th, tw, gx[n0:n1])
-            else:
-                winograd_grad_input(gv, th, tw, gpad)
-                gx[n0:n1] = gpad[:, top : top + h, left : left + w, :]
+            winograd_grad_input(gv, grid, gx[n0:n1])
         n0 = n1
     gkernel = _wino_gg(xp, gz.dtype).T @ gu.reshape(36, c * f)  # G^T gU G
     return gkernel.reshape(3, 3, c, f), gbias, gx
