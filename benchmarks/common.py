@@ -67,7 +67,8 @@ def layer_breakdown(model, x, y, batch: int, steps: int = 20) -> list[tuple[str,
     xb = be.asarray(x[:batch]).astype(minicnn.floatx())
     tb = model.loss.target(be.to_numpy(y[:batch]), 10, xp, minicnn.floatx())
     logits = model._prepare_head()
-    parts = {layer.name: [0.0, 0.0] for layer in model.layers}
+    plan = [(layer, relu, layer.name + ("+relu" if relu else "")) for layer, relu in model._steps()]
+    parts = {name: [0.0, 0.0] for _, _, name in plan}  # a fused ReLU is timed with its BatchNorm
     parts["loss"], parts["optimizer"] = [0.0, 0.0], [0.0, 0.0]
 
     def timed(key, slot, fn):
@@ -83,11 +84,14 @@ def layer_breakdown(model, x, y, batch: int, steps: int = 20) -> list[tuple[str,
             for v in parts.values():
                 v[0] = v[1] = 0.0
         h = xb
-        for layer in model.layers:
-            h = timed(layer.name, 0, lambda h=h, layer=layer: layer.forward(h, training=True))
+        for layer, relu, name in plan:
+            kw = {"relu": True} if relu else {}
+            h = timed(
+                name, 0, lambda h=h, layer=layer, kw=kw: layer.forward(h, training=True, **kw)
+            )
         _, g = timed("loss", 0, lambda h=h: model.loss.forward_backward(h, tb, logits))
-        for layer in reversed(model.layers):
-            g = timed(layer.name, 1, lambda g=g, layer=layer: layer.backward(g))
+        for layer, _, name in reversed(plan):
+            g = timed(name, 1, lambda g=g, layer=layer: layer.backward(g))
         layers = model.trainable_layers()
         params = [layer.params[k] for layer in layers for k in layer.params]
         grads = [layer.grads[k] for layer in layers for k in layer.params]

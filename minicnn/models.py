@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn import data, losses, ops, optimizers
+from minicnn import activations, data, losses, ops, optimizers
 from minicnn import metrics as metrics_module
 from minicnn.backend import floatx, get_backend
-from minicnn.layers import InputLayer, Layer, deserialize
+from minicnn.layers import Activation, BatchNormalization, InputLayer, Layer, ReLU, deserialize
 from minicnn.layers.base import ActivationMixin
 from minicnn.progbar import Progbar
 
@@ -154,15 +154,35 @@ class Sequential:
 
     # -- the forward and backward passes ----------------------------------------------------------------------------
 
+    def _steps(self) -> list[tuple[Layer, bool]]:
+        """The layers as the passes run them, (layer, fused ReLU): a BatchNormalization that a
+        plain ReLU layer follows applies the ReLU in its own output pass and masks its gradient
+        by it, and the ReLU layer is skipped, one pass over the activations instead of three
+        (the values are the same: max(y, 0) of the same y)."""
+        steps: list[tuple[Layer, bool]] = []
+        for layer in self.layers:
+            prev = steps[-1][0] if steps else None
+            if (
+                isinstance(prev, BatchNormalization)
+                and not steps[-1][1]
+                and type(layer) in (Activation, ReLU)
+                and isinstance(layer.activation, activations.ReLU)
+            ):
+                steps[-1] = (prev, True)
+                layer.y = None  # skipped: it holds nothing from an earlier pass
+            else:
+                steps.append((layer, False))
+        return steps
+
     def forward(self, x, training: bool = False):
         """Every layer in turn; ``training`` turns on Dropout and keeps what backward needs."""
-        for layer in self.layers:
-            x = layer.forward(x, training=training)
+        for layer, relu in self._steps():
+            x = layer.forward(x, training=training, relu=True) if relu else layer.forward(x, training=training)  # fmt: skip
         return x
 
     def backward(self, g) -> None:
         """The gradient of the output, ``g``, back through every layer; each fills its grads."""
-        for layer in reversed(self.layers):
+        for layer, _ in reversed(self._steps()):
             g = layer.backward(g)
             if not layer.needs_input_grad:
                 break  # no trained layer before this one: nothing below needs a gradient

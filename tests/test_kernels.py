@@ -258,20 +258,31 @@ def test_convolution_algorithms_agree(rng, float64, monkeypatch, algorithm, relu
         assert a.shape == b.shape and rel(a, b) <= 1e-13
 
 
-def test_batchnorm_kernels(backend_name, monkeypatch, rng, dtype):
+@pytest.mark.parametrize("relu", [False, True])
+def test_batchnorm_kernels(backend_name, monkeypatch, rng, dtype, relu):
+    """Training's forward (ReLU fused in or not) and backward (through that ReLU's mask), and
+    inference's affine map; and the variance where the data's mean is far from 0 against its
+    spread, where one-pass moments that did not shift by a sample would cancel, against the
+    float64 variance (NumPy's float32 one is off by up to 4e-4 there)."""
     be = backend.get_backend(backend_name)
     x = be.asarray((rng.standard_normal((300, 7)) * 3 + 1).astype(dtype))
+    far = be.asarray((rng.standard_normal((300, 7)) * 0.01 + 1000).astype(dtype))
     gamma, beta = be.asarray(rng.uniform(0.5, 2, 7).astype(dtype)), be.asarray(rng.standard_normal(7).astype(dtype))  # fmt: skip
-    fast, ref = both(monkeypatch, "batchnorm_forward", be.xp, dtype, lambda: ops.batchnorm_forward(x, gamma, beta, 1e-3))  # fmt: skip
+    fast, ref = both(monkeypatch, "batchnorm_forward", be.xp, dtype, lambda: ops.batchnorm_forward(x, gamma, beta, 1e-3, relu))  # fmt: skip
     for a, b in zip(fast, ref):
         assert a.dtype == dtype and rel(host(be, a), host(be, b)) <= TOL[dtype]
+    if relu:
+        assert 0.1 < (host(be, fast[0]) == 0).mean() < 0.9
+    fast_far, _ = both(monkeypatch, "batchnorm_forward", be.xp, dtype, lambda: ops.batchnorm_forward(far, None, None, 1e-8))  # fmt: skip
+    exact = host(be, far).astype(np.float64).var(axis=0)  # 1e-4 at a mean of 1000
+    assert rel(host(be, fast_far[2]), exact) <= 1e-6
     gy = be.asarray(rng.standard_normal((300, 7)).astype(dtype))
     _, mean, _, inv_std = ref
-    fast, ref = both(monkeypatch, "batchnorm_backward", be.xp, dtype, lambda: ops.batchnorm_backward(gy, x, mean, inv_std, gamma))  # fmt: skip
+    fast, ref = both(monkeypatch, "batchnorm_backward", be.xp, dtype, lambda: ops.batchnorm_backward(gy, x, mean, inv_std, gamma, beta, relu))  # fmt: skip
     for a, b in zip(fast, ref):
         assert a.dtype == dtype and rel(host(be, a), host(be, b)) <= 10 * TOL[dtype]
     moving_var = be.asarray(rng.uniform(0.5, 2, 7).astype(dtype))
-    fast, ref = both(monkeypatch, "channel_affine", be.xp, dtype, lambda: ops.batchnorm_inference(x, gamma, beta, mean, moving_var, 1e-3))  # fmt: skip
+    fast, ref = both(monkeypatch, "channel_affine", be.xp, dtype, lambda: ops.batchnorm_inference(x, gamma, beta, mean, moving_var, 1e-3, relu))  # fmt: skip
     for a, b in zip(fast, ref):
         assert a.dtype == dtype and rel(host(be, a), host(be, b)) <= TOL[dtype]
 

@@ -1,6 +1,7 @@
 """The layers beyond the seed model's: float64 gradient checks, naive-loop references written
 here, and PyTorch where it has the op (skipped without torch)."""
 
+import functools
 import math
 
 import numpy as np
@@ -38,8 +39,13 @@ def f64():
 
 @pytest.mark.parametrize("shape", [(4, 5, 6, 3), (7, 4)], ids=["after-conv", "after-dense"])
 @pytest.mark.parametrize("center,scale", [(True, True), (False, True), (True, False)])
-def test_batchnorm_gradients_in_training(backend_name, rng, f64, shape, center, scale):
+@pytest.mark.parametrize("relu", [False, True], ids=["", "fused-relu"])
+def test_batchnorm_gradients_in_training(backend_name, rng, f64, shape, center, scale, relu):
+    """With ``relu``, as a Sequential runs it when a ReLU layer follows: the ReLU applied in
+    BatchNorm's own pass, its mask in BatchNorm's gradient."""
     layer = BatchNormalization(center=center, scale=scale)
+    if relu:
+        layer.forward = functools.partial(layer.forward, relu=True)
     layer.build(shape[1:], backend.get_backend(backend_name))
     for name in ("gamma", "beta"):  # away from the initial 1 and 0
         if name in layer.params:
@@ -276,6 +282,56 @@ def test_batchnorm_model_trains_saves_and_resumes_inference(tmp_path, rng):
     np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
     names = [w.shape for w in again.layers[1].get_weights()]
     assert names == [(8,)] * 4
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_batchnorm_then_relu_runs_fused_with_the_same_values(rng, f64, frozen):
+    """A BatchNormalization that a plain ReLU layer (ReLU or Activation("relu")) follows runs
+    as one step; the model's output and every gradient equal those of the layers run one by
+    one, in training (a frozen BatchNorm too: its moving statistics) and in inference."""
+    model = Sequential(
+        [
+            Conv2D(4, 3, use_bias=False, input_shape=(7, 6, 2)),
+            BatchNormalization(),
+            minicnn.layers.ReLU(),
+            Conv2D(3, 3, padding="same"),
+            BatchNormalization(center=False),
+            minicnn.layers.Activation("relu"),
+            minicnn.layers.ReLU(),  # a second ReLU stays a layer of its own
+            Flatten(),
+            Dense(5, use_bias=False),
+            BatchNormalization(),
+            minicnn.layers.Activation("tanh"),  # not ReLU: not fused
+            Dense(2),
+        ]
+    )
+    model.layers[4].trainable = not frozen
+    for bn in (model.layers[1], model.layers[4], model.layers[9]):
+        for k in bn.params:
+            bn.params[k][...] = rng.uniform(-0.5, 1.5, bn.params[k].shape)
+        bn.state["moving_mean"][...] = rng.standard_normal(bn.state["moving_mean"].shape)
+    model._mark_input_grads()
+    fused = [(layer.name, relu) for layer, relu in model._steps()]
+    assert [relu for _, relu in fused] == [False, True, False, True, False, False, False, False, False, False]  # fmt: skip
+    x = rng.standard_normal((5, 7, 6, 2))
+    g = rng.standard_normal((5, 2))
+    for training in (True, False):
+        y_fused = model.forward(x, training=training)
+        grads_fused = None
+        if training:
+            model.backward(g)
+            grads_fused = [layer.grads[k].copy() for layer, k in model.trainable_params()]
+        h = x
+        for layer in model.layers:
+            h = layer.forward(h, training=training)
+        np.testing.assert_allclose(y_fused, h, rtol=1e-12, atol=1e-12)
+        if training:
+            gh = g
+            for layer in reversed(model.layers):
+                gh = layer.backward(gh)
+            for a, (layer, k) in zip(grads_fused, model.trainable_params()):
+                np.testing.assert_allclose(a, layer.grads[k], rtol=1e-10, atol=1e-12, err_msg=f"{layer.name}.{k}")  # fmt: skip
+    assert (y_fused != 0).all()
 
 
 def test_nested_sequential_as_augmentation(rng):

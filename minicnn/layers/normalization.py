@@ -40,6 +40,7 @@ class BatchNormalization(Layer):
             raise ValueError(f"{owner}: epsilon must be positive. Received: epsilon={epsilon!r}")
         self.axis, self.momentum, self.epsilon = axis, float(momentum), float(epsilon)
         self.center, self.scale = bool(center), bool(scale)
+        self.relu_y = None  # a frozen layer's output, for a fused ReLU's mask (Sequential._steps)
         self.initializers = {
             "gamma": initializers.get(gamma_initializer, owner),
             "beta": initializers.get(beta_initializer, owner),
@@ -66,31 +67,37 @@ class BatchNormalization(Layer):
             shapes["beta"] = c
         return {**shapes, "moving_mean": c, "moving_variance": c}
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, relu=False):
+        """``relu``: also apply a ReLU in the same pass, and mask the gradient by it in
+        ``backward``: how a Sequential runs a BatchNormalization that a ReLU layer follows."""
         self.check_input_shape(x.shape[1:])
         c = x.shape[-1]
         x2 = x.reshape(-1, c)  # (M, C): every position of every image
         gamma, beta = self.params.get("gamma"), self.params.get("beta")
         if training and self.trainable:
-            y, mean, var, inv_std = ops.batchnorm_forward(x2, gamma, beta, self.epsilon)
+            y, mean, var, inv_std = ops.batchnorm_forward(x2, gamma, beta, self.epsilon, relu)
             m = self.momentum
             for name, batch in (("moving_mean", mean), ("moving_variance", var)):
                 moving = self.state[name]
                 moving[...] = moving * m + batch * (1 - m)
-            self.cache = (x2, mean, inv_std)
+            self.cache, self.relu_y = (x2, mean, inv_std, relu), None
         else:
             mm, mv = self.state["moving_mean"], self.state["moving_variance"]
-            y, scale = ops.batchnorm_inference(x2, gamma, beta, mm, mv, self.epsilon)
+            y, scale = ops.batchnorm_inference(x2, gamma, beta, mm, mv, self.epsilon, relu)
             self.cache = scale if training else None  # frozen: a fixed affine map per channel
+            self.relu_y = y if relu and training else None  # for the fused ReLU's mask
         return y.reshape(x.shape)
 
     def backward(self, gy):
         c = gy.shape[-1]
         g2 = gy.reshape(-1, c)
+        y, self.relu_y = self.relu_y, None
         if not isinstance(self.cache, tuple):
+            g2 = g2 if y is None else ops.relu_backward(g2, y)
             return (g2 * self.cache).reshape(gy.shape)
-        x2, mean, inv_std = self.cache
-        gx, ggamma, gbeta = ops.batchnorm_backward(g2, x2, mean, inv_std, self.params.get("gamma"))
+        x2, mean, inv_std, relu = self.cache
+        gamma, beta = self.params.get("gamma"), self.params.get("beta")
+        gx, ggamma, gbeta = ops.batchnorm_backward(g2, x2, mean, inv_std, gamma, beta, relu)
         if self.scale:
             self.grads["gamma"] = ggamma
         if self.center:
