@@ -34,6 +34,8 @@ OP_NAMES = (
     "batchnorm_backward",
     "channel_affine",
     "affine_resample",
+    "dropout",
+    "dropout_backward",
 )
 
 _tables: dict[str, dict | None] = {}

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from minicnn import backend, kernels, ops
+from minicnn.utils import set_random_seed
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
 
@@ -326,3 +327,41 @@ def test_batched_matmul_splits_the_batch_without_changing_a_bit():
     np.testing.assert_array_equal(batched_matmul(at, b), want_t)
     np.testing.assert_array_equal(batched_matmul(a[5:7], b[5:7]), want[5:7])
     assert _threads.openblas_threads() == threads
+
+
+def test_dropout_kernel_keeps_where_the_bits_say(rng, dtype):
+    """The kernel against the rule written out: keep where an element's 32 bits >= threshold,
+    scale what is kept; its gradient the same mask and scale."""
+    if kernels.lookup("dropout", np, np.dtype(dtype)) is None:
+        pytest.skip("no dropout kernel here")
+    from minicnn.kernels.cpu import elementwise
+
+    x = rng.standard_normal((5, 7, 3)).astype(dtype)
+    bits = rng.integers(0, 2**32, x.size).astype(np.uint32)
+    threshold, scale = round(0.3 * 2**32), 1 / 0.7
+    y, keep = elementwise.dropout(x, bits, threshold, scale)
+    want = (bits >= threshold).reshape(x.shape)
+    np.testing.assert_array_equal(keep, want)
+    np.testing.assert_array_equal(y, np.where(want, x * np.dtype(dtype).type(scale), 0))
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    g = elementwise.dropout_backward(gy, keep, scale)
+    assert g.dtype == dtype
+    np.testing.assert_array_equal(g, np.where(want, gy * np.dtype(dtype).type(scale), 0))
+
+
+@pytest.mark.parametrize("kernels_setting", ["auto", "numpy"])
+def test_dropout_draws_the_rate_from_the_seeded_generator(monkeypatch, kernels_setting):
+    """Kernel or array code: about ``rate`` of the elements dropped (within 5 standard
+    deviations), the rest scaled by 1/(1 - rate), the same mask again after the same seed."""
+    monkeypatch.setenv("MINICNN_KERNELS", kernels_setting)
+    x = np.ones((64, 25, 25, 4), np.float32)
+    set_random_seed(7)
+    y, keep = ops.dropout(x, 0.3)
+    assert y.dtype == np.float32 and keep.shape == x.shape
+    sd = (0.3 * 0.7 / x.size) ** 0.5
+    assert abs((1 - keep.mean()) - 0.3) < 5 * sd
+    np.testing.assert_array_equal(y, keep * np.float32(1 / 0.7))
+    np.testing.assert_array_equal(ops.dropout_backward(2 * x, keep, 0.3), 2 * y)
+    set_random_seed(7)
+    np.testing.assert_array_equal(ops.dropout(x, 0.3)[1], keep)
+    assert not np.array_equal(ops.dropout(x, 0.3)[1], keep)

@@ -1,4 +1,4 @@
-"""Fused elementwise kernels: bias + ReLU, ReLU's gradient, softmax cross-entropy, Adam."""
+"""Fused elementwise kernels: bias + ReLU, ReLU's gradient, softmax cross-entropy, Adam, Dropout."""
 
 from __future__ import annotations
 
@@ -23,6 +23,19 @@ def _bias_relu(y, b, has_bias, relu):
 def _relu_backward(gy, y, gx):
     for k in prange(gy.size):
         gx[k] = gy[k] if y[k] > 0 else 0
+
+
+@pjit
+def _dropout(x, bits, threshold, scale, y, keep):  # keep where the element's 32 bits >= threshold
+    for k in prange(x.size):
+        keep[k] = bits[k] >= threshold
+        y[k] = x[k] * scale if keep[k] else 0
+
+
+@pjit
+def _dropout_backward(gy, keep, scale, gx):
+    for k in prange(gy.size):
+        gx[k] = gy[k] * scale if keep[k] else 0
 
 
 @jit
@@ -67,6 +80,20 @@ def relu_backward(gy, y):
     gy, y = np.ascontiguousarray(gy), np.ascontiguousarray(y)
     gx = np.empty_like(gy)
     _relu_backward(gy.reshape(-1), y.reshape(-1), gx.reshape(-1))
+    return gx
+
+
+def dropout(x, bits, threshold, scale):
+    x = np.ascontiguousarray(x)
+    y, keep = np.empty_like(x), np.empty(x.shape, np.bool_)
+    _dropout(x.reshape(-1), bits, threshold, x.dtype.type(scale), y.reshape(-1), keep.reshape(-1))
+    return y, keep
+
+
+def dropout_backward(gy, keep, scale):
+    gy = np.ascontiguousarray(gy)
+    gx = np.empty_like(gy)
+    _dropout_backward(gy.reshape(-1), keep.reshape(-1), gy.dtype.type(scale), gx.reshape(-1))
     return gx
 
 

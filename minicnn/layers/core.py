@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 from minicnn import initializers, ops
-from minicnn.backend import device_rng
 from minicnn.layers.base import ActivationMixin, Layer
 
 
@@ -165,12 +164,11 @@ class Dropout(Layer):
         if not training or self.rate == 0:
             self.mask = None
             return x
-        keep = device_rng(self.xp).random(x.shape, dtype=x.dtype) >= self.rate
-        self.mask = keep * x.dtype.type(1 / (1 - self.rate))  # (N, ...) of 0 and 1/(1-rate)
-        return x * self.mask
+        y, self.mask = ops.dropout(x, self.rate)  # mask: (N, ...) True where kept
+        return y
 
     def backward(self, gy):
-        return gy if self.mask is None else gy * self.mask
+        return gy if self.mask is None else ops.dropout_backward(gy, self.mask, self.rate)
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate}

@@ -26,7 +26,14 @@ from minicnn.ops.conv.winograd import (
     winograd_input,
     winograd_output,
 )
-from minicnn.ops.elementwise import bias_relu, matmul_tn, relu_backward, sum_rows
+from minicnn.ops.elementwise import (
+    bias_relu,
+    dropout,
+    dropout_backward,
+    matmul_tn,
+    relu_backward,
+    sum_rows,
+)
 from minicnn.ops.geometry import (
     conv_output_length,
     conv_output_shape,
@@ -71,6 +78,8 @@ __all__ = [
     "conv_direct_grad_input",
     "conv_output_length",
     "conv_output_shape",
+    "dropout",
+    "dropout_backward",
     "im2col",
     "matmul_tn",
     "maxpool_backward",
