@@ -67,7 +67,9 @@ def layer_breakdown(model, x, y, batch: int, steps: int = 20) -> list[tuple[str,
     xb = be.asarray(x[:batch]).astype(minicnn.floatx())
     tb = model.loss.target(be.to_numpy(y[:batch]), 10, xp, minicnn.floatx())
     logits = model._prepare_head()
-    plan = [(layer, relu, layer.name + ("+relu" if relu else "")) for layer, relu in model._steps()]
+    plan = [
+        (layer, extra, layer.name + ("+relu" if extra else "")) for layer, extra in model._steps()
+    ]
     parts = {name: [0.0, 0.0] for _, _, name in plan}  # a fused ReLU is timed with its BatchNorm
     parts["loss"], parts["optimizer"] = [0.0, 0.0], [0.0, 0.0]
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn import activations, data, losses, ops, optimizers
+from minicnn import data, losses, ops, optimizers
 from minicnn import metrics as metrics_module
 from minicnn.backend import floatx, get_backend
-from minicnn.layers import Activation, BatchNormalization, InputLayer, Layer, ReLU, deserialize
+from minicnn.layers import InputLayer, Layer, deserialize
 from minicnn.layers.base import ActivationMixin
+from minicnn.layers.fusion import fused_steps
 from minicnn.progbar import Progbar
 
 
@@ -154,30 +155,14 @@ class Sequential:
 
     # -- the forward and backward passes ----------------------------------------------------------------------------
 
-    def _steps(self) -> list[tuple[Layer, bool]]:
-        """The layers as the passes run them, (layer, fused ReLU): a BatchNormalization that a
-        plain ReLU layer follows applies the ReLU in its own output pass and masks its gradient
-        by it, and the ReLU layer is skipped, one pass over the activations instead of three
-        (the values are the same: max(y, 0) of the same y)."""
-        steps: list[tuple[Layer, bool]] = []
-        for layer in self.layers:
-            prev = steps[-1][0] if steps else None
-            if (
-                isinstance(prev, BatchNormalization)
-                and not steps[-1][1]
-                and type(layer) in (Activation, ReLU)
-                and isinstance(layer.activation, activations.ReLU)
-            ):
-                steps[-1] = (prev, True)
-                layer.y = None  # skipped: it holds nothing from an earlier pass
-            else:
-                steps.append((layer, False))
-        return steps
+    def _steps(self, training: bool = True) -> list[tuple[Layer, dict]]:
+        """The layers as the passes run them: see ``minicnn.layers.fusion``."""
+        return fused_steps(self.layers, training)
 
     def forward(self, x, training: bool = False):
         """Every layer in turn; ``training`` turns on Dropout and keeps what backward needs."""
-        for layer, relu in self._steps():
-            x = layer.forward(x, training=training, relu=True) if relu else layer.forward(x, training=training)  # fmt: skip
+        for layer, extra in self._steps(training):
+            x = layer.forward(x, training=training, **extra)
         return x
 
     def backward(self, g) -> None:

@@ -287,8 +287,9 @@ def test_batchnorm_model_trains_saves_and_resumes_inference(tmp_path, rng):
 @pytest.mark.parametrize("frozen", [False, True])
 def test_batchnorm_then_relu_runs_fused_with_the_same_values(rng, f64, frozen):
     """A BatchNormalization that a plain ReLU layer (ReLU or Activation("relu")) follows runs
-    as one step; the model's output and every gradient equal those of the layers run one by
-    one, in training (a frozen BatchNorm too: its moving statistics) and in inference."""
+    as one step, and at inference folds into the Conv2D before it; the model's output and
+    every gradient equal those of the layers run one by one, in training (a frozen BatchNorm
+    too: its moving statistics) and in inference."""
     model = Sequential(
         [
             Conv2D(4, 3, use_bias=False, input_shape=(7, 6, 2)),
@@ -311,8 +312,21 @@ def test_batchnorm_then_relu_runs_fused_with_the_same_values(rng, f64, frozen):
             bn.params[k][...] = rng.uniform(-0.5, 1.5, bn.params[k].shape)
         bn.state["moving_mean"][...] = rng.standard_normal(bn.state["moving_mean"].shape)
     model._mark_input_grads()
-    fused = [(layer.name, relu) for layer, relu in model._steps()]
-    assert [relu for _, relu in fused] == [False, True, False, True, False, False, False, False, False, False]  # fmt: skip
+    fused = [extra.get("relu", False) for _, extra in model._steps()]
+    assert fused == [False, True, False, True, False, False, False, False, False, False]
+    folded = [
+        (type(layer).__name__, sorted(extra)) for layer, extra in model._steps(training=False)
+    ]
+    assert folded == [
+        ("Conv2D", ["affine", "relu"]),  # Conv2D + BatchNormalization + ReLU
+        ("Conv2D", ["affine", "relu"]),  # + BatchNormalization + Activation("relu")
+        ("ReLU", []),
+        ("Flatten", []),
+        ("Dense", []),
+        ("BatchNormalization", []),  # after Dense: not folded
+        ("Activation", []),
+        ("Dense", []),
+    ]
     x = rng.standard_normal((5, 7, 6, 2))
     g = rng.standard_normal((5, 2))
     for training in (True, False):
@@ -324,7 +338,7 @@ def test_batchnorm_then_relu_runs_fused_with_the_same_values(rng, f64, frozen):
         h = x
         for layer in model.layers:
             h = layer.forward(h, training=training)
-        np.testing.assert_allclose(y_fused, h, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(y_fused, h, rtol=1e-12, atol=1e-12)  # folded: rounding
         if training:
             gh = g
             for layer in reversed(model.layers):

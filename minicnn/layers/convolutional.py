@@ -72,14 +72,22 @@ class Conv2D(ActivationMixin, Layer):
             self.filters,
         )
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, affine=None, relu=False):
+        """``affine`` (inference, no activation): (scale, shift) per filter applied to the
+        output, folded into the kernel and bias (a BatchNormalization that follows, as a
+        Sequential runs it when predicting); ``relu``: a ReLU after that, fused in too."""
         self.check_input_shape(x.shape[1:], rank=3)
         n, h, w, c = x.shape
         (kh, kw), (sy, sx) = self.kernel_size, self.strides
         pads = ops.padding_amounts(h, w, kh, kw, sy, sx, self.padding)
-        relu = self.activation.name == "relu"  # fused into the convolution's last pass
+        kernel, bias = self.params["kernel"], self.params.get("bias")
+        if affine is not None:
+            scale, shift = affine
+            kernel = kernel * scale.astype(kernel.dtype)
+            bias = (shift if bias is None else bias * scale + shift).astype(kernel.dtype)
+        relu = relu or self.activation.name == "relu"  # fused into the convolution's last pass
         z, saved = ops.conv2d_forward(
-            x, self.params["kernel"], self.strides, pads, self.params.get("bias"), relu
+            x, kernel, self.strides, pads, bias, relu, keep=training
         )  # (N*oH*oW, F)
         oh, ow, _ = self.compute_output_shape((h, w, c))
         y = (z if relu else self._activate(z)).reshape(n, oh, ow, self.filters)

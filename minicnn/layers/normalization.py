@@ -88,6 +88,13 @@ class BatchNormalization(Layer):
             self.relu_y = y if relu and training else None  # for the fused ReLU's mask
         return y.reshape(x.shape)
 
+    def inference_affine(self):
+        """(scale, shift) per channel: this layer at inference is x * scale + shift (what a
+        Sequential folds into the convolution before it when predicting)."""
+        mm, mv = self.state["moving_mean"], self.state["moving_variance"]
+        gamma, beta = self.params.get("gamma"), self.params.get("beta")
+        return ops.batchnorm_affine(gamma, beta, mm, mv, self.epsilon)
+
     def backward(self, gy):
         c = gy.shape[-1]
         g2 = gy.reshape(-1, c)

@@ -41,7 +41,12 @@ from minicnn.ops.geometry import (
     padding_amounts,
     same_padding,
 )
-from minicnn.ops.normalization import batchnorm_backward, batchnorm_forward, batchnorm_inference
+from minicnn.ops.normalization import (
+    batchnorm_affine,
+    batchnorm_backward,
+    batchnorm_forward,
+    batchnorm_inference,
+)
 from minicnn.ops.optimizer import adam_update
 from minicnn.ops.pooling import (
     avgpool_backward,
@@ -65,6 +70,7 @@ __all__ = [
     "affine_resample_backward",
     "avgpool_backward",
     "avgpool_forward",
+    "batchnorm_affine",
     "batchnorm_backward",
     "batchnorm_forward",
     "batchnorm_inference",

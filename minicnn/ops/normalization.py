@@ -60,12 +60,18 @@ def batchnorm_backward(gy, x, mean, inv_std, gamma, beta=None, relu: bool = Fals
 def batchnorm_inference(x, gamma, beta, moving_mean, moving_var, eps: float, relu: bool = False):
     """y = gamma * (x - moving_mean) / sqrt(moving_var + eps) + beta, as one scale and shift
     (then ReLU where ``relu``). -> (y, scale)"""
-    xp = get_array_module(x)
+    scale, shift = batchnorm_affine(gamma, beta, moving_mean, moving_var, eps)
+    return channel_affine(x, scale, shift, relu), scale
+
+
+def batchnorm_affine(gamma, beta, moving_mean, moving_var, eps: float):
+    """Inference's map as (scale (C,), shift (C,)): y = x * scale + shift."""
+    xp = get_array_module(moving_var)
     scale = 1 / xp.sqrt(moving_var + eps)
     if gamma is not None:
         scale = gamma * scale
     shift = -moving_mean * scale if beta is None else beta - moving_mean * scale
-    return channel_affine(x, scale, shift, relu), scale
+    return scale, shift
 
 
 def channel_affine(x, scale, shift, relu: bool = False):

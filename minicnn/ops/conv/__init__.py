@@ -2,10 +2,12 @@
 hands the work to it. Each algorithm lives in its own module, its forward and backward side by
 side, with the same two signatures:
 
-    forward(x, kernel, strides, pads, bias, relu) -> (z, saved)
+    forward(x, kernel, strides, pads, bias, relu, keep=True) -> (z, saved)
     backward(gz, saved, kernel, x_shape, strides, pads, need_gx, y, bias) -> (gkernel, gbias, gx)
 
-``saved[0]`` names the algorithm that made it, so the backward pass goes back to the same one.
+``saved[0]`` names the algorithm that made it, so the backward pass goes back to the same one;
+``keep=False`` (inference) lets an algorithm keep nothing for it (Winograd then reuses one
+buffer for every chunk's transformed input instead of holding them all).
 """
 
 from __future__ import annotations
@@ -70,12 +72,12 @@ def conv_algorithm(x, kernel_shape, strides, pads=(0, 0, 0, 0)) -> str:
     return "winograd" if numba and (kh, kw) == (3, 3) else "shifted"
 
 
-def conv2d_forward(x, kernel, strides, pads, bias=None, relu: bool = False):
+def conv2d_forward(x, kernel, strides, pads, bias=None, relu: bool = False, keep: bool = True):
     """``act(conv(x, kernel) + bias)`` with act ReLU or none. x: (N, H, W, C), kernel:
     (kh, kw, C, F), bias: (F,) or None -> z: (N*oH*oW, F) contiguous, and what
     ``conv2d_backward`` needs."""
     algorithm = ALGORITHMS[conv_algorithm(x, kernel.shape, strides, pads)]
-    return algorithm.forward(x, kernel, tuple(strides), pads, bias, relu)
+    return algorithm.forward(x, kernel, tuple(strides), pads, bias, relu, keep)
 
 
 def conv2d_backward(gz, saved, kernel, x_shape, strides, pads, need_gx: bool, y=None, bias=False):

@@ -14,7 +14,7 @@ from minicnn.ops.elementwise import matmul_tn, relu_backward, sum_rows
 from minicnn.ops.geometry import conv_output_shape, pad
 
 
-def forward(x, kernel, strides, pads, bias, relu):
+def forward(x, kernel, strides, pads, bias, relu, keep=True):
     """-> (z (N*oH*oW, F), saved); see ``conv2d_forward``."""
     xpad = pad(x, pads)
     z = conv_direct(xpad, kernel, bias, relu, strides)

@@ -53,7 +53,7 @@ def col2im(gcol, x_shape, sy, sx, pads):
     return gxpad[:, top : top + h, left : left + w, :]
 
 
-def forward(x, kernel, strides, pads, bias, relu):
+def forward(x, kernel, strides, pads, bias, relu, keep=True):
     """-> (z (N*oH*oW, F), saved); see ``conv2d_forward``."""
     kh, kw, c, f = kernel.shape
     col = im2col(x, kh, kw, *strides, pads)  # (N, oH, oW, kh, kw, C)

@@ -9,7 +9,7 @@ from minicnn.ops.elementwise import bias_relu, matmul_tn, relu_backward, sum_row
 from minicnn.ops.geometry import image_chunks, pad
 
 
-def forward(x, kernel, strides, pads, bias, relu):
+def forward(x, kernel, strides, pads, bias, relu, keep=True):
     """-> (z (N*oH*oW, F), saved); see ``conv2d_forward``."""
     z, saved = _forward(x, kernel, pads)
     if bias is not None or relu:

@@ -40,7 +40,7 @@ def _kernel2(kernel, a, b):
     return xp.ascontiguousarray(k2).reshape(a, b, 4 * c, f)  # (a, b, (r, s, C), F)
 
 
-def forward(x, kernel, strides, pads, bias, relu):
+def forward(x, kernel, strides, pads, bias, relu, keep=True):
     """-> (z (N*oH*oW, F), saved); see ``conv2d_forward``."""
     xp = get_array_module(x)
     n, h, w, c = x.shape
@@ -51,7 +51,7 @@ def forward(x, kernel, strides, pads, bias, relu):
     k2 = _kernel2(kernel, a, b)
     inner = _inner(kh, kw)
     if inner is winograd:  # the map is inside Winograd's transforms: no copy of x at all
-        z, saved = winograd.tiled_forward(x, k2, (top, left, 2), (oh, ow), bias, relu)
+        z, saved = winograd.tiled_forward(x, k2, (top, left, 2), (oh, ow), bias, relu, keep)
         return z, ("space_to_depth", inner, saved, k2, x.shape, x.shape)
     hp, wp = 2 * (oh + a - 1), 2 * (ow + b - 1)  # even, and every tap of every output inside
     # rows past the real padding meet zero taps; rows no output reads ("valid") are cut

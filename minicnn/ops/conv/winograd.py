@@ -176,19 +176,20 @@ def winograd_grad_input(gv, grid, gx):
     return gx
 
 
-def forward(x, kernel, strides, pads, bias, relu):
+def forward(x, kernel, strides, pads, bias, relu, keep=True):
     """-> (z (N*oH*oW, F), saved); see ``conv2d_forward``."""
     n, h, w, _ = x.shape
     top, bottom, left, right = pads
     out = (h + top + bottom - 2, w + left + right - 2)
-    return tiled_forward(x, kernel, (top, left, 1), out, bias, relu)
+    return tiled_forward(x, kernel, (top, left, 1), out, bias, relu, keep)
 
 
-def tiled_forward(x, kernel, place, out, bias, relu):
+def tiled_forward(x, kernel, place, out, bias, relu, keep=True):
     """The 3x3 ``kernel`` (3, 3, blk*blk*C, F) over x's placed grid (``place``: top, left,
     blk), to an output of ``out`` (oH, oW). Runs in chunks of images, so the transformed input
     (36 values per tile and channel, 2.25x the input) is never one array of hundreds of MB; each
-    chunk's V is kept for the backward pass. Padding, space to depth and the tiles that overhang
+    chunk's V is kept for the backward pass (with ``keep``; else one V buffer serves every
+    chunk). Padding, space to depth and the tiles that overhang
     the output are all index maps inside the transforms: no padded or cropped copies."""
     xp = get_array_module(x)
     c, f = kernel.shape[2:]
@@ -198,17 +199,20 @@ def tiled_forward(x, kernel, place, out, bias, relu):
     grid = (th, tw, top, left, blk)
     u = (_wino_gg(xp, kernel.dtype) @ kernel.reshape(9, c * f)).reshape(36, c, f)  # G g G^T
     z = xp.empty((n, oh, ow, f), dtype=x.dtype)
-    vs, m = [], None
+    vs, m, v = [], None, None
     # Large chunks: each costs four kernel launches and three batched GEMMs. Measured on conv2 at
     # batch 32 (forward + backward, F(2x2, 3x3)): 4 MB chunks 15.5 ms, one 19 MB chunk 14.9 ms
     for n0, n1 in image_chunks(n, 36 * th * tw * c, x.dtype.itemsize, scale=6):
         k = (n1 - n0) * th * tw  # tiles in this chunk
-        v = winograd_input(x[n0:n1], grid, xp.empty((36, k, c), dtype=x.dtype))
+        if keep or v is None or v.shape[1] != k:
+            v = xp.empty((36, k, c), dtype=x.dtype)
+        winograd_input(x[n0:n1], grid, v)
         if m is None or m.shape[1] != k:
             m = xp.empty((36, k, f), dtype=x.dtype)
         batched_matmul(v, u, out=m)
         winograd_output(m, th, tw, z[n0:n1], bias, relu)
-        vs.append(v)
+        if keep:
+            vs.append(v)
     return z.reshape(n * oh * ow, f), ("winograd", vs, u, (n, oh, ow, grid))
 
 
