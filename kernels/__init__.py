@@ -36,6 +36,7 @@ OP_NAMES = (
     "affine_resample",
     "dropout",
     "dropout_backward",
+    "ema_update",
 )
 
 _tables: dict[str, dict | None] = {}
@@ -59,14 +60,18 @@ def _table(device: str) -> dict | None:
     return _tables[device]
 
 
+_found: dict[tuple, object] = {}  # (op, xp, dtype, MINICNN_KERNELS) -> kernel or None
+
+
 def lookup(op: str, xp, dtype):
-    """The kernel for ``op`` on arrays of module ``xp`` and ``dtype``, or None."""
-    if not enabled():
-        return None
-    table = _table("cpu" if xp.__name__ == "numpy" else "cuda")
-    if table is None:
-        return None
-    return table.get((op, str(dtype))) or table.get((op, "any"))
+    """The kernel for ``op`` on arrays of module ``xp`` and ``dtype``, or None. Remembered:
+    a training step asks about a hundred times, and working it out (``str(dtype)``) took
+    ~9 us a time."""
+    key = (op, xp, dtype, os.environ.get("MINICNN_KERNELS", "auto"))
+    if key not in _found:
+        table = _table("cpu" if xp.__name__ == "numpy" else "cuda") if enabled() else None
+        _found[key] = None if table is None else (table.get((op, str(dtype))) or table.get((op, "any")))  # fmt: skip
+    return _found[key]
 
 
 def available(device: str = "cpu") -> bool:

@@ -128,6 +128,22 @@ def test_adam_update(backend_name, monkeypatch, rng, dtype):
         assert f.dtype == dtype and rel(host(be, f), host(be, r)) <= TOL[dtype]
 
 
+def test_ema_update(backend_name, monkeypatch, rng, dtype):
+    """In place, against the rule written out: ema <- m * ema + (1 - m) * p."""
+    be = backend.get_backend(backend_name)
+    ema0, p = rng.standard_normal((2, 5, 7)).astype(dtype)
+
+    def step():
+        ema = be.asarray(ema0.copy())
+        ops.ema_update(ema, be.asarray(p), 0.999)
+        return ema
+
+    fast, ref = both(monkeypatch, "ema_update", be.xp, dtype, step)
+    want = 0.999 * ema0.astype(np.float64) + 0.001 * p
+    for a in (fast, ref):
+        assert a.dtype == dtype and rel(host(be, a), want) <= TOL[dtype]
+
+
 @pytest.mark.parametrize("m", [100, 4096 * 17 + 77])
 def test_matmul_tn_and_sum_rows(backend_name, monkeypatch, rng, dtype, m):
     """The weight-gradient product a.T @ b and the bias gradient, split or not, as plain NumPy."""

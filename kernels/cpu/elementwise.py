@@ -1,4 +1,5 @@
-"""Fused elementwise kernels: bias + ReLU, ReLU's gradient, softmax cross-entropy, Adam, Dropout."""
+"""Fused elementwise kernels: bias + ReLU, ReLU's gradient, softmax cross-entropy, Adam and the
+weights' moving average, Dropout."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ def _bias_relu(y, b, has_bias, relu):
 def _relu_backward(gy, y, gx):
     for k in prange(gy.size):
         gx[k] = gy[k] if y[k] > 0 else 0
+
+
+@pjit
+def _ema_update(ema, p, m, one_minus_m):
+    for k in prange(ema.size):
+        ema[k] = ema[k] * m + p[k] * one_minus_m
 
 
 @pjit
@@ -81,6 +88,13 @@ def relu_backward(gy, y):
     gx = np.empty_like(gy)
     _relu_backward(gy.reshape(-1), y.reshape(-1), gx.reshape(-1))
     return gx
+
+
+def ema_update(ema, p, momentum):
+    if not ema.flags.c_contiguous:
+        raise TypeError("ema_update works in place on a C-contiguous array")
+    t = ema.dtype.type
+    _ema_update(ema.reshape(-1), np.ascontiguousarray(p).reshape(-1), t(momentum), t(1 - momentum))
 
 
 def dropout(x, bits, threshold, scale):

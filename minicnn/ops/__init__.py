@@ -47,7 +47,7 @@ from minicnn.ops.normalization import (
     batchnorm_forward,
     batchnorm_inference,
 )
-from minicnn.ops.optimizer import adam_update
+from minicnn.ops.optimizer import adam_update, ema_update
 from minicnn.ops.pooling import (
     avgpool_backward,
     avgpool_forward,
@@ -86,6 +86,7 @@ __all__ = [
     "conv_output_shape",
     "dropout",
     "dropout_backward",
+    "ema_update",
     "im2col",
     "matmul_tn",
     "maxpool_backward",

@@ -16,3 +16,12 @@ def adam_update(p, g, m, v, alpha: float, b1: float, b2: float, eps: float) -> N
     m += (1 - b1) * (g - m)
     v += (1 - b2) * (g * g - v)
     p -= alpha * m / (xp.sqrt(v) + eps)
+
+
+def ema_update(ema, p, momentum: float) -> None:
+    """In place: ema <- momentum * ema + (1 - momentum) * p, the weights' moving average."""
+    fast = kernel_for("ema_update", ema)
+    if fast is not None:
+        return fast(ema, p, momentum)
+    ema *= ema.dtype.type(momentum)
+    ema += p * p.dtype.type(1 - momentum)
