@@ -1,5 +1,6 @@
-"""Direct convolution for few input channels (a first layer): per output pixel, kh*kw*C taps,
-each a broadcast-multiply-add over the F filters held in a small array that stays in L1.
+"""Direct convolution for few input channels (a first layer): per output row, kh*kw*C taps,
+each a broadcast-multiply-add of one tap's F filter weights into the row's sums, which stay in
+L1 (tap-outer rather than pixel-outer: 2.4 -> 1.6 ms for 128 digits, 1 -> 32 channels).
 Bias, ReLU and their gradients are fused into the same passes."""
 
 from __future__ import annotations
@@ -16,23 +17,21 @@ def _conv_direct(x, k, b, relu, z, sy, sx):
     kh, kw, nc, _ = k.shape
     for r in prange(n * oh):  # one output row of one image per task
         im, p = r // oh, r % oh
-        acc = np.empty(nf, dtype=z.dtype)
+        row = np.empty((ow, nf), dtype=z.dtype)  # the row's sums, in L1
         for q in range(ow):
-            acc[:] = b
-            for i in range(kh):
-                for j in range(kw):
-                    for c in range(nc):
-                        xv = x[im, p * sy + i, q * sx + j, c]
+            row[q] = b
+        for i in range(kh):
+            xr = x[im, p * sy + i]
+            for j in range(kw):
+                for c in range(nc):
+                    kk = k[i, j, c]  # one tap for all filters, across the whole row
+                    for q in range(ow):
+                        xv = xr[q * sx + j, c]
                         for f in range(nf):
-                            acc[f] += xv * k[i, j, c, f]
+                            row[q, f] += xv * kk[f]
+        for q in range(ow):
             for f in range(nf):
-                z[im, p, q, f] = relu_if(acc[f], relu)
-
-
-@jit
-def _masked(gz, y, masked, im, p, q, g):  # g = gz at one pixel, ReLU's mask applied if masked
-    for f in range(g.size):
-        g[f] = relu_grad_if(gz[im, p, q, f], y[im, p, q, f], masked)
+                z[im, p, q, f] = relu_if(row[q, f], relu)
 
 
 @pjit
@@ -42,19 +41,28 @@ def _conv_direct_grad(x, gz, y, masked, gk, gb, sy, sx):
     for blk in prange(blocks):  # each block of images sums into its own slot: no shared writes
         gk[blk] = 0
         gb[blk] = 0
-        g = np.empty(nf, dtype=gz.dtype)
+        g = np.empty((ow, nf), dtype=gz.dtype)  # one output row's gradient, masked
         for im in range(blk * n // blocks, (blk + 1) * n // blocks):
             for p in range(oh):
                 for q in range(ow):
-                    _masked(gz, y, masked, im, p, q, g)
                     for f in range(nf):
-                        gb[blk, f] += g[f]
-                    for i in range(kh):
-                        for j in range(kw):
-                            for c in range(nc):
-                                xv = x[im, p * sy + i, q * sx + j, c]
+                        g[q, f] = relu_grad_if(gz[im, p, q, f], y[im, p, q, f], masked)
+                        gb[blk, f] += g[q, f]
+                for i in range(kh):
+                    xr = x[im, p * sy + i]
+                    for j in range(kw):
+                        for c in range(nc):
+                            acc = gk[blk, i, j, c]  # one tap for all filters, over the row
+                            for q in range(ow):
+                                xv = xr[q * sx + j, c]
                                 for f in range(nf):
-                                    gk[blk, i, j, c, f] += xv * g[f]
+                                    acc[f] += xv * g[q, f]
+
+
+@jit
+def _masked(gz, y, masked, im, p, q, g):  # g = gz at one pixel, ReLU's mask applied if masked
+    for f in range(g.size):
+        g[f] = relu_grad_if(gz[im, p, q, f], y[im, p, q, f], masked)
 
 
 @pjit
