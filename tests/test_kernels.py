@@ -328,8 +328,8 @@ def test_batched_matmul_splits_the_batch_without_changing_a_bit():
     if set_threads is None:
         pytest.skip("numpy's BLAS is not OpenBLAS: batched_matmul is plain matmul")
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((36, 300, 40), dtype=np.float32)
-    b = rng.standard_normal((36, 40, 24), dtype=np.float32)
+    a = rng.standard_normal((36, 1000, 64), dtype=np.float32)  # 110 MFLOP: over the split's
+    b = rng.standard_normal((36, 64, 24), dtype=np.float32)  # threshold, as a[5:17] (37)
     threads = _threads.openblas_threads()
     at = a.transpose(0, 2, 1).copy().transpose(0, 2, 1)  # the same values, column-major pages
     set_threads(1)
@@ -337,11 +337,11 @@ def test_batched_matmul_splits_the_batch_without_changing_a_bit():
         want, want_t = np.matmul(a, b), np.matmul(at, b)
     finally:
         set_threads(threads)
-    out = np.empty((36, 300, 24), dtype=np.float32)
+    out = np.empty((36, 1000, 24), dtype=np.float32)
     assert batched_matmul(a, b, out=out) is out
     np.testing.assert_array_equal(out, want)
     np.testing.assert_array_equal(batched_matmul(at, b), want_t)
-    np.testing.assert_array_equal(batched_matmul(a[5:7], b[5:7]), want[5:7])
+    np.testing.assert_array_equal(batched_matmul(a[5:17], b[5:17]), want[5:17])
     assert _threads.openblas_threads() == threads
 
 

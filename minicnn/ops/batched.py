@@ -50,11 +50,18 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
+# Below this many FLOPs a batch runs as plain ``matmul``: handing half to the pool's thread and
+# hearing back costs ~90 us here (a futex wake each way), more than a small batch's GEMMs take
+# (36 products of 8x64 by 64x64, 2.4 MFLOP: 123 us split, 20 us plain; even at 38 MFLOP).
+_SPLIT_MIN_FLOP = 32e6
+
+
 def batched_matmul(a, b, out=None):
     """``matmul(a, b, out=out)`` for stacks a (B, M, K) and b (B, K, N) -> (B, M, N)."""
     xp = get_array_module(a)
     set_threads = _threads.openblas_setter() if xp is np else None
-    if set_threads is None or a.shape[0] < 2 or os.environ.get("MINICNN_BATCHED_GEMM") == "0":
+    small = 2.0 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] < _SPLIT_MIN_FLOP
+    if set_threads is None or a.shape[0] < 2 or small or os.environ.get("MINICNN_BATCHED_GEMM") == "0":  # fmt: skip
         return xp.matmul(a, b, out=out)
     with _lock:
         threads = _threads.openblas_threads()
