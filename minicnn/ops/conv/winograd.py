@@ -229,8 +229,7 @@ def backward(gz, saved, kernel, x_shape, strides, pads, need_gx, y, bias):
     c, f = u.shape[1:]
     gz4 = gz.reshape(n, oh, ow, f)
     y4 = None if y is None else y.reshape(n, oh, ow, f)
-    gu = xp.zeros((36, c, f), dtype=gz.dtype)
-    gbias = xp.zeros(f, dtype=gz.dtype)
+    gu = gbias = None  # sums over the chunks (most batches are one chunk: no adds)
     gx = xp.empty(x_shape, dtype=gz.dtype) if need_gx else None
     ut = u.transpose(0, 2, 1)  # (36, F, C)
     gm = gv = None
@@ -242,8 +241,12 @@ def backward(gz, saved, kernel, x_shape, strides, pads, need_gx, y, bias):
             gm = xp.empty((36, k, f), dtype=gz.dtype)
             gv = xp.empty((36, k, c), dtype=gz.dtype) if need_gx else None
         _, gb = winograd_grad_output(gz4[n0:n1], th, tw, gm, None if y4 is None else y4[n0:n1])
-        gbias += gb
-        gu += batched_matmul(v.transpose(0, 2, 1), gm)  # (36, C, F)
+        part = batched_matmul(v.transpose(0, 2, 1), gm)  # (36, C, F)
+        if gu is None:
+            gu, gbias = part, gb
+        else:
+            gu += part
+            gbias += gb
         if need_gx:
             batched_matmul(gm, ut, out=gv)
             winograd_grad_input(gv, grid, gx[n0:n1])
