@@ -161,11 +161,20 @@ def test_a_drawn_digit_is_read(browser, url, shots, digit, strokes):
 
 
 def test_escape_clears_and_photo_upload(browser, url, tmp_path):
+    """Escape clears the pad (another key does not), and an answer still in flight for the
+    cleared drawing does not bring its digit back."""
     page = browser.new_page()
     page.goto(url)
     _draw(page, _seven())
     expect(page.locator("#digit")).to_have_text("7", timeout=10_000)
+    page.wait_for_function("() => document.body.dataset.busy === '0'", timeout=10_000)
+    page.keyboard.press("a")
+    expect(page.locator("#digit")).to_have_text("7")
     page.keyboard.press("Escape")
+    expect(page.locator("#digit")).to_have_text("?")
+    _draw(page, _seven())
+    page.keyboard.press("Escape")  # at once: the stroke's answer is likely still on its way
+    page.wait_for_timeout(1500)  # long enough for it to come back (p99 40 ms in test_server)
     expect(page.locator("#digit")).to_have_text("?")
     photo = Image.new("RGB", (400, 300), (235, 230, 220))  # a 1 in ink on paper, photographed
     ImageDraw.Draw(photo).line([(205, 50), (195, 250)], fill=(40, 40, 60), width=16)

@@ -19,8 +19,10 @@ let inFlight = false;
 let pending = false; // a newer drawing waits for the request in flight
 let lastSent = 0;
 let throttleTimer = null;
+let generation = 0; // bumped by every clear: an answer to an earlier drawing is dropped
 
 function clearPad() {
+  generation += 1;
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, pad.width, pad.height);
   inked = false;
@@ -78,7 +80,7 @@ function setBusy(busy) {
   document.body.dataset.busy = busy ? "1" : "0"; // for tests: an answer is still to come
 }
 
-async function ask(body, type) {
+async function ask(body, type, asked = generation) {
   inFlight = true;
   setBusy(true);
   lastSent = performance.now();
@@ -89,6 +91,7 @@ async function ask(body, type) {
       body,
     });
     const answer = await response.json();
+    if (asked !== generation) return; // the pad was cleared while this was in flight
     if (!response.ok) {
       setStatus(answer.error || `The server answered ${response.status}.`, true);
       if (response.status === 422) {
@@ -121,7 +124,8 @@ function sendDrawing() {
     return;
   }
   setBusy(true); // from now, not only once toBlob calls back
-  pad.toBlob((blob) => (blob ? ask(blob, "image/png") : setBusy(false)), "image/png");
+  const asked = generation; // the drawing as it is now, even if cleared before toBlob calls back
+  pad.toBlob((blob) => (blob ? ask(blob, "image/png", asked) : setBusy(false)), "image/png");
 }
 
 function sendThrottled() {
@@ -190,12 +194,14 @@ pad.addEventListener("pointercancel", endStroke);
 
 document.getElementById("clear").addEventListener("click", () => {
   setBusy(false);
-clearPad();
+  clearPad();
   pad.focus();
 });
 document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape") setBusy(false);
-clearPad();
+  if (event.key === "Escape") {
+    setBusy(false);
+    clearPad();
+  }
 });
 
 function sendFile(file) {
@@ -204,12 +210,12 @@ function sendFile(file) {
     setStatus(`Send a PNG or JPEG photo. Received: ${file.type || "an unknown type"}.`, true);
     return;
   }
-  // show the photo on the pad, scaled to fit, so what was read is what is seen
+  // show the photo on the pad, scaled to fit, so what was read is what is seen; the pad is
+  // cleared first, so an answer still on its way for an earlier drawing is dropped, not this one
+  clearPad();
   const url = URL.createObjectURL(file);
   const img = new Image();
   img.onload = () => {
-    setBusy(false);
-clearPad();
     const s = Math.min(pad.width / img.width, pad.height / img.height);
     const w = img.width * s;
     const h = img.height * s;
