@@ -49,7 +49,7 @@ _WINO_AT = (  # (4, 6)
 )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _wino_gg(xp, dtype):
     """G (x) G, (36, 9): U = G g G^T for all channel pairs at once is (G (x) G) @ g.reshape(9, -1)
     (row 6i + j, column 3a + b holds G[i, a] * G[j, b]). Made once per device and dtype (the
