@@ -205,6 +205,11 @@ def test_auto_algorithm_choice(monkeypatch):
     assert ops.conv_algorithm(x, (5, 5, 64, 32), (1, 1)) == "shifted"
     assert ops.conv_algorithm(x, (3, 3, 8, 64), (1, 1)) == "im2col"
     assert ops.conv_algorithm(x, (3, 3, 64, 32), (2, 2)) == "im2col"
+    small = np.zeros((32, 8, 8, 64), dtype="float32")  # 5x5/2 "same" to 4x4: one tile an image
+    same = ops.padding_amounts(8, 8, 5, 5, 2, 2, "same")
+    assert ops.conv_algorithm(small, (5, 5, 64, 64), (2, 2), same) == "im2col"  # 512 rows
+    s2d = "space_to_depth" if numba else "im2col"
+    assert ops.conv_algorithm(np.zeros((33, 8, 8, 64), "float32"), (5, 5, 64, 64), (2, 2), same) == s2d  # fmt: skip
     monkeypatch.setenv("MINICNN_KERNELS", "numpy")
     assert ops.conv_algorithm(x, (3, 3, 64, 32), (1, 1)) == "shifted"
     assert ops.conv_algorithm(x, (3, 3, 1, 64), (1, 1)) == "im2col"

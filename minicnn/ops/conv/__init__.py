@@ -29,6 +29,11 @@ ALGORITHMS = {
 }
 
 _DIRECT_MAX_C = 4  # input channels up to which the direct kernel beats im2col + GEMM
+# Output rows (images x pixels) up to which a map of at most 4x4 (one Winograd tile an image)
+# goes to im2col: Winograd's kernel transforms (36 C F values each way) cost the same at any
+# batch. The best recipe's 5x5/2 layer, 8x8x64 -> 4x4x64, forward + backward: batch 2 0.66 ms
+# im2col against 1.70 space-to-depth, batch 32 2.51 against 2.92, batch 128 7.97 against 4.90.
+_SMALL_ROWS = 512
 
 
 def conv_algorithm(x, kernel_shape, strides, pads=(0, 0, 0, 0)) -> str:
@@ -42,7 +47,8 @@ def conv_algorithm(x, kernel_shape, strides, pads=(0, 0, 0, 0)) -> str:
       same convolution as a 3x3 stride-1 Winograd one over 2x2 blocks of 4C channels;
     - "im2col" also where the output is so small that its rows hold no more than twice the
       input (a 4x4 kernel over a 4x4 map, a Dense layer in disguise): one GEMM, not 16
-      (7.1 -> 0.7 ms at batch 64, 64 -> 128 channels).
+      (7.1 -> 0.7 ms at batch 64, 64 -> 128 channels); and for outputs of at most 4x4 over
+      no more than 512 rows in all (see _SMALL_ROWS).
     MINICNN_CONV forces one where the geometry allows it (else im2col)."""
     kh, kw, c, _ = kernel_shape
     stride1 = tuple(strides) == (1, 1)
@@ -63,6 +69,8 @@ def conv_algorithm(x, kernel_shape, strides, pads=(0, 0, 0, 0)) -> str:
     ow = (w + pads[2] + pads[3] - kw) // strides[1] + 1
     if oh * ow * kh * kw <= 2 * h * w:
         return "im2col"
+    if oh <= 4 and ow <= 4 and n * oh * ow <= _SMALL_ROWS and c > _DIRECT_MAX_C:
+        return "im2col"  # one Winograd tile an image, few images: its weight transforms cost most
     if c <= _DIRECT_MAX_C:
         return "direct" if numba else "im2col"
     if s2d_winograd and c >= 8 and numba:
