@@ -36,9 +36,9 @@ def dropout(x, rate: float):
     drawn from minicnn's seeded generator, and y = x * keep / (1 - rate).
 
     The CPU kernel takes 32 raw bits per element from the generator (kept where they are >=
-    rate * 2^32, a probability within 2^-33 of 1 - rate): one pass, 4x less to draw than
-    uniform floats need; 2.7 -> 1.0 ms for 128 images of 13x13x32. The array code (and the GPU)
-    compares uniform floats with the rate."""
+    rate * 2^32, a probability within 2^-33 of 1 - rate), which draw faster than uniform floats
+    (0.6 against 1.1 ms for 692k), and keeps, scales and masks in one pass: 2.7 -> 1.3 ms for
+    128 images of 13x13x32. The array code (and the GPU) compares uniform floats with the rate."""
     scale = 1 / (1 - rate)
     fast = kernel_for("dropout", x)
     if fast is not None:
