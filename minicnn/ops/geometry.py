@@ -1,5 +1,6 @@
 """Window geometry shared by convolution and pooling: output sizes, "same" padding, and the
-chunks that keep large batches in cache. Pure arithmetic on shapes, plus ``pad``."""
+chunks that keep large batches in cache. Pure arithmetic on shapes, plus ``pad`` and the
+block grid (padding and space to depth as one index map)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,35 @@ def pad(x, pads, value=0.0):
         return x
     xp = get_array_module(x)
     return xp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+
+
+def block_grid(x, size, top: int, left: int, blk: int):
+    """x placed on a grid of ``size`` (P, Q) pixels of blk x blk blocks: pixel (p, q) holds
+    x's rows blk*p - top.., columns blk*q - left.., channels in (row, column, C) order, zeros
+    past x's edges; x's rows past the grid are cut. -> (N, P, Q, blk*blk*C). blk 1 is padding,
+    blk 2 space to depth."""
+    xp = get_array_module(x)
+    n, h, w, c = x.shape
+    hp, wp = blk * size[0], blk * size[1]
+    rows, cols = min(h, hp - top), min(w, wp - left)
+    g = xp.zeros((n, hp, wp, c), dtype=x.dtype)
+    g[:, top : top + rows, left : left + cols] = x[:, :rows, :cols]
+    g = g.reshape(n, size[0], blk, size[1], blk, c).transpose(0, 1, 3, 2, 4, 5)
+    return g.reshape(n, size[0], size[1], blk * blk * c)
+
+
+def block_grid_adjoint(g, top: int, left: int, blk: int, x_shape):
+    """The adjoint of ``block_grid``: a gradient on the grid back to x's pixels (those the
+    grid cut get none)."""
+    xp = get_array_module(g)
+    n, p, q, _ = g.shape
+    _, h, w, c = x_shape
+    hp, wp = blk * p, blk * q
+    g = g.reshape(n, p, q, blk, blk, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, hp, wp, c)
+    rows, cols = min(h, hp - top), min(w, wp - left)
+    gx = xp.zeros(x_shape, dtype=g.dtype)
+    gx[:, :rows, :cols] = g[:, top : top + rows, left : left + cols]
+    return gx
 
 
 def conv_output_shape(padded_shape, kh: int, kw: int, strides) -> tuple[int, int]:

@@ -10,14 +10,15 @@ Winograd convolution over 4C channels, with the padding and the 2x2 blocks read 
 index map inside Winograd's transforms (``winograd.placed_grid``), so x is never copied:
 10.5 + 15.0 ms against im2col's 17.7 + 29.5 ms, and 17.9 + 21.9 ms when the blocks were built
 as arrays (forward + backward, 128 images of 26x26x32, 32 filters, this 2-core machine).
-Other sizes, where forced, run as stride-1 shifted GEMMs over an explicit space-to-depth copy.
+Other sizes, where forced, run as stride-1 shifted GEMMs over an explicit copy of that grid
+(``geometry.block_grid``).
 """
 
 from __future__ import annotations
 
 from minicnn.backend import get_array_module
 from minicnn.ops.conv import shifted, winograd
-from minicnn.ops.geometry import pad
+from minicnn.ops.geometry import block_grid, block_grid_adjoint
 
 
 def _half(k: int) -> int:
@@ -42,9 +43,8 @@ def _kernel2(kernel, a, b):
 
 def forward(x, kernel, strides, pads, bias, relu, keep=True):
     """-> (z (N*oH*oW, F), saved); see ``conv2d_forward``."""
-    xp = get_array_module(x)
-    n, h, w, c = x.shape
-    kh, kw, _, f = kernel.shape
+    h, w = x.shape[1:3]
+    kh, kw = kernel.shape[:2]
     a, b = _half(kh), _half(kw)
     top, bottom, left, right = pads
     oh, ow = (h + top + bottom - kh) // 2 + 1, (w + left + right - kw) // 2 + 1
@@ -52,20 +52,18 @@ def forward(x, kernel, strides, pads, bias, relu, keep=True):
     inner = _inner(kh, kw)
     if inner is winograd:  # the map is inside Winograd's transforms: no copy of x at all
         z, saved = winograd.tiled_forward(x, k2, (top, left, 2), (oh, ow), bias, relu, keep)
-        return z, ("space_to_depth", inner, saved, k2, x.shape, x.shape)
-    hp, wp = 2 * (oh + a - 1), 2 * (ow + b - 1)  # even, and every tap of every output inside
-    # rows past the real padding meet zero taps; rows no output reads ("valid") are cut
-    xpad = pad(x, (top, max(hp - h - top, 0), left, max(wp - w - left, 0)))[:, :hp, :wp, :]
-    s = xpad.reshape(n, hp // 2, 2, wp // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
-    s = xp.ascontiguousarray(s).reshape(n, hp // 2, wp // 2, 4 * c)  # (N, H', W', (r, s, C))
+        return z, ("space_to_depth", inner, saved, k2, x.shape)
+    # a grid of oh + a - 1 rows of 2x2 blocks: every tap of every output inside; rows past the
+    # real padding meet zero taps, rows no output reads ("valid") are cut
+    s = block_grid(x, (oh + a - 1, ow + b - 1), top, left, 2)  # (N, H', W', (r, s, C))
     z, saved = inner.forward(s, k2, (1, 1), (0, 0, 0, 0), bias, relu)
-    return z, ("space_to_depth", inner, saved, k2, s.shape, xpad.shape)
+    return z, ("space_to_depth", inner, saved, k2, s.shape)
 
 
 def backward(gz, saved, kernel, x_shape, strides, pads, need_gx, y, bias):
     """-> (gkernel, gbias, gx or None); see ``conv2d_backward``."""
     xp = get_array_module(gz)
-    _, inner, inner_saved, k2, s_shape, padded = saved
+    _, inner, inner_saved, k2, s_shape = saved
     kh, kw, c, f = kernel.shape
     a, b = k2.shape[:2]
     gk2, gbias, gs = inner.backward(
@@ -75,12 +73,4 @@ def backward(gz, saved, kernel, x_shape, strides, pads, need_gx, y, bias):
     gkernel = xp.ascontiguousarray(gk6[:kh, :kw])
     if not need_gx or inner is winograd:  # Winograd's gradient is x's already
         return gkernel, gbias, gs
-    n, hp, wp, _ = padded
-    g = gs.reshape(n, hp // 2, wp // 2, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
-    g = g.reshape(n, hp, wp, c)  # back to the padded grid
-    _, h, w, _ = x_shape
-    top, left = pads[0], pads[2]
-    rows, cols = min(h, hp - top), min(w, wp - left)  # the rest was cut: no gradient
-    gx = xp.zeros(x_shape, dtype=gz.dtype)
-    gx[:, :rows, :cols, :] = g[:, top : top + rows, left : left + cols, :]
-    return gkernel, gbias, gx
+    return gkernel, gbias, block_grid_adjoint(gs, pads[0], pads[2], 2, x_shape)

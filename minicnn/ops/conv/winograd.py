@@ -12,7 +12,7 @@ from minicnn.backend import get_array_module
 from minicnn.ops.batched import batched_matmul
 from minicnn.ops.dispatch import kernel_for
 from minicnn.ops.elementwise import bias_relu, relu_backward, sum_rows
-from minicnn.ops.geometry import image_chunks, pad
+from minicnn.ops.geometry import block_grid, block_grid_adjoint, image_chunks, pad
 
 # Winograd F(4x4, 3x3): each 4x4 block of output from a 6x6 tile of input (tiles overlap by 2)
 #
@@ -59,33 +59,16 @@ def _wino_gg(xp, dtype):
 
 
 def placed_grid(x, grid):
-    """The input as the tiles see it: (N, 4*th+2, 4*tw+2, blk*blk*C), where pixel (P, Q) holds
-    x's blk x blk block at rows blk*P - top.., columns blk*Q - left.., channels in (row, column,
-    C) order, and zeros past x's edges. blk 1 is x padded; blk 2 is space to depth (see
-    space_to_depth.py). The kernels read x through this map without building it."""
-    xp = get_array_module(x)
+    """The input as the tiles see it: ``block_grid`` on the 4*th+2 x 4*tw+2 grid of
+    ``grid`` = (th, tw, top, left, blk). The kernels read x through this map without building
+    it."""
     th, tw, top, left, blk = grid
-    n, h, w, c = x.shape
-    hp, wp = blk * (4 * th + 2), blk * (4 * tw + 2)
-    rows, cols = min(h, hp - top), min(w, wp - left)  # rows past the grid are never read
-    g = xp.zeros((n, hp, wp, c), dtype=x.dtype)
-    g[:, top : top + rows, left : left + cols] = x[:, :rows, :cols]
-    g = g.reshape(n, hp // blk, blk, wp // blk, blk, c).transpose(0, 1, 3, 2, 4, 5)
-    return g.reshape(n, hp // blk, wp // blk, blk * blk * c)
+    return block_grid(x, (4 * th + 2, 4 * tw + 2), top, left, blk)
 
 
 def placed_grid_adjoint(g, grid, x_shape):
     """The adjoint of ``placed_grid``: a gradient on the grid back to x's pixels."""
-    xp = get_array_module(g)
-    th, tw, top, left, blk = grid
-    n, h, w, c = x_shape
-    hp, wp = blk * (4 * th + 2), blk * (4 * tw + 2)
-    g = g.reshape(n, hp // blk, wp // blk, blk, blk, c).transpose(0, 1, 3, 2, 4, 5)
-    g = g.reshape(n, hp, wp, c)
-    rows, cols = min(h, hp - top), min(w, wp - left)
-    gx = xp.zeros(x_shape, dtype=g.dtype)
-    gx[:, :rows, :cols] = g[:, top : top + rows, left : left + cols]
-    return gx
+    return block_grid_adjoint(g, *grid[2:], x_shape)
 
 
 def winograd_input(x, grid, v):
