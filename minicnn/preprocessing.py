@@ -7,83 +7,42 @@ field so that its centre of mass is at the centre; then scaled like the training
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 from PIL import Image, ImageFilter
 
+from minicnn.imagefile import (  # noqa: F401  (the names predict and serve read images by)
+    FORMATS,
+    MAX_PIXELS,
+    WORKING_SIDE,
+    ImageError,
+    ImageTooLargeError,
+    load_image,
+    read_image,
+)
+
 INK_THRESHOLD = 0.2  # a pixel with at least this fraction of the darkest ink counts as ink
-MAX_PIXELS = 12_000_000  # a 12-megapixel phone photo; more is refused before it is decoded
-WORKING_SIDE = 1024  # larger images are shrunk to this before the ink is found
-
-
-class ImageError(ValueError):
-    """An image that cannot be read or holds no digit."""
+DIGIT_SHAPES = ((28, 28, 1), (28, 28), (784,))  # model inputs a prepared digit is given as
 
 
 class NoInkError(ImageError):
     """An image that holds nothing drawn: blank, or one flat colour."""
 
 
-class ImageTooLargeError(ImageError):
-    """An image whose pixel dimensions are too large to decode (a decompression bomb, say)."""
+class DigitModelError(ValueError):
+    """A model that cannot read a prepared digit: another input shape, or an output that is
+    not one finite score per class."""
 
 
-def load_image(path) -> Image.Image:
-    """The image in the file at ``path``, read as ``read_image`` reads bytes."""
-    try:
-        with open(path, "rb") as f:
-            return _decode(f, str(path))
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a folder, not an image") from None
-
-
-def read_image(data: bytes, name: str = "the image") -> Image.Image:
-    """The image whose encoded bytes (PNG, JPEG, ...) are ``data``."""
-    return _decode(io.BytesIO(data), name)
-
-
-def _decode(f, name: str) -> Image.Image:
-    """Open from the header, refuse more than MAX_PIXELS before decoding a byte of pixel data,
-    then decode and shrink to at most WORKING_SIDE a side: the memory one image takes is bounded
-    whatever it claims to be."""
-    try:
-        with Image.open(f) as img:
-            w, h = img.size
-            if w * h > MAX_PIXELS:
-                raise ImageTooLargeError(
-                    f"{name} is {w}x{h} pixels; at most {MAX_PIXELS:,} pixels are read"
-                )
-            img.draft("L", (WORKING_SIDE, WORKING_SIDE))  # JPEG: decode at a fraction of the size
-            img.load()
-            img = img.copy()
-    except ImageError:
-        raise
-    except Image.DecompressionBombError:  # Pillow's own limit, checked as it opens: far above ours
-        raise ImageTooLargeError(f"{name} has more than {MAX_PIXELS:,} pixels") from None
-    except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{name}: not an image Pillow can read ({type(e).__name__})") from None
-    if max(img.size) > WORKING_SIDE:
-        img.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.LANCZOS)
-    return img
-
-
-def to_ink(img: Image.Image) -> np.ndarray:
-    """Grayscale ink in [0, 1] on a 0 background, whatever the input's polarity and lighting.
+def to_ink(img) -> np.ndarray:
+    """Grayscale ink in [0, 1] on a 0 background, whatever the input's polarity and lighting
+    (``img``: a PIL image of any mode, or an array; see ``gray_levels``).
 
     The background is the median of the border pixels: a light one (paper) means dark ink, so
     the image is inverted. Transparent pixels count as background. When the border is unevenly
     lit (a photo: a shadow, light falling off across the page), one level for the whole page
     would read the shade as ink, so the paper's level is estimated around each pixel instead
     (``paper_level``)."""
-    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        gray = np.asarray(Image.alpha_composite(white, rgba).convert("L"), dtype=np.float64)
-    else:
-        gray = np.asarray(img.convert("L"), dtype=np.float64)
+    gray = gray_levels(img)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     background = float(np.median(border))
     low, high = np.percentile(border, [10, 90])
@@ -101,6 +60,63 @@ def to_ink(img: Image.Image) -> np.ndarray:
         ink[~main_strokes(ink >= INK_THRESHOLD, ink)] = 0
         ink /= ink.max()
     return ink
+
+
+# The ranges 16-bit, 32-bit and float samples are read in, tried in order: the first that holds
+# every value is the image's scale; values beyond them all are scaled by their own min-max.
+RANGES = {"I;16": (65535,), "I;16L": (65535,), "I;16B": (65535,), "I;16N": (65535,)}
+RANGES |= {"I": (255, 65535), "F": (1, 255)}
+
+
+def gray_levels(img) -> np.ndarray:
+    """(H, W) float64 gray levels in [0, 255]: transparent pixels count as white paper, colour
+    as its luminance, and 16-bit, 32-bit and float images are scaled by their range (RANGES)
+    rather than clipped to 8 bits, where mid-range ink would read as white. Arrays: (H, W),
+    (H, W, 1), (H, W, 3) or (H, W, 4), read like the image mode of their dtype."""
+    if isinstance(img, np.ndarray):
+        return _array_levels(img)
+    if img.mode in RANGES:
+        a = np.asarray(img, dtype=np.float64)
+        if "transparency" in img.info:  # one sample value marks transparent pixels (tRNS)
+            a = np.where(a == img.info["transparency"], np.nan, a)
+        return np.nan_to_num(_by_range(a, RANGES[img.mode], img.mode), nan=255.0)
+    if img.mode == "LAB":  # lightness is the L band: Pillow has no conversion from LAB
+        return np.asarray(img.getchannel("L"), dtype=np.float64)
+    try:
+        if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+            rgba = (img.convert("LA") if img.mode == "La" else img).convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return np.asarray(Image.alpha_composite(white, rgba).convert("L"), dtype=np.float64)
+        return np.asarray(img.convert("L"), dtype=np.float64)
+    except ValueError:  # a mode Pillow cannot convert
+        raise ImageError(f"{img.mode} images cannot be read as grayscale") from None
+
+
+def _by_range(a: np.ndarray, fulls: tuple, what: str) -> np.ndarray:
+    """``a`` scaled to [0, 255] by the first of ``fulls`` that holds it (NaN: transparent)."""
+    finite = a[~np.isnan(a)]
+    if finite.size == 0 or np.isinf(finite).any():
+        raise ImageError(f"a {what} image whose values are not all finite")
+    lo, hi = float(finite.min()), float(finite.max())
+    for full in fulls:
+        if lo >= 0 and hi <= full:
+            return a * (255 / full)
+    return (a - lo) * (255 / (hi - lo)) if hi > lo else np.zeros_like(a)
+
+
+def _array_levels(a: np.ndarray) -> np.ndarray:
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim == 3 and a.shape[2] in (3, 4) and a.dtype == np.uint8:  # RGB(A)
+        return gray_levels(Image.fromarray(a, "RGBA" if a.shape[2] == 4 else "RGB"))
+    if a.ndim != 2 or a.dtype.kind not in "biuf" or min(a.shape) == 0:
+        raise ImageError(
+            "an image array must be (H, W) or (H, W, 1) of numbers, or (H, W, 3) or (H, W, 4) "
+            f"of uint8. Received: shape {a.shape}, dtype {a.dtype}"
+        )
+    kind = a.dtype.kind
+    fulls = (np.iinfo(a.dtype).max,) if kind == "u" else {"b": (1,), "i": (255, 65535)}.get(kind, (1, 255))  # fmt: skip
+    return _by_range(a.astype(np.float64), fulls, str(a.dtype))
 
 
 UNEVEN_LIGHT = 8  # gray levels between the border's 10th and 90th percentiles: a photo's shading
@@ -201,9 +217,7 @@ def center_of_mass(a: np.ndarray) -> tuple[float, float]:
 
 
 def prepare_digit(img) -> np.ndarray:
-    """An image (PIL or a 2-D array) -> a (28, 28) float32 array in [0, 1], prepared like MNIST."""
-    if isinstance(img, np.ndarray):
-        img = Image.fromarray(np.asarray(img, dtype=np.uint8))
+    """An image (PIL or an array) -> a (28, 28) float32 array in [0, 1], prepared like MNIST."""
     ink = to_ink(img)
     top, bottom, left, right = bounding_box(ink)
     ink = np.where(ink >= INK_THRESHOLD / 2, ink, 0)[top:bottom, left:right]  # drop faint noise
@@ -223,8 +237,35 @@ def prepare_digit(img) -> np.ndarray:
     return np.clip(field, 0, 1).astype(np.float32)
 
 
+def digit_input(model) -> tuple:
+    """The shape a prepared digit is given to ``model`` in: its ``input_shape`` if that is one
+    of DIGIT_SHAPES (a free size, None, matches 28); else a DigitModelError naming both."""
+    shape = tuple(model.input_shape) if model.input_shape is not None else None
+    for digit in DIGIT_SHAPES:
+        if shape is not None and len(shape) == len(digit):
+            if all(s is None or s == d for s, d in zip(shape, digit)):
+                return digit
+    raise DigitModelError(
+        f"the model takes inputs of shape {shape}; a digit is read as a 28x28 grayscale "
+        f"image, so it needs {' or '.join(map(str, DIGIT_SHAPES))}"
+    )
+
+
+def predict_digit(model, x: np.ndarray) -> np.ndarray:
+    """The model's scores (K,) for one prepared digit ``x`` (28, 28)."""
+    p = np.asarray(model.predict(x.reshape(1, *digit_input(model)), verbose=0))
+    if p.ndim != 2 or p.shape[0] != 1 or p.shape[1] < 2:
+        raise DigitModelError(
+            f"the model answers one image with shape {p.shape[1:]}; a digit reader needs a "
+            "vector of class scores"
+        )
+    if not np.isfinite(p).all():
+        raise DigitModelError("the model's answer holds NaN or infinity: its weights are broken")
+    return p[0]
+
+
 def classify(model, img) -> tuple[np.ndarray, np.ndarray]:
     """What ``model`` reads in the image: (probabilities (K,), the prepared (28, 28) input).
-    ``minicnn predict`` and ``minicnn serve`` both answer through this one function."""
+    ``minicnn predict`` and ``minicnn serve`` both answer through ``predict_digit``."""
     x = prepare_digit(img)
-    return model.predict(x[None, :, :, None], verbose=0)[0], x
+    return predict_digit(model, x), x

@@ -40,10 +40,12 @@ RANKS = {
     "minicnn.training": 8,
     "minicnn.datasets": 8,
     "minicnn.preprocessing": 8,
+    "minicnn.imagefile": 8,  # the bytes of one image, read for preprocessing
     "minicnn.plots": 8,
     "minicnn.server": 9,
     "minicnn.distributed": 9,
     "minicnn.recipes": 9,
+    "minicnn.runs": 9,  # a training run's checks and records, for the CLI
     "minicnn.cli": 10,  # the top, beside the package face it imports
     "minicnn": 10,  # the package's __init__: imports the public face of everything
 }

@@ -97,7 +97,7 @@ def test_predict_prints_digit_and_top3(tmp_path, model_file):
     "make,expected",
     [
         (lambda p: None, "no such file"),
-        (lambda p: p.write_bytes(b"not an image at all"), "not an image Pillow can read"),
+        (lambda p: p.write_bytes(b"not an image at all"), "only PNG and JPEG images are read"),
         (lambda p: Image.new("L", (40, 40), 255).save(p, format="PNG"), "the image is empty"),
         (lambda p: p.mkdir(), "is a folder, not an image"),
     ],

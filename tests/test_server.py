@@ -132,13 +132,18 @@ def test_no_ink_is_422(server, image):
 
 
 @pytest.mark.parametrize(
-    "body",
-    [b"", b"hello, not an image", png(drawn_seven())[:300]],
-    ids=["empty", "text", "truncated"],
+    "body,expected",
+    [
+        (b"", "is empty; only PNG and JPEG images are read"),
+        (b"hello, not an image", "is not an image; only PNG and JPEG images are read"),
+        (png(drawn_seven())[:300], "a damaged PNG image"),
+        (png(drawn_seven(), "GIF"), "is a GIF image; only PNG and JPEG images are read"),
+    ],
+    ids=["empty", "text", "truncated", "GIF labelled PNG"],
 )
-def test_not_an_image_is_400(server, body):
+def test_not_an_image_is_400(server, body, expected):
     status, _, answer = predict(server, body)
-    assert status == 400 and "not an image" in answer["error"]
+    assert status == 400 and expected in answer["error"]
 
 
 def test_oversized_body_is_refused_before_it_is_read(server):
@@ -156,10 +161,10 @@ def test_oversized_body_is_refused_before_it_is_read(server):
 
 
 def test_decompression_bomb_is_refused(server):
-    """Refused from the header: a 30000x30000 claim by Pillow's own limit as it opens, a
-    5000x5000 one by ours before any pixel is decoded (decoding either would take ~25-900 MB)."""
+    """Refused from the header before Pillow opens it: a 30000x30000 claim and a 5000x5000 one
+    (decoding either would take ~25-900 MB)."""
     status, _, answer = predict(server, bomb_png())
-    assert status == 413 and "more than 12,000,000 pixels" in answer["error"]
+    assert status == 413 and "30000x30000 pixels; at most 12,000,000" in answer["error"]
     status, _, answer = predict(server, bomb_png(5000, 5000))  # under Pillow's own limit
     assert status == 413 and "5000x5000 pixels" in answer["error"]
     status, _, _ = predict(server, bomb_png(3000, 3000))  # under the limit: decoded and read
