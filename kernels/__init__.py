@@ -4,6 +4,11 @@ Installed as ``minicnn.kernels``. The engine asks ``lookup(op, xp, dtype)`` for 
 an op and falls back to its own array code when the answer is None, so every kernel is optional:
 ``MINICNN_KERNELS=numpy`` turns them all off, and a machine without numba or CuPy still runs.
 Kernels never import the engine (the import graph flows engine -> kernels only).
+
+Each device's table is written out: ``cpu.OPS`` and ``cuda.OPS`` map (op, dtype or "any") to a
+function with the signature the op hands its kernel; ``cuda_sources.KERNELS`` lists the CUDA
+templates, and tests/test_cuda_compile.py checks it against the ``.cu`` files. ``cuda`` (and so
+CuPy) is imported only when an array is a CuPy array.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import os
 
 # The ops a device module may serve: each module exports OPS = {(name, dtype or "any"): function}
-# for the names it implements, built from this list, with the signature of minicnn.ops.<name>.
+# for the names it implements, each one of these, called as minicnn.ops.<name> calls it.
 OP_NAMES = (
     "im2col",
     "col2im",
@@ -34,6 +39,7 @@ OP_NAMES = (
     "batchnorm_backward",
     "channel_affine",
     "affine_resample",
+    "affine_resample_backward",
     "dropout",
     "dropout_backward",
     "ema_update",

@@ -1,9 +1,9 @@
-// minicnn's CUDA kernels, compiled at run time by cupy.RawModule (see cuda.py).
+// minicnn's window and elementwise kernels: im2col/col2im, max pooling, bias + ReLU, softmax
+// cross-entropy, Adam, the weights' moving average, Dropout (see cuda.py, which launches them).
 //
 // Layout is channels-last: images (N, H, W, C); the im2col matrix (N, oH, oW, kh, kw, C).
-// Every kernel is templated on the float type T (float or double) and written as a grid-stride
-// loop over its output, one thread per element. Backward kernels *gather* (each output element
-// sums what it receives) rather than scatter with atomics, so results are deterministic.
+// Backward kernels *gather* (each output element sums what it receives) rather than scatter with
+// atomics, so results are deterministic.
 
 struct Geometry {       // one window op: kernel or pool (kh, kw), strides, padding, sizes
     int n, h, w, c;     // input
@@ -21,11 +21,6 @@ struct Geometry {       // one window op: kernel or pool (kh, kw), strides, padd
 template <typename T> __device__ T neg_inf();
 template <> __device__ float neg_inf<float>() { return __int_as_float(0xff800000); }
 template <> __device__ double neg_inf<double>() { return __longlong_as_double(0xfff0000000000000ULL); }
-
-// I is the index type: int when every index fits (32-bit division is several times cheaper
-// than 64-bit, and im2col does six per element), long long otherwise.
-#define GRID_STRIDE(i, total) \
-    for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < (total); i += (I)blockDim.x * gridDim.x)
 
 // col[n, p, q, i, j, ch] = x[n, p*sy + i - top, q*sx + j - left, ch], or 0 in the padding
 template <typename T, typename I>
@@ -184,4 +179,31 @@ __global__ void adam_update(T* __restrict__ p, const T* __restrict__ g, T* __res
         v[k] = vk;
         p[k] -= alpha * mk / (sqrt(vk) + eps);
     }
+}
+
+// The weights' moving average, in place: ema <- m * ema + (1 - m) * p
+template <typename T, typename I>
+__global__ void ema_update(T* __restrict__ ema, const T* __restrict__ p, I total, T m,
+                           T one_minus_m) {
+    GRID_STRIDE(k, total) { ema[k] = ema[k] * m + p[k] * one_minus_m; }
+}
+
+// Inverted dropout from 32 raw bits per element: keep where bits >= threshold (a probability
+// within 2^-33 of 1 - rate), y = x * scale where kept, else 0
+template <typename T, typename I>
+__global__ void dropout(const T* __restrict__ x, const unsigned int* __restrict__ bits,
+                        T* __restrict__ y, bool* __restrict__ keep, I total,
+                        unsigned int threshold, T scale) {
+    GRID_STRIDE(k, total) {
+        const bool kept = bits[k] >= threshold;
+        keep[k] = kept;
+        y[k] = kept ? x[k] * scale : T(0);
+    }
+}
+
+// Dropout's gradient: gy * scale where the forward kept the element, else 0
+template <typename T, typename I>
+__global__ void dropout_backward(const T* __restrict__ gy, const bool* __restrict__ keep,
+                                 T* __restrict__ gx, I total, T scale) {
+    GRID_STRIDE(k, total) { gx[k] = keep[k] ? gy[k] * scale : T(0); }
 }

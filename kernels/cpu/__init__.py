@@ -8,7 +8,6 @@ Parallel loops split over independent rows or images, so no two threads write th
 
 from __future__ import annotations
 
-from .. import OP_NAMES
 from . import (  # each imports .jit first
     direct,
     elementwise,
@@ -19,11 +18,29 @@ from . import (  # each imports .jit first
     winograd,
 )
 
-_MODULES = (im2col, elementwise, pooling, direct, winograd, normalization, resample)
-
+# The ops served on the CPU, each for float32 and float64 ("any"), written out as cuda.py's table
+# is; the rest (matmul_tn, sum_rows, affine_resample_backward) run as NumPy code.
 OPS = {
-    (name, "any"): getattr(module, name)
-    for module in _MODULES
-    for name in OP_NAMES
-    if hasattr(module, name)
+    ("im2col", "any"): im2col.im2col,
+    ("col2im", "any"): im2col.col2im,
+    ("maxpool_forward", "any"): pooling.maxpool_forward,
+    ("maxpool_backward", "any"): pooling.maxpool_backward,
+    ("bias_relu", "any"): elementwise.bias_relu,
+    ("relu_backward", "any"): elementwise.relu_backward,
+    ("softmax_cross_entropy", "any"): elementwise.softmax_cross_entropy,
+    ("adam_update", "any"): elementwise.adam_update,
+    ("ema_update", "any"): elementwise.ema_update,
+    ("dropout", "any"): elementwise.dropout,
+    ("dropout_backward", "any"): elementwise.dropout_backward,
+    ("conv_direct", "any"): direct.conv_direct,
+    ("conv_direct_grad", "any"): direct.conv_direct_grad,
+    ("conv_direct_grad_input", "any"): direct.conv_direct_grad_input,
+    ("winograd_input", "any"): winograd.winograd_input,
+    ("winograd_output", "any"): winograd.winograd_output,
+    ("winograd_grad_output", "any"): winograd.winograd_grad_output,
+    ("winograd_grad_input", "any"): winograd.winograd_grad_input,
+    ("batchnorm_forward", "any"): normalization.batchnorm_forward,
+    ("batchnorm_backward", "any"): normalization.batchnorm_backward,
+    ("channel_affine", "any"): normalization.channel_affine,
+    ("affine_resample", "any"): resample.affine_resample,
 }
