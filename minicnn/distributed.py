@@ -107,12 +107,14 @@ class DataParallel(Local):
         has_slots = self.comm.bcast(opt.slots is not None, root=0)
         if has_slots:
             opt.iterations = self.comm.bcast(opt.iterations, root=0)
-            if opt.slots is None:  # rank 0 resumed with slots, this one not: make them
+            if opt.slots is None:  # rank 0 resumed with slots, this one not: make them all,
                 params = [layer.params[k] for layer, k in model.trainable_params()]
-                opt.slots = [opt.build_slots(p) for p in params]
+                opt.slots = [opt._all_slots(p) for p in params]  # the EMA's with the rule's
+            names = opt.slot_names()  # one order on every rank, whatever order a file gave
+            self.check_same(optimizer_slots=names)
             for slots in opt.slots:
-                for a in slots.values():
-                    self._broadcast(a)
+                for name in names:
+                    self._broadcast(slots[name])
         base = int(_backend.rng().integers(2**63)) if self.is_chief else None
         self.seed = self.comm.bcast(base, root=0)
         _backend.seed([self.seed, 1, self.rank])  # Dropout, augmentation: this rank's own stream

@@ -310,3 +310,67 @@ def test_without_distribute_mpi_is_never_loaded(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert code.returncode == 0, code.stderr
+
+
+EMA_JOB = """
+from minicnn.optimizers import Adam
+
+def build_ema():
+    m = build()
+    m.compile(Adam(1e-3, use_ema=True, ema_momentum=0.9), "sparse_categorical_crossentropy",
+              metrics=["accuracy"])
+    return m
+"""
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["fresh", "rank-0-resumes"])
+def test_ema_two_ranks_match_one_process(tmp_path, resume):
+    """use_ema=True (the best recipe's setting), from an API script: 2 ranks with batch 4 each
+    against 1 process with batch 8, in float32; the weights, which fit ends by setting to their
+    moving average, agree to float32 rounding. "rank-0-resumes": rank 0 continues a checkpoint
+    of 1 epoch while rank 1 starts from a model compiled afresh, with no optimizer state, so it
+    must build every slot, the EMA's too, to take rank 0's (it built Adam's alone and the
+    broadcasts fell out of step)."""
+    import minicnn
+    from minicnn.saving import save_checkpoint
+
+    ns = {}
+    exec(MODEL + EMA_JOB, ns)
+    x, y = ns["data"](48)
+    start = 1 if resume else 0
+    if resume:
+        first = ns["build_ema"]()
+        first.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+        save_checkpoint(first, tmp_path / "ckpt.minicnn", epoch=1)
+    job = script(
+        tmp_path,
+        EMA_JOB
+        + textwrap.dedent(f"""
+        strategy = DataParallel()
+        install_excepthook(strategy.comm)
+        x, y = data(48)
+        if {resume} and strategy.rank == 0:
+            model = minicnn.load_checkpoint("ckpt.minicnn").model
+        else:
+            model = build_ema()
+        model.fit(x, y, batch_size=4, epochs=3, initial_epoch={start}, shuffle=False, verbose=0,
+                  distribute=strategy)
+        slots = [sorted(s) for s in model.optimizer.slots]
+        np.savez(f"w{{strategy.rank}}.npz", *model.get_weights())
+        report(strategy.rank, {{"slots": slots, "iterations": model.optimizer.iterations}})
+        """),
+    )
+    code, out, _ = launch(2, [job], tmp_path, timeout=90)
+    assert code == 0, out
+    rows = reports(tmp_path)
+    if resume:
+        one = minicnn.load_checkpoint(tmp_path / "ckpt.minicnn").model
+    else:
+        one = ns["build_ema"]()
+    one.fit(x, y, batch_size=8, epochs=3, initial_epoch=start, shuffle=False, verbose=0)
+    for row in rows:
+        assert row["slots"] == [["ema", "m", "v"]] * 4 and row["iterations"] == 18
+    for rank in (0, 1):
+        got = np.load(tmp_path / f"w{rank}.npz")
+        for i, w in enumerate(one.get_weights()):
+            np.testing.assert_allclose(got[f"arr_{i}"], w, rtol=1e-5, atol=1e-7)
