@@ -6,7 +6,6 @@ in your own images, ``serve`` a page to draw them on, ``export`` a model to ONNX
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -14,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from minicnn.runs import CHECKPOINT_FILE, MODEL_FILE
+
 DEFAULT_OUT = Path("runs/mnist")
 BEST_OUT = Path("runs/mnist_best")  # where the best recipe writes its model
-MODEL_FILE = "model.minicnn"
-CHECKPOINT_FILE = "checkpoint.minicnn"
 MODEL_ENV = "MINICNN_MODEL"
 
 
@@ -52,12 +51,11 @@ def load_mnist(data=None, limit=None):
 
 
 def train(args) -> None:
-    import minicnn
-    from minicnn import plots
+    """Check everything a run needs (the checkpoint, the output folder, the data) before the
+    first epoch, then train, then write the model, history and plots."""
+    from minicnn import runs
     from minicnn.callbacks import ModelCheckpoint
-    from minicnn.fileio import atomic_write
     from minicnn.recipes import RECIPES
-    from minicnn.saving import ModelFileError
     from minicnn.utils import set_random_seed
 
     recipe = RECIPES[args.recipe]
@@ -67,20 +65,14 @@ def train(args) -> None:
     strategy = _distributed(args) if args.distributed else None
     chief = strategy is None or strategy.is_chief
     set_random_seed(args.seed)
-    (x_train, y_train), (x_test, y_test) = load_mnist(args.data, args.limit)
     out = Path(args.out)
-    if args.resume:
-        if not Path(args.resume).is_file():
-            raise CLIError(f"no checkpoint at {args.resume}")
-        try:  # also restores the random generator, so shuffles go on as in an unbroken run
-            checkpoint = minicnn.load_checkpoint(args.resume, backend=args.backend)
-        except ModelFileError as e:
-            raise CLIError(f"cannot resume: {e}") from None
-        model, initial_epoch = checkpoint.model, checkpoint.epoch
-        _say(chief, f"Resuming {args.resume} after epoch {initial_epoch}")
-    else:
-        model = recipe.build(args.backend)
-        initial_epoch = 0
+    try:
+        model, initial_epoch = runs.start(args, RECIPES, chief)
+        (x_train, y_train), (x_test, y_test) = load_mnist(args.data, args.limit)
+        if chief:
+            runs.check_output_folder(out, model)
+    except runs.RunError as e:
+        raise CLIError(str(e)) from None
     if chief:
         model.summary()
     ranks = f", {strategy.size} processes" if strategy else ""
@@ -89,22 +81,28 @@ def train(args) -> None:
         f"Training on {len(x_train):,} images, testing on {len(x_test):,} (backend: {model.backend.name}{ranks})",
     )
     checkpoint_path = out / CHECKPOINT_FILE
+    before = runs.stamp(checkpoint_path)  # another run's old checkpoint may be there
     start = time.perf_counter()
-    history = model.fit(
-        x_train,
-        y_train,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        initial_epoch=min(initial_epoch, args.epochs),
-        validation_data=(x_test, y_test),
-        callbacks=[*recipe.callbacks(), ModelCheckpoint(checkpoint_path, monitor="val_loss")],
-        distribute=strategy,
-    )
+    try:
+        history = model.fit(
+            x_train,
+            y_train,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            initial_epoch=initial_epoch,
+            validation_data=(x_test, y_test),
+            callbacks=[*recipe.callbacks(), ModelCheckpoint(checkpoint_path, monitor="val_loss")],
+            distribute=strategy,
+        )
+    except OSError as e:  # a checkpoint could not be written: the disk filled, say
+        raise CLIError(f"training stopped: {runs.describe(e)}") from None
     if history.stopped == "interrupted":
+        wrote = runs.stamp(checkpoint_path) not in (None, before)
+        resume_from = checkpoint_path if wrote else args.resume
         raise TrainingInterruptedError(
-            f"resume with: minicnn train{'' if args.recipe == 'seed' else ' --recipe ' + args.recipe} --resume {checkpoint_path} --epochs {args.epochs}"
-            if checkpoint_path.is_file()
-            else "no epoch finished, so there is nothing to resume"
+            "resume with: " + runs.resume_command(args, resume_from, strategy and strategy.size)
+            if resume_from
+            else "no epoch finished and no checkpoint was written, so there is nothing to resume"
         )
     if history.stopped == "non-finite":
         raise CLIError(f"training diverged: {history.message}")
@@ -112,13 +110,10 @@ def train(args) -> None:
     loss, accuracy = model.evaluate(x_test, y_test, 128, 0, distribute=strategy)
     _say(
         chief,
-        f"Test accuracy: {accuracy:.2%} (loss {loss:.4f}); training took {seconds:.1f} s ({seconds / max(args.epochs, 1):.1f} s per epoch, validation included)",
+        f"Test accuracy: {accuracy:.2%} (loss {loss:.4f}); training took {seconds:.1f} s ({seconds / max(args.epochs - initial_epoch, 1):.1f} s per epoch, validation included)",
     )
     if not chief:
         return  # files, plots and the final model: rank 0's alone
-
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out / MODEL_FILE)
     record = {
         **history.history,
         "test_loss": loss,
@@ -130,17 +125,10 @@ def train(args) -> None:
         "train_images": len(x_train),
         "backend": model.backend.name,
     }
-    atomic_write(out / "history.json", lambda f: f.write(json.dumps(record, indent=1).encode()))
-    probs = model.predict(x_test, batch_size=128, verbose=0)
-    y_true, y_pred = y_test.argmax(1), probs.argmax(1)
-    ema = getattr(model.optimizer, "use_ema", False)  # the model fit left: the weights' average
-    plots.curves(history.history, out / "curves.png", ("test, EMA weights", accuracy) if ema else None)  # fmt: skip
-    plots.confusion_matrix(y_true, y_pred, out / "confusion_matrix.png")
-    plots.misclassified(x_test[..., 0], y_true, y_pred, probs.max(1), out / "misclassified.png")
-    plots.filters(model.get_weights()[0], out / "filters.png")
-    print(
-        f"Wrote {out / MODEL_FILE}, {CHECKPOINT_FILE}, history.json, curves.png, confusion_matrix.png, misclassified.png, filters.png in {out}/"
-    )
+    try:
+        runs.write_results(model, history, record, (x_test, y_test), accuracy, out)
+    except OSError as e:
+        raise CLIError(f"cannot write the results: {runs.describe(e)}") from None
 
 
 def default_model() -> Path:
@@ -182,11 +170,16 @@ def _distributed(args):
 
 
 def _load(path, backend=None):
+    """The model at ``path`` (--model; None: the default), every failure in one line."""
     import minicnn
     from minicnn.saving import ModelFileError
 
-    path = Path(path) if path is not None else default_model()
-    if not path.is_file():
+    path = _model_path(path)
+    try:
+        found = path.is_file()
+    except OSError as e:  # a name too long, say
+        raise CLIError(f"{path}: {e.strerror or e}") from None
+    if not found:
         raise CLIError(
             f"no model at {path}: train one first with `minicnn train` (or pass --model PATH)"
         )
@@ -196,17 +189,43 @@ def _load(path, backend=None):
         raise CLIError(f"cannot load the model: {e}") from None
 
 
+def _model_path(path) -> Path:
+    return Path(path) if path is not None else default_model()
+
+
+def _digit_model(args):
+    """The model predict and serve read digits with, refused now if its input is not a digit's."""
+    from minicnn.preprocessing import DigitModelError, digit_input
+
+    model, path = _load(args.model), _model_path(args.model)
+    try:
+        digit_input(model)
+    except DigitModelError as e:
+        raise CLIError(f"{path}: {e}") from None
+    return model, path
+
+
 def evaluate(args) -> None:
-    model = _load(args.model, args.backend)
+    from minicnn.preprocessing import DigitModelError, digit_input
+
+    model, path = _load(args.model, args.backend), _model_path(args.model)
+    try:
+        shape = digit_input(model)
+    except DigitModelError as e:
+        raise CLIError(f"{path}: {e}") from None
     _, (x_test, y_test) = load_mnist(args.data)
-    loss, accuracy = model.evaluate(x_test, y_test, batch_size=128, verbose=0)
+    try:
+        loss, accuracy = model.evaluate(x_test.reshape(-1, *shape), y_test, batch_size=128, verbose=0)  # fmt: skip
+    except ValueError as e:  # a model with other classes than MNIST's ten, say
+        raise CLIError(f"cannot evaluate {path} on MNIST: {e}") from None
     print(f"Test accuracy: {accuracy:.2%} (loss {loss:.4f}) on {len(x_test):,} MNIST test images")
 
 
 def predict(args) -> None:
-    from minicnn.preprocessing import ImageError, classify, load_image
+    """Each image in turn: a bad one is reported in one line and the next one read."""
+    from minicnn.preprocessing import DigitModelError, ImageError, classify, load_image
 
-    model = _load(args.model)
+    model, path = _digit_model(args)
     failed = 0
     for name in args.images:
         try:
@@ -220,6 +239,8 @@ def predict(args) -> None:
             )
             failed += 1
             continue
+        except DigitModelError as e:  # the model's answer, the same for every image
+            raise CLIError(f"{path}: {e}") from None
         top = np.argsort(-p)[:3]
         print(f"{name}: {top[0]}   (" + ", ".join(f"{k}: {p[k]:.1%}" for k in top) + ")")
     if failed:
@@ -229,8 +250,7 @@ def predict(args) -> None:
 def serve(args) -> None:
     from minicnn.server import serve as run_server
 
-    model = _load(args.model)
-    path = Path(args.model) if args.model is not None else default_model()
+    model, path = _digit_model(args)
     try:
         run_server(model, str(path), args.host, args.port)
     except OSError as e:  # the port is taken, the address is not this machine's, ...
@@ -334,9 +354,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    for flag in ("epochs", "batch_size", "limit"):
+    for flag in ("epochs", "batch_size", "limit"):  # 0 epochs would overwrite the model untrained
         value = getattr(args, flag, None)
-        if value is not None and value < (0 if flag == "epochs" else 1):
+        if value is not None and value < 1:
             print(
                 f"minicnn {args.command}: --{flag.replace('_', '-')} must be positive. Received: {value}",
                 file=sys.stderr,

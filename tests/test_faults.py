@@ -364,7 +364,8 @@ def test_ctrl_c_in_the_cli_says_how_to_resume(tmp_path, mnist_npz):
     finally:
         proc.kill()
     assert proc.returncode == 130, err
-    assert "resume with: minicnn train --resume" in err and "Traceback" not in err
+    assert "resume with: minicnn train --recipe seed" in err and "Traceback" not in err
+    assert f"--out {tmp_path / 'run'} --resume {tmp_path / 'run' / 'checkpoint.minicnn'}" in err
     assert not (tmp_path / "run" / "model.minicnn").exists()  # no final model from a cut run
 
 

@@ -127,3 +127,48 @@ def test_missing_or_damaged_model_one_line(tmp_path):
 def test_bad_flags_are_refused():
     done = cli("train", "--epochs", "-1")
     assert done.returncode == 2 and "--epochs must be positive" in done.stderr
+
+
+def test_predict_goes_on_after_a_bad_image(tmp_path, model_file):
+    """A LAB-mode TIFF raised a bare ValueError: a traceback, and the images after it were
+    never read. Each bad image is now one line, and the next one is read."""
+    lab = tmp_path / "lab.tif"
+    draw_seven().convert("RGB").convert("LAB").save(lab)
+    good = tmp_path / "seven.png"
+    draw_seven().save(good)
+    long_name = tmp_path / ("x" * 300 + ".png")
+    through_a_file = good / "inside.png"
+    done = cli("predict", lab, long_name, through_a_file, good, "--model", model_file)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    errors = done.stderr.splitlines()
+    assert len(errors) == 3
+    assert "lab.tif is a TIFF image; only PNG and JPEG images are read" in errors[0]
+    assert "cannot open it (File name too long)" in errors[1]
+    assert "inside.png: cannot open it (Not a directory)" in errors[2]
+    assert done.stdout.startswith(f"{good}: ")  # read after the bad ones
+
+
+def test_a_model_for_other_inputs_is_one_line(tmp_path):
+    """A valid 32x32x3 model: a ValueError traceback from inside predict."""
+    from minicnn import Sequential
+    from minicnn.layers import Conv2D, Dense, Flatten
+
+    model = Sequential([Conv2D(2, 3, input_shape=(32, 32, 3)), Flatten(), Dense(10)])
+    model.compile("adam", "categorical_crossentropy")
+    model.save(tmp_path / "rgb.minicnn")
+    png = tmp_path / "seven.png"
+    draw_seven().save(png)
+    for command in ("predict", "evaluate"):
+        args = [png] if command == "predict" else ["--data", tmp_path / "none"]
+        done = cli(command, *args, "--model", tmp_path / "rgb.minicnn")
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+        assert "the model takes inputs of shape (32, 32, 3)" in done.stderr
+        assert "(28, 28, 1)" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_model_path_too_long_is_one_line(tmp_path):
+    png = tmp_path / "seven.png"
+    draw_seven().save(png)
+    done = cli("predict", png, "--model", tmp_path / ("m" * 300 + ".minicnn"))
+    assert done.returncode == 1 and "File name too long" in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
