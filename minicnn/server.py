@@ -1,41 +1,49 @@
 """``minicnn serve``: a local web page to draw a digit on, and the JSON API behind it.
 
-The standard library's ``ThreadingHTTPServer``: one thread per connection, so slow clients do not
-hold up others, and no dependency to install or keep up to date. Every request is checked before
-its body is read (method, path, content type, length), images are refused by their pixel
-dimensions before they are decoded, and the model answers one request at a time (numba's
-thread pool takes one caller at a time), so its memory is a batch of one whatever the load.
+The standard library's HTTP server (minicnn/jsonhttp.py: one thread per connection, at most 64,
+every answer JSON with its security headers), and no dependency to install or keep up to date.
+Every request is checked before its body is read (host, method, path, origin, content type,
+length), images are refused by their bytes and pixel dimensions before they are decoded
+(minicnn/imagefile.py), and the model answers one request at a time (numba's thread pool takes
+one caller at a time), so its memory is a batch of one whatever the load.
+
+Time limits: a request must arrive within 30 s, each socket read or write within 10 s
+(jsonhttp); reading an image and the model's answer take at most ``PREDICT_SECONDS`` (10 s, a
+thousand times what a digit needs here), waiting for a free slot included; past it the request
+gets a 503 and ``/api/health`` says ``busy`` while the late prediction still runs.
 
     POST /api/predict   body: PNG or JPEG bytes -> {"digit", "probabilities", "input"}
     GET  /api/health    -> {"status": "ok", "model": ...}
     GET  /              the page (minicnn/web/: HTML, CSS and JS, no build step, no CDN)
+
+Every error is {"error": message, "status": code}.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
+import queue
 import signal
 import threading
+import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
 
 from minicnn import preprocessing
+from minicnn.jsonhttp import MAX_CONNECTIONS, SECURITY_HEADERS, JSONHandler, JSONServer  # noqa: F401
 
 MAX_BODY = 2 << 20  # bytes: a photo of a digit needs far less
+PREDICT_SECONDS = 10
 IMAGE_TYPES = ("image/png", "image/jpeg")
 WEB = Path(__file__).parent / "web"
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
+
+
+class BusyError(Exception):
+    """The reader did not finish within its time: the model is stuck or overloaded."""
 
 
 def static_files() -> dict[str, Path]:
@@ -48,58 +56,84 @@ def static_files() -> dict[str, Path]:
 
 class DigitReader:
     """The model behind the API: decodes two images at a time at most (each bounded by
-    preprocessing.MAX_PIXELS) and runs the model on one at a time."""
+    preprocessing.MAX_PIXELS) and runs the model on one at a time, each request within
+    ``seconds`` (waiting for a slot included). The model is checked when the reader is made."""
 
-    def __init__(self, model, name: str):
-        self.model, self.name = model, name
+    WORKERS = 3  # two decoding, one running the model
+
+    def __init__(self, model, name: str, seconds: float = PREDICT_SECONDS):
+        preprocessing.digit_input(model)  # DigitModelError now, not on every request
+        self.model, self.name, self.seconds = model, name, seconds
         self._decoding = threading.BoundedSemaphore(2)
         self._predicting = threading.Lock()
+        self.running_until: float | None = None  # the time limit of the model call under way
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
 
     def read(self, data: bytes) -> dict:
-        with self._decoding:
-            img = preprocessing.read_image(data)
-            x = preprocessing.prepare_digit(img)
-        with self._predicting:
-            p = self.model.predict(x[None, :, :, None], verbose=0)[0]
+        """The answer for one image; ImageError, DigitModelError or BusyError otherwise. The
+        work runs on the reader's own (daemon) threads, so a model that never returns keeps one
+        of those, not the request's: the request gets BusyError when its time is up."""
+        if not self._workers:
+            with self._predicting:  # the first request starts the workers, once
+                while len(self._workers) < self.WORKERS:
+                    worker = threading.Thread(target=self._work, daemon=True, name="minicnn-read")  # fmt: skip
+                    worker.start()
+                    self._workers.append(worker)
+        deadline = time.monotonic() + self.seconds
+        outcome: dict = {}
+        done = threading.Event()
+        self._jobs.put((data, deadline, outcome, done))
+        if not done.wait(max(deadline - time.monotonic(), 0) + 0.05):
+            raise BusyError(f"the image was not read within {self.seconds:g} s")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["answer"]
+
+    def _work(self):
+        while True:
+            data, deadline, outcome, done = self._jobs.get()
+            try:
+                outcome["answer"] = self._read(data, deadline)
+            except Exception as e:  # handed to the request's thread
+                outcome["error"] = e
+            finally:
+                done.set()
+
+    def _read(self, data: bytes, deadline: float) -> dict:
+        if time.monotonic() >= deadline:  # its request has already been answered
+            raise BusyError("too late")
+        if not self._decoding.acquire(timeout=max(deadline - time.monotonic(), 0)):
+            raise BusyError(f"no slot to read the image came free within {self.seconds:g} s")
+        try:
+            x = preprocessing.prepare_digit(preprocessing.read_image(data))
+        finally:
+            self._decoding.release()
+        if not self._predicting.acquire(timeout=max(deadline - time.monotonic(), 0)):
+            raise BusyError(f"the model was busy with earlier images for {self.seconds:g} s")
+        try:
+            self.running_until = deadline
+            p = preprocessing.predict_digit(self.model, x)
+        finally:
+            self.running_until = None
+            self._predicting.release()
         return {
             "digit": int(np.argmax(p)),
             "probabilities": [float(v) for v in p],
             "input": np.round(x.astype(np.float64), 4).tolist(),
         }
 
+    def stuck_for(self) -> float:
+        """Seconds the model call under way has run past its request's time limit (0: none)."""
+        until = self.running_until
+        return 0.0 if until is None else max(time.monotonic() - until, 0.0)
 
-class Handler(BaseHTTPRequestHandler):
+
+class Handler(JSONHandler):
     server_version = "minicnn"
-    timeout = 10  # seconds a client may take to send its request: idle sockets do not pile up
     reader: DigitReader  # set on the subclass made for each server
     files: dict[str, Path]
-    quiet = False
     loopback = True  # bound to a loopback address: check the Host header
-
-    # -- answers -------------------------------------------------------------------------------
-
-    def send(self, status: int, body: bytes, content_type: str, extra: dict | None = None):
-        self.send_response(status)
-        for k, v in {**SECURITY_HEADERS, **(extra or {})}.items():
-            self.send_header(k, v)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def send_json(self, status: int, payload: dict, extra: dict | None = None):
-        self.send(status, json.dumps(payload).encode(), "application/json", extra)
-
-    def error(self, status: int, message: str, extra: dict | None = None, close: bool = False):
-        if close:  # the body was not read: the connection cannot carry another request
-            self.close_connection = True
-            extra = {**(extra or {}), "Connection": "close"}
-        self.send_json(status, {"error": message, "status": status}, extra)
-
-    def log_message(self, format, *args):  # noqa: A002  (the stdlib's name)
-        if not self.quiet:
-            super().log_message(format, *args)
 
     # -- routes --------------------------------------------------------------------------------
 
@@ -107,7 +141,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def route(self):
         """The path if this method may be used on it; else answers 404 or 405 and gives None."""
-        path = urlsplit(self.path).path
+        try:
+            path = urlsplit(self.path).path
+        except ValueError:  # "/[x", say: not a path urllib can split
+            self.error(HTTPStatus.BAD_REQUEST, f"not a path: {self.path[:200]!r}", close=True)
+            return None
         allowed = self.ROUTES.get(path) or (("GET", "HEAD") if path in self.files else None)
         if allowed is None:
             self.error(HTTPStatus.NOT_FOUND, f"no such path: {path}", close=True)
@@ -127,7 +165,15 @@ class Handler(BaseHTTPRequestHandler):
             return
         path = self.route()
         if path == "/api/health":
-            self.send_json(HTTPStatus.OK, {"status": "ok", "model": self.reader.name})
+            late = self.reader.stuck_for()
+            if late:  # the model has not answered an image for longer than its time limit
+                message = (
+                    f"a prediction has run {late:.1f} s past its {self.reader.seconds:g} s limit"
+                )
+                answer = {"status": "busy", "model": self.reader.name, "error": message}
+                self.send_json(HTTPStatus.SERVICE_UNAVAILABLE, answer)
+            else:
+                self.send_json(HTTPStatus.OK, {"status": "ok", "model": self.reader.name})
         elif path is not None:
             file = self.files[path]
             self.send(HTTPStatus.OK, file.read_bytes(), STATIC_TYPES[file.suffix])
@@ -152,13 +198,15 @@ class Handler(BaseHTTPRequestHandler):
                 close=True,
             )
             return
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
+        text = self.headers.get("Content-Length", "").strip()
+        if not text.isascii() or not text.isdigit():  # int() would take "-5", "+5" or "٥"
             self.error(
-                HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required", close=True
+                HTTPStatus.LENGTH_REQUIRED,
+                f"a Content-Length header of digits is required. Received: {text[:40]!r}",
+                close=True,
             )
             return
+        length = int(text)
         if length > MAX_BODY:  # refused from the header: the body is never read
             self.error(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
@@ -178,6 +226,10 @@ class Handler(BaseHTTPRequestHandler):
             self.error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(e))
         except preprocessing.ImageError as e:
             self.error(HTTPStatus.BAD_REQUEST, str(e))
+        except preprocessing.DigitModelError as e:  # the model, not the image: the server's fault
+            self.error(HTTPStatus.INTERNAL_SERVER_ERROR, f"the model cannot answer: {e}")
+        except BusyError as e:
+            self.error(HTTPStatus.SERVICE_UNAVAILABLE, f"{e}; try again later", {"Retry-After": "10"})  # fmt: skip
         else:
             self.send_json(HTTPStatus.OK, answer)
 
@@ -189,7 +241,11 @@ class Handler(BaseHTTPRequestHandler):
         whose name was pointed at 127.0.0.1 (DNS rebinding) sends its own name as Host."""
         if not self.loopback:
             return True
-        host = urlsplit(f"//{self.headers.get('Host', '')}").hostname or ""
+        try:
+            host = urlsplit(f"//{self.headers.get('Host', '')}").hostname or ""
+        except ValueError:  # "[::1" and the like: not a host name at all
+            self.error(HTTPStatus.BAD_REQUEST, "the Host header is not a host name", close=True)
+            return False
         if host == "localhost" or _is_loopback(host):
             return True
         self.error(HTTPStatus.FORBIDDEN, f"unknown host {host!r}: use 127.0.0.1", close=True)
@@ -199,8 +255,11 @@ class Handler(BaseHTTPRequestHandler):
         """A browser names the page's origin on a POST; one from another site is refused, so a
         page elsewhere cannot use this server through its visitor's browser."""
         origin = self.headers.get("Origin")
-        if origin is None or urlsplit(origin).netloc == self.headers.get("Host"):
-            return True
+        try:
+            if origin is None or urlsplit(origin).netloc == self.headers.get("Host"):
+                return True
+        except ValueError:  # not a URL: no page's origin either
+            pass
         self.error(HTTPStatus.FORBIDDEN, f"requests from {origin} are not allowed", close=True)
         return False
 
@@ -212,21 +271,27 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def make_server(model, name: str, host: str = "127.0.0.1", port: int = 8000, quiet=False):
-    """A ready ThreadingHTTPServer (bound, not yet serving); port 0 picks a free one."""
+def make_server(model, name: str, host: str = "127.0.0.1", port: int = 8000, quiet=False, **limits):
+    """A ready server (bound, not yet serving); port 0 picks a free one. A model whose input is
+    not a prepared digit's raises DigitModelError here. ``limits``, to test them small:
+    ``predict_seconds``, ``max_connections``, and the handler's ``request_seconds`` and
+    ``timeout`` (a socket's)."""
+    reader = DigitReader(model, name, limits.pop("predict_seconds", PREDICT_SECONDS))
+    connections = limits.pop("max_connections", MAX_CONNECTIONS)
+    if set(limits) - {"request_seconds", "timeout"}:
+        raise TypeError(f"unknown limits: {sorted(set(limits) - {'request_seconds', 'timeout'})}")
     handler = type(
         "DigitHandler",
         (Handler,),
         {
-            "reader": DigitReader(model, name),
+            "reader": reader,
             "files": static_files(),
             "quiet": quiet,
             "loopback": host == "localhost" or _is_loopback(host),
+            **limits,
         },
     )
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True  # Ctrl-C does not wait for a client that keeps a connection open
-    return server
+    return JSONServer((host, port), handler, quiet=quiet, max_connections=connections)
 
 
 def serve(model, name: str, host: str, port: int) -> None:

@@ -43,6 +43,7 @@ RANKS = {
     "minicnn.imagefile": 8,  # the bytes of one image, read for preprocessing
     "minicnn.plots": 8,
     "minicnn.server": 9,
+    "minicnn.jsonhttp": 9,  # the server's HTTP layer: JSON answers and time limits
     "minicnn.distributed": 9,
     "minicnn.recipes": 9,
     "minicnn.runs": 9,  # a training run's checks and records, for the CLI
