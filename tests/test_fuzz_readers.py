@@ -1,8 +1,10 @@
 """Random, truncated and mutated bytes into the file readers: they raise only minicnn's documented
-error types (DataError for data files, ModelFileError for model and checkpoint files), never
-anything else, and never allocate out of proportion to the input (a header may claim any size)."""
+error types (DataError for data files, ModelFileError for model and checkpoint files, ImageError
+for images), never anything else, and never allocate out of proportion to the input (a header
+may claim any size; an image is never decoded beyond MAX_PIXELS, whatever its header says)."""
 
 import io
+import struct
 import tracemalloc
 import zipfile
 
@@ -149,3 +151,125 @@ def test_checkpoint_reader(tmp_path):
     fuzz_model_loader(path, mutations(file_bytes), load=load_checkpoint)
     text, rezip = rezip_with(file_bytes)
     fuzz_model_loader(path, mutations(text), rezip, load=load_checkpoint)
+
+
+# -- images: formats and header lies -------------------------------------------------------------
+
+
+def _image_bytes(fmt, mode="L", size=(40, 32)):
+    from PIL import Image, ImageDraw
+
+    img = Image.new("L", size, 255)
+    ImageDraw.Draw(img).line([(8, 6), (30, 6), (14, 28)], fill=0, width=4)
+    buf = io.BytesIO()
+    img.convert(mode).save(buf, fmt)
+    return buf.getvalue()
+
+
+IMAGES = {
+    "png": _image_bytes("PNG"),
+    "png rgba": _image_bytes("PNG", "RGBA"),
+    "png palette": _image_bytes("PNG", "P"),
+    "png 16-bit": _image_bytes("PNG", "I;16"),
+    "jpeg": _image_bytes("JPEG"),
+    "jpeg progressive": _image_bytes("JPEG", "RGB"),
+    "gif": _image_bytes("GIF"),
+    "tiff": _image_bytes("TIFF"),
+    "ico": _image_bytes("ICO", "RGBA"),
+    "bmp": _image_bytes("BMP"),
+    "webp": _image_bytes("WEBP", "RGB"),
+}
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+CHUNK_KINDS = [b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND", b"zTXt", b"iTXt", b"iCCP", b"tEXt",
+               b"acTL", b"fcTL", b"fdAT", b"gAMA", b"eXIf"]  # fmt: skip
+
+
+@st.composite
+def lying_pngs(draw):
+    """PNGs whose IHDR claims any size, depth and colour type, followed by chunks of any kind
+    whose length fields may lie (too long, too short) about their data."""
+    import zlib
+
+    w, h = draw(st.integers(0, 20_000)), draw(st.integers(0, 20_000))
+    depth, colour = draw(st.sampled_from([1, 2, 4, 8, 16, 3, 0])), draw(st.sampled_from([0, 2, 3, 4, 6, 1]))  # fmt: skip
+    out = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0))  # fmt: skip
+    for _ in range(draw(st.integers(0, 6))):
+        kind = draw(st.sampled_from(CHUNK_KINDS))
+        data = zlib.compress(b"\0" * draw(st.integers(0, 5000))) if kind in (b"IDAT", b"zTXt") else draw(st.binary(max_size=64))  # fmt: skip
+        piece = _chunk(kind, data)
+        if draw(st.booleans()):  # the length field lies
+            piece = struct.pack(">I", draw(st.integers(0, 2**32 - 1))) + piece[4:]
+        out += piece
+    return out + _chunk(b"IEND", b"")
+
+
+@st.composite
+def lying_jpegs(draw):
+    """A real JPEG whose frame header claims any size, with segments added, cut or repeated."""
+    data = bytearray(IMAGES["jpeg"])
+    at = data.index(b"\xff\xc0")
+    data[at + 5 : at + 9] = struct.pack(">HH", draw(st.integers(0, 65535)), draw(st.integers(0, 65535)))  # fmt: skip
+    extra = draw(st.sampled_from([b"", b"\xff\xc0\x00\x0b\x08\xff\xff\xff\xff\x01\x01\x11\x00",
+                                  b"\xff\xfe\xff\xff" + b"x" * 8, b"\x00\x00junk", b"\xff\xff\xff"]))  # fmt: skip
+    cut = draw(st.integers(at, len(data)))
+    return bytes(data[:at]) + extra + bytes(data[at:cut])
+
+
+@pytest.fixture
+def decoded_sizes(monkeypatch):
+    """The size of every image Pillow decodes pixels for (C memory, which tracemalloc misses)."""
+    from PIL import ImageFile
+
+    sizes = []
+    load = ImageFile.ImageFile.load
+
+    def watched(self):
+        sizes.append(self.size)
+        return load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", watched)
+    return sizes
+
+
+def _read_any(data, decoded_sizes):
+    """read_image and prepare_digit on ``data``: only ImageError, never a decode beyond
+    MAX_PIXELS, Python's own allocations bounded, anything accepted shrunk to the working size."""
+    from minicnn import preprocessing as pp
+
+    decoded_sizes.clear()
+    try:
+        img = bounded(lambda: pp.read_image(data, "fuzzed"), len(data))
+        assert max(img.size) <= pp.WORKING_SIDE
+        x = pp.prepare_digit(img)
+        assert x.shape == (28, 28) and np.isfinite(x).all()
+    except pp.ImageError:
+        pass
+    assert all(w * h <= pp.MAX_PIXELS for w, h in decoded_sizes), decoded_sizes
+
+
+@FUZZ
+@given(st.sampled_from(sorted(IMAGES)).flatmap(lambda k: mutations(IMAGES[k])))
+def test_image_reader(decoded_sizes, data):
+    _read_any(data, decoded_sizes)
+
+
+@FUZZ
+@given(st.one_of(lying_pngs(), lying_jpegs()))
+def test_image_reader_header_lies(decoded_sizes, data):
+    _read_any(data, decoded_sizes)
+
+
+@pytest.mark.parametrize("name", ["gif", "tiff", "ico", "bmp", "webp"])
+def test_other_formats_never_reach_pillow(name, decoded_sizes):
+    from minicnn.preprocessing import ImageError, read_image
+
+    with pytest.raises(ImageError, match="only PNG and JPEG images are read"):
+        read_image(IMAGES[name])
+    assert decoded_sizes == []
