@@ -18,7 +18,7 @@ from .cuda_sources import KERNELS, OPTIONS, name_expression, name_expressions, s
 _INT32_LIMIT = 2**31 - 2**28  # leaves room for the grid-stride loop's last increment
 _THREADS = 256
 _FINISH_THREADS = 256  # normalization.cu's FINISH_THREADS: one block per channel
-_PARTIAL_THREADS = 2**18  # threads of a partial-sums pass (slices x channels): every SM busy
+_PARTIAL_THREADS = 2**16  # threads of a partial-sums pass (slices x channels): ~16 warps an SM
 FILL_MODES = ("constant", "nearest", "reflect", "mirror", "wrap")  # resample.cu's numbering
 _modules: dict[str, cupy.RawModule] = {}
 
