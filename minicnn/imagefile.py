@@ -45,6 +45,8 @@ OTHER_FORMATS = {
     b"\xff\x4f\xff\x51": "JPEG 2000",
     b"qoif": "QOI",
 }
+JPEG_STRAY = 1024  # bytes between segments that are not markers (Pillow skips them)
+JPEG_SEGMENTS = 1024  # before the first scan: a camera's photo has a few dozen
 JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
@@ -135,30 +137,36 @@ def png_size(f, name: str) -> tuple[int, int]:
 
 def jpeg_size(f, name: str) -> tuple[int, int]:
     """(width, height) from a JPEG's frame headers (``f`` is after the SOI marker): the segments
-    before the first scan are walked by their lengths, bytes between them skipped as Pillow's
-    reader skips them; the largest frame found is the bound."""
-    sizes = []
+    before the first scan are walked by their lengths; the largest frame found is the bound.
+    Pillow's reader skips stray bytes between segments one at a time, in Python: at most
+    JPEG_STRAY of them and JPEG_SEGMENTS segments are let through, so 2 MB of them cannot cost
+    seconds here or there."""
+    sizes, stray, segments = [], 0, 0
     byte = f.read(1)
     while byte:
-        if byte != b"\xff":  # junk between segments
+        if byte != b"\xff" or (marker := f.read(1)) == b"\x00":  # not a marker: a stray byte
+            stray += 1
+            if stray > JPEG_STRAY:
+                raise ImageError(f"{name}: a damaged JPEG image (stray bytes between segments)")
             byte = f.read(1)
             continue
-        byte = f.read(1)
-        if byte in (b"\xff", b""):  # a fill byte before the marker
+        if marker == b"\xff":  # a fill byte: the marker is next
             continue
-        marker = byte[0]
-        if marker in (0xDA, 0xD9):  # start of scan, end of image
+        if not marker or marker[0] in (0xDA, 0xD9):  # the end, the start of scan, end of image
             break
-        if marker in (0x00, 0x01) or 0xD0 <= marker <= 0xD8:  # no length follows these
-            byte = f.read(1)
+        segments += 1
+        if segments > JPEG_SEGMENTS:
+            raise ImageError(f"{name}: a JPEG image with more than {JPEG_SEGMENTS} segments")
+        byte = f.read(1)
+        if marker[0] == 0x01 or 0xD0 <= marker[0] <= 0xD8:  # no length follows these
             continue
-        raw = f.read(2)
+        raw = byte + f.read(1)
         if len(raw) < 2:
             break
         length = struct.unpack(">H", raw)[0]
         if length < 2:
             raise ImageError(f"{name}: a damaged JPEG image (a segment of length {length})")
-        if marker in JPEG_SOF:
+        if marker[0] in JPEG_SOF:
             data = f.read(length - 2)
             if len(data) >= 5:
                 h, w = struct.unpack(">HH", data[1:5])

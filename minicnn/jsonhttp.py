@@ -69,6 +69,7 @@ class JSONHandler(BaseHTTPRequestHandler):
 
     def send(self, status: int, body: bytes, content_type: str, extra: dict | None = None):
         self.connection.settimeout(self.timeout)  # a slow reader: SOCKET_SECONDS per write
+        self.answered = True  # from here on, a failure cannot be answered on this connection
         self.send_response(status)
         for k, v in {**SECURITY_HEADERS, **(extra or {})}.items():
             self.send_header(k, v)
@@ -77,7 +78,6 @@ class JSONHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self.answered = True
 
     def send_json(self, status: int, payload: dict, extra: dict | None = None):
         # allow_nan=False: bare NaN is not JSON; a payload holding one is a bug, answered 500

@@ -30,9 +30,9 @@ def check_output_folder(folder, model=None) -> None:
     ``model``, also check the disk has room for the model file, its checkpoint (weights, Adam's
     two moments and an average, written beside the previous one) and the plots."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise RunError(f"--out {folder} is a file; give a folder to write the run into")
     try:
+        if folder.exists() and not folder.is_dir():
+            raise RunError(f"--out {folder} is a file; give a folder to write the run into")
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")
         try:
@@ -120,7 +120,11 @@ def start(args, recipes: dict, chief: bool = True):
 
     if not args.resume:
         return recipes[args.recipe].build(args.backend), 0
-    if not Path(args.resume).is_file():
+    try:
+        found = Path(args.resume).is_file()
+    except OSError as e:  # a name too long, say
+        raise RunError(f"--resume {args.resume}: {e.strerror or e}") from None
+    if not found:
         raise RunError(f"no checkpoint at {args.resume}")
     # before load_checkpoint puts the random generator back: building draws initial weights
     networks = {name: network(r.build(args.backend)) for name, r in recipes.items()}

@@ -69,13 +69,14 @@ class DigitReader:
         self.running_until: float | None = None  # the time limit of the model call under way
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
+        self._starting = threading.Lock()
 
     def read(self, data: bytes) -> dict:
         """The answer for one image; ImageError, DigitModelError or BusyError otherwise. The
         work runs on the reader's own (daemon) threads, so a model that never returns keeps one
         of those, not the request's: the request gets BusyError when its time is up."""
         if not self._workers:
-            with self._predicting:  # the first request starts the workers, once
+            with self._starting:  # the first request starts the workers, once
                 while len(self._workers) < self.WORKERS:
                     worker = threading.Thread(target=self._work, daemon=True, name="minicnn-read")  # fmt: skip
                     worker.start()

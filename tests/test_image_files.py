@@ -296,3 +296,18 @@ def test_transparent_16_bit_pixels_are_paper():
 def test_bad_arrays_are_image_errors(bad):
     with pytest.raises(ImageError):
         gray_levels(bad)
+
+
+def test_stray_bytes_and_segment_floods_in_a_jpeg_are_refused(decoded):
+    """Pillow skips stray bytes between a JPEG's segments one at a time in Python; 2 MB of them
+    (or of empty segments) are refused before it starts."""
+    for body, match in (
+        (b"\x00\xff" * 1_000_000, "stray bytes between segments"),
+        (b"\xff\xfe\x00\x02" * 500_000, "more than 1024 segments"),
+    ):
+        with pytest.raises(ImageError, match=match):
+            read_image(b"\xff\xd8\xff\xfe\x00\x02" + body)  # SOI, an empty comment, then body
+    assert decoded == []
+    data = encode(seven().convert("RGB"), "JPEG")  # a few stray bytes, as some writers leave
+    at = data.index(b"\xff\xc0")
+    assert read_image(data[:at] + b"\x00junk" + data[at:]).size == (120, 120)
