@@ -336,7 +336,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--backend", choices=["numpy", "cupy"], default=None)
     e.add_argument("--data", default=None, metavar="PATH")
     e.set_defaults(run=evaluate)
-    r = sub.add_parser("predict", help="read the digit in each image (PNG, JPEG, ...)")
+    r = sub.add_parser("predict", help="read the digit in each image (PNG or JPEG)")
     r.add_argument("images", nargs="+", metavar="IMAGE")
     r.add_argument("--model", default=None, help=model_help)
     r.set_defaults(run=predict)
