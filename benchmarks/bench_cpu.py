@@ -82,7 +82,7 @@ class Worker:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env["KERAS_BACKEND"] = "tensorflow"
         if not contender.startswith("minicnn"):  # what importing minicnn here set is not theirs
-            env = {k: v for k, v in env.items() if k not in minicnn._threads.TUNED}
+            env = {k: v for k, v in env.items() if k not in minicnn._threads.SET}
         self.name = contender
         self.log = tempfile.TemporaryFile(
             "w+"

@@ -60,18 +60,18 @@ def minicnn_predict(model, x, batch: int) -> float:
 
 
 def layer_breakdown(model, x, y, batch: int, steps: int = 20) -> list[tuple[str, float, float]]:
-    """Milliseconds per step of each layer's forward and backward, the loss and the optimiser,
-    timed one at a time with a device sync around each (so the parts add up to more than a
-    step does when a GPU overlaps them). Returns (part, forward ms, backward ms) rows."""
+    """Milliseconds per step of each plan step's forward and backward (a fused step is timed
+    as one: "batch_normalization+re_lu"), the loss and the optimiser, timed one at a time with
+    a device sync around each (so the parts add up to more than a step does when a GPU overlaps
+    them). Returns (part, forward ms, backward ms) rows."""
     be, xp = model.backend, model.backend.xp
     xb = be.asarray(x[:batch]).astype(minicnn.floatx())
-    tb = model.loss.target(be.to_numpy(y[:batch]), 10, xp, minicnn.floatx())
-    logits = model._prepare_head()
-    plan = [
-        (layer, extra, layer.name + ("+relu" if extra else "")) for layer, extra in model._steps()
-    ]
-    parts = {name: [0.0, 0.0] for _, _, name in plan}  # a fused ReLU is timed with its BatchNorm
+    tb = model.objectives.targets([be.to_numpy(y[:batch])], [10], xp, minicnn.floatx())
+    plan = model.plan(batch, True)
+    names = ["+".join(layer.name for layer in step.layers) for step in plan.steps]
+    parts = {name: [0.0, 0.0] for name in names}
     parts["loss"], parts["optimizer"] = [0.0, 0.0], [0.0, 0.0]
+    params = model.trainable_params()
 
     def timed(key, slot, fn):
         be.synchronize()
@@ -85,19 +85,25 @@ def layer_breakdown(model, x, y, batch: int, steps: int = 20) -> list[tuple[str,
         if step == 2:  # two warm-up steps: kernels compiled, buffers allocated
             for v in parts.values():
                 v[0] = v[1] = 0.0
-        h = xb
-        for layer, relu, name in plan:
-            kw = {"relu": True} if relu else {}
-            h = timed(
-                name, 0, lambda h=h, layer=layer, kw=kw: layer.forward(h, training=True, **kw)
-            )
-        _, g = timed("loss", 0, lambda h=h: model.loss.forward_backward(h, tb, logits))
-        for layer, _, name in reversed(plan):
-            g = timed(name, 1, lambda g=g, layer=layer: layer.backward(g))
-        layers = model.trainable_layers()
-        params = [layer.params[k] for layer in layers for k in layer.params]
-        grads = [layer.grads[k] for layer in layers for k in layer.params]
-        timed("optimizer", 1, lambda p=params, g=grads: model.optimizer.apply(p, g))
+        values, tape = {plan.inputs[0]: xb}, []
+        for st, name in zip(plan.steps, names):
+            y_, ctx = timed(name, 0, lambda st=st: st.forward([values[v] for v in st.inputs], True))  # fmt: skip
+            values[st.outputs[0]] = y_
+            tape.append(ctx)
+        outs = [values[v] for v in plan.outputs]
+        _, _, gouts = timed("loss", 0, lambda: model.objectives.forward_backward(outs, tb, plan.logits))  # fmt: skip
+        g, grads = {plan.outputs[0]: gouts[0]}, {}
+        for st, name, ctx in reversed(list(zip(plan.steps, names, tape))):
+            if st.outputs[0] not in g or not (st.trains or st.need_gx):
+                continue
+            gxs, wg = timed(name, 1, lambda st=st, ctx=ctx: st.backward(g.pop(st.outputs[0]), ctx))  # fmt: skip
+            grads.update({(id(layer), k): gw for layer, k, gw in wg})
+            for v, gx in zip(st.inputs, gxs):
+                if gx is not None and plan.needs_grad.get(v):
+                    g[v] = g[v] + gx if v in g else gx
+        p = [layer.params[k] for layer, k in params]
+        gl = [grads[(id(layer), k)] for layer, k in params]
+        timed("optimizer", 1, lambda p=p, gl=gl: model.optimizer.apply(p, gl))
     return [(k, v[0] / steps, v[1] / steps) for k, v in parts.items()]
 
 

@@ -60,10 +60,10 @@ def train_flop_per_image(name: str) -> tuple[float, float]:
     input gradient of every layer after the first."""
     model = minicnn_build(name)
     forward, train, first = 0.0, 0.0, True
-    shape = tuple(model.input_shape)
-    for layer in model.layers:
+    for node in model.graph.nodes:  # every layer call, in order (nested models as one)
+        layer = node.layer
         kind = type(layer).__name__
-        shape = tuple(layer.compute_output_shape(shape))
+        shape = node.outputs[0].shape
         if kind == "Conv2D":
             kh, kw = layer.kernel_size
             c = layer.params["kernel"].shape[2]

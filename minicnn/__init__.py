@@ -1,13 +1,19 @@
 """minicnn: a convolutional network engine written from scratch on NumPy (CPU) and CuPy (GPU),
-with Keras's API: ``import minicnn as keras`` runs keras.io's convnet code.
+with Keras's API: ``import minicnn as keras`` runs keras.io's code with its imports changed.
 
-    from minicnn import Sequential
-    from minicnn.layers import Conv2D, Dense, Flatten
+    import minicnn as keras
+    from minicnn import layers
+
+    inputs = keras.Input(shape=(28, 28, 1))
+    x = layers.Conv2D(32, 3, activation="relu")(inputs)
+    outputs = layers.Dense(10, activation="softmax")(layers.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+
+Importing minicnn changes nothing in the process; its allocator and thread settings are applied
+when it first trains or predicts (``minicnn.tuning``).
 """
 
 from minicnn import (
-    _malloc,  # noqa: F401  (first: tunes the C allocator, see _malloc.py)
-    _threads,  # noqa: F401  (before numpy: OpenBLAS's worker threads, see _threads.py)
     activations,
     callbacks,
     datasets,
@@ -18,16 +24,19 @@ from minicnn import (
     optimizers,
     saving,
     training,
+    tuning,
     utils,
 )
 from minicnn._version import __version__ as __version__
 from minicnn.backend import floatx, get_backend, set_backend, set_floatx
-from minicnn.layers import Input
-from minicnn.models import Sequential
+from minicnn.layers import Input, KerasTensor
+from minicnn.models import Model, Sequential
 from minicnn.saving import load_checkpoint, load_model
 
 __all__ = [
+    "Model",
     "Sequential",
+    "KerasTensor",
     "Input",
     "load_model",
     "load_checkpoint",
@@ -45,12 +54,12 @@ __all__ = [
     "models",
     "saving",
     "training",
+    "tuning",
     "utils",
 ]
 
 _NOT_HERE = {
-    "Model": "the functional and subclassing APIs are not implemented: build a keras.Sequential",
-    "ops": "keras.ops is not implemented: minicnn's own maths is minicnn.ops, over NumPy/CuPy",
+    "ops": "keras.ops is not implemented yet: minicnn's own maths is minicnn.maths, over NumPy/CuPy",
     "applications": "pretrained applications are not implemented",
     "distribution": "use minicnn.distributed (data-parallel over MPI) instead",
 }

@@ -10,7 +10,8 @@ mapped fresh every batch: 42,000 page faults, 31 -> 44 ms on that layer alone. S
 serves every size (M_MMAP_MAX 0): predict at batch 1000 went from 6,700 to 7,700 img/s on the
 seed model and from 4,000 to 4,850 on the best recipe's. The process's peak memory is
 unchanged; it is just not given back until exit.
-MINICNN_MALLOC=system leaves the C allocator as it was.
+MINICNN_MALLOC=system leaves the C allocator as it was. Applied by ``minicnn.tuning.apply``
+(when minicnn first trains or predicts), never on import.
 """
 
 from __future__ import annotations
@@ -41,6 +42,3 @@ def tune() -> bool:
     ok = mallopt(_M_MMAP_THRESHOLD, _MMAP_MAX) == 1
     ok = mallopt(_M_MMAP_MAX, 0) == 1 and ok  # larger blocks too: from the heap, kept
     return mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1 and ok
-
-
-TUNED = tune()  # on import, before the first large array

@@ -17,7 +17,8 @@ functions OpenBLAS exports for that (``openblas_read_env``, ``blas_thread_shutdo
 ``blas_thread_init``): the seed model then trains at 1,864/2,250 img/s (batch 32/128) with numpy
 imported first against 1,891/2,301 with minicnn first, instead of 1,326/1,733. A BLAS that is not
 OpenBLAS, or one without those functions, is left alone. A value the user set is kept.
-MINICNN_THREADS=system leaves both alone.
+MINICNN_THREADS=system leaves both alone. Applied by ``minicnn.tuning.apply`` (when minicnn first
+trains or predicts, before its kernels load), never on import.
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ def tune() -> dict[str, str]:
             os.environ[name] = done[name] = value
     if "OPENBLAS_THREAD_TIMEOUT" in done and "numpy" in sys.modules:
         RESTARTED.extend(restart_openblas())  # it read its environment before ours was set
+    SET.update(done)
     return done
 
 
 RESTARTED: list[str] = []  # the OpenBLAS libraries made to re-read their settings
+SET: dict[str, str] = {}  # the variables minicnn set (a benchmark keeps them from its peers)
 
 
 def _openblas_paths() -> list[str]:
@@ -117,6 +120,3 @@ def openblas_setter():
 def openblas_threads() -> int:
     """The threads numpy's OpenBLAS uses (1 when that is unknown)."""
     return int(OPENBLAS.get()) if openblas_setter() is not None else 1
-
-
-TUNED = tune()  # on import, before numpy's

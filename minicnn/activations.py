@@ -3,7 +3,7 @@ layer caches one array whatever its activation."""
 
 from __future__ import annotations
 
-from minicnn import ops
+from minicnn import maths
 from minicnn.backend import get_array_module
 
 
@@ -28,7 +28,7 @@ class ReLU(Activation):
         return xp.maximum(z, 0, out=z)  # in place: z is a fresh product nobody else holds
 
     def backward(self, gy, y):
-        return ops.relu_backward(gy, y)
+        return maths.relu_backward(gy, y)
 
 
 class Sigmoid(Activation):
@@ -57,7 +57,7 @@ class Softmax(Activation):
     name = "softmax"
 
     def forward(self, z):
-        return ops.softmax(z)
+        return maths.softmax(z)
 
     def backward(self, gy, y):
         # Jacobian-vector product of softmax: y * (gy - <gy, y>) row by row

@@ -1,7 +1,9 @@
 """Callbacks: hooks that ``fit`` calls around epochs and batches, as in Keras.
 
 ``logs`` hold Python floats (loss, accuracy, val_loss, val_accuracy). A callback may set
-``model.stop_training = True`` to end training after the current epoch.
+``model.stop_training = True`` to end training after the current epoch. Each callback of a
+fit is handed the run's ``training_state`` (``minicnn.state``): a checkpoint writes it, and a
+resumed run gives each callback back the state it saved.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import warnings
 
 from minicnn.fileio import atomic_write
-from minicnn.saving import save_checkpoint
+from minicnn.state import TrainingState
 
 
 class Callback:
@@ -22,6 +24,7 @@ class Callback:
     def __init__(self):
         self.model = None
         self.params: dict = {}
+        self.training_state = None  # the fit's TrainingState, set by fit
 
     def set_model(self, model) -> None:
         self.model = model
@@ -119,7 +122,8 @@ class ModelCheckpoint(Callback):
         return value < self.best if self.mode == "min" else value > self.best
 
     def on_train_begin(self, logs=None):
-        resumed = self.model.resumed_from or {}
+        state = self.training_state
+        resumed = (state.resumed if state is not None else None) or {}
         if self.best is None and resumed.get("monitor") == self.monitor:
             self.best = resumed.get("best")  # a resumed run keeps the best value it had
 
@@ -141,7 +145,9 @@ class ModelCheckpoint(Callback):
                 return
         if value is not None and self._improved(value):
             self.best = float(value)
-        save_checkpoint(self.model, path, epoch + 1, monitor=self.monitor, best=self.best)
+        state = self.training_state or TrainingState(epoch + 1, callbacks=[self])  # used by hand
+        record = state.record(epoch + 1, self.monitor, self.best)
+        self.model.save(path, training=record)  # the model writes the file, as in Keras
         self.last_saved = path
         if self.verbose:
             print(f"Epoch {epoch + 1}: saved a checkpoint to {path}")
@@ -333,15 +339,17 @@ class CSVLogger(Callback):
 
 
 class CallbackList:
-    def __init__(self, callbacks, model, params):
+    def __init__(self, callbacks, model, params, training_state=None):
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise ValueError(
                     f"callbacks must be minicnn.callbacks.Callback instances. Received: {cb!r}"
                 )
+        for cb in self.callbacks:
             cb.set_model(model)
             cb.set_params(params)
+            cb.training_state = training_state
 
     def __getattr__(self, hook):
         if not hook.startswith("on_"):

@@ -267,7 +267,7 @@ def export(args) -> None:
         raise CLIError(f"cannot export: {e}") from None
     except OSError as e:
         raise CLIError(f"cannot write {args.out}: {e.strerror or e}") from None
-    print(f"Wrote {args.out} (ONNX opset 17: input (batch, {', '.join(map(str, model.input_shape))}) float32, output probabilities)")  # fmt: skip
+    print(f"Wrote {args.out} (ONNX opset 17: input (batch, {', '.join(map(str, model.input_shape[1:]))}) float32, output probabilities)")  # fmt: skip
 
 
 def _port(text: str) -> int:

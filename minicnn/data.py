@@ -74,10 +74,18 @@ def check_targets(y, n: int, loss, units: int, backend: Backend, what: str = "y"
     return y
 
 
+def first(x):
+    """The first array of ``x``: itself, or the first of a list or dict of arrays."""
+    if isinstance(x, dict):
+        return next(iter(x.values()))
+    return x[0] if isinstance(x, (list, tuple)) else x
+
+
 class ArrayData:
     """Checked arrays as a source of training batches.
 
-    x: (N, ...) moves to the device once; t: (N, K) dense targets already on the device. Each
+    xs: one (N, ...) array per model input, moved to the device once; ts: one (N, K) array of
+    dense targets per output (already on the device; None where no loss reads it). Each
     epoch draws one permutation from minicnn's generator (so a resumed run draws what the
     unbroken one would) and each batch gathers its rows through it: a copy of the whole shuffled
     set per epoch would cost as much memory as the data (188 MB for MNIST).
@@ -89,11 +97,11 @@ class ArrayData:
     epoch, the same on every process.
     """
 
-    def __init__(self, x, t, batch_size, shuffle, backend: Backend, rank=0, size=1, seed=None):
+    def __init__(self, xs, ts, batch_size, shuffle, backend: Backend, rank=0, size=1, seed=None):
         self.backend = backend
-        self.x = backend.asarray(x)
-        self.t = t
-        self.n = x.shape[0]
+        self.xs = [backend.asarray(x) for x in xs]
+        self.ts = ts
+        self.n = xs[0].shape[0]
         self.shuffle, self.seed = shuffle, seed
         self.ranges = [  # rows [lo, hi) of each global batch that are this process's
             (lo + (hi - lo) * rank // size, lo + (hi - lo) * (rank + 1) // size)
@@ -105,7 +113,7 @@ class ArrayData:
 
     def epoch(self, index: int = 0):
         """The permutation is drawn now, at the start of epoch ``index``; -> an iterator of
-        (xb, tb)."""
+        (xbs, tbs): lists, one batch per input and per output."""
         order = None
         if self.shuffle:
             gen = rng() if self.seed is None else np.random.default_rng([self.seed, 0, index])
@@ -116,4 +124,5 @@ class ArrayData:
         dtype = floatx()
         for lo, hi in self.ranges:
             rows = slice(lo, hi) if order is None else order[lo:hi]
-            yield self.x[rows].astype(dtype, copy=False), self.t[rows]
+            xbs = [x[rows].astype(dtype, copy=False) for x in self.xs]
+            yield xbs, [None if t is None else t[rows] for t in self.ts]

@@ -99,7 +99,7 @@ class DataParallel(Local):
         be = model.backend
         if be.name == "cupy":  # one GPU per local rank
             be.xp.cuda.Device(self.local_rank % be.xp.cuda.runtime.getDeviceCount()).use()
-        for layer in model.layers:
+        for layer in model.leaf_layers():
             for arrays in (layer.params, layer.state):
                 for a in arrays.values():
                     self._broadcast(a)
@@ -119,16 +119,16 @@ class DataParallel(Local):
         self.seed = self.comm.bcast(base, root=0)
         _backend.seed([self.seed, 1, self.rank])  # Dropout, augmentation: this rank's own stream
 
-    def source(self, x, targets, batch_size, shuffle, backend):
+    def source(self, xs, targets, batch_size, shuffle, backend):
         return data.ArrayData(
-            x, targets, batch_size, shuffle, backend, self.rank, self.size, self.seed
+            xs, targets, batch_size, shuffle, backend, self.rank, self.size, self.seed
         )
 
     def shard(self, n: int) -> tuple[int, int]:
         return n * self.rank // self.size, n * (self.rank + 1) // self.size
 
-    def make_step(self, model, logits, check_finite):
-        return DataParallelStep(model, logits, check_finite, self)
+    def make_step(self, model, check_finite):
+        return DataParallelStep(model, check_finite, self)
 
     # -- reductions ------------------------------------------------------------------------------
 
@@ -168,17 +168,16 @@ class DataParallel(Local):
         a[...] = _backend.get_array_module(a).asarray(host)
 
     def reduce_totals(self, totals) -> None:
-        sums = np.array([float(totals.loss), float(totals.correct), totals.seen], np.float64)
+        sums = np.array([*(float(v) for v in totals.sums), totals.seen], np.float64)
         self.comm.Allreduce(self.MPI.IN_PLACE, sums, op=self.MPI.SUM)
-        totals.loss[...] = sums[0]
-        totals.correct[...] = int(sums[1])
-        totals.seen = int(sums[2])
+        totals.sums[...] = _backend.get_array_module(totals.sums).asarray(sums[:-1])
+        totals.seen = int(sums[-1])
 
     def agree(self, flag: bool) -> bool:
         return bool(self.comm.allreduce(int(bool(flag)), op=self.MPI.MAX))
 
     def end_epoch(self, model) -> None:
-        for layer in model.layers:  # moving statistics: the mean over ranks
+        for layer in model.leaf_layers():  # moving statistics: the mean over ranks
             for a in layer.state.values():
                 flat = a.reshape(-1).astype(np.float64)
                 self.allreduce(flat)
@@ -205,8 +204,8 @@ class DataParallel(Local):
 class DataParallelStep(TrainStep):
     """A TrainStep whose gradients are averaged over every rank by one all-reduce per step."""
 
-    def __init__(self, model, logits, check_finite, strategy: DataParallel):
-        super().__init__(model, logits, check_finite)
+    def __init__(self, model, check_finite, strategy: DataParallel):
+        super().__init__(model, check_finite)
         self.strategy = strategy
         self._stop = False
         self._buf = None
@@ -215,12 +214,17 @@ class DataParallelStep(TrainStep):
     def interrupted(self) -> bool:
         return self._stop  # agreed in the last all-reduce
 
-    def gradients(self, xb, tb):
-        if xb.shape[0]:
-            return super().gradients(xb, tb)
+    def gradients(self, xbs, tbs):
+        if xbs[0].shape[0]:
+            loss, parts, scores, grads = super().gradients(xbs, tbs)
+            xp = self.model.backend.xp  # every rank sends every gradient, zeros where none
+            return loss, parts, scores, [xp.zeros_like(layer.params[k]) if g is None else g for g, (layer, k) in zip(grads, self.params)]  # fmt: skip
         xp = self.model.backend.xp  # an empty share of the last batch: it adds nothing
-        grads = [xp.zeros_like(layer.params[k]) for layer, k in self.model.trainable_params()]
-        return xp.zeros((), grads[0].dtype), 0, grads
+        grads = [xp.zeros_like(layer.params[k]) for layer, k in self.params]
+        objectives = self.model.objectives
+        zero = xp.zeros((), grads[0].dtype)
+        parts = [None if lo is None else zero for lo in objectives.losses]
+        return zero, parts, [(zero, 0) for _ in objectives.metric_names()], grads
 
     def reduce_gradients(self, grads, loss, n):
         """One buffer [g1 * n, g2 * n, ..., loss * n, n, stop], summed over ranks, then each

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn import ops
+from minicnn import maths
 from minicnn.backend import get_array_module
 
 EPSILON = 1e-7  # Keras's backend.epsilon(), the clip of probabilities
@@ -41,6 +41,11 @@ class Loss:
             )
         self.from_logits = bool(from_logits)
 
+    @property
+    def takes_logits_of_softmax(self) -> bool:
+        """A model ending in softmax may hand this loss its logits instead (log-sum-exp)."""
+        return not self.from_logits
+
     def check_target(self, y: np.ndarray, units: int) -> None:
         """Raise a ValueError if ``y`` cannot be targets for an output of ``units`` classes."""
 
@@ -55,7 +60,7 @@ class Loss:
     def forward_backward(self, out, t, logits: bool):
         """(mean loss as a 0-d array, gradient with respect to ``out``)."""
         if logits or self.from_logits:
-            return ops.softmax_cross_entropy(out, t)
+            return maths.softmax_cross_entropy(out, t)
         return _ce_from_probs(out, t)
 
     def __call__(self, y_true, y_pred) -> float:

@@ -21,11 +21,12 @@ import numpy as np
 from minicnn import losses, optimizers
 from minicnn.backend import rng, set_rng_state
 from minicnn.fileio import atomic_write
-from minicnn.layers import deserialize
-from minicnn.models import Sequential
+from minicnn.models import Model
+from minicnn.models import config as model_config
+from minicnn.state import TrainingState
 
 FORMAT = "minicnn.model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: a Sequential's layers only; 2: any graph, in Keras's config layout
 _MAX_JSON = 1 << 20
 _ZIP_FLAGS = 0x01 | 0x20 | 0x40  # encrypted, patched data, strong encryption
 _DTYPES = (
@@ -44,38 +45,58 @@ def _npy_bytes(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def leaf_paths(model, prefix: str = "") -> list[tuple[str, object]]:
+    """(path, layer) of every computing layer once: "conv2d", or "tower/conv2d" inside a
+    nested model, in get_weights's order."""
+    out, seen = [], set()
+    for layer in model.layers:
+        if isinstance(layer, Model):
+            inner = leaf_paths(layer, f"{prefix}{layer.name}/")
+        elif type(layer).__name__ == "InputLayer":
+            continue
+        else:
+            inner = [(f"{prefix}{layer.name}", layer)]
+        for path, x in inner:
+            if id(x) not in seen:
+                seen.add(id(x))
+                out.append((path, x))
+    return out
+
+
 def save_model(model, path, include_optimizer: bool = True, training: dict | None = None) -> None:
     """Write ``model`` to ``path``; with ``include_optimizer`` (as Keras) also the optimizer's
     step count and slot arrays, so training can continue where it was; ``training`` is the
-    JSON-able state a checkpoint adds (epoch, history, random generator)."""
+    JSON-able state a checkpoint adds (``TrainingState.record``: epoch, history, generator)."""
+    if model.graph is None:
+        raise ValueError(f"Model '{model.name}' has no input shape yet: build it before saving")
     manifest, arrays = [], []
-    for layer in model.layers:
+    paths = leaf_paths(model)
+    for name_path, layer in paths:
         for name, w in zip(layer.weight_names, layer.get_weights()):
             manifest.append(
-                {"layer": layer.name, "name": name, "shape": list(w.shape), "dtype": str(w.dtype)}
+                {"layer": name_path, "name": name, "shape": list(w.shape), "dtype": str(w.dtype)}
             )
             arrays.append(w)
+    kind = "Sequential" if type(model).__name__ == "Sequential" else "Functional"
+    obj = model.objectives
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "architecture": model.get_config(),
+        "architecture": {"class_name": kind, "config": model.get_config()},
         "compile": None
-        if model.loss is None
-        else {
-            "loss": model.loss.get_config(),
-            "optimizer": model.optimizer.get_config(),
-            "metrics": model.metrics,
-        },
+        if obj is None
+        else {"optimizer": model.optimizer.get_config(), **obj.get_config()},
         "weights": manifest,
     }
     opt = model.optimizer
     slot_arrays = []
     if include_optimizer and opt is not None and opt.slots is not None:
+        where = {id(layer): p for p, layer in paths}
         entries = []
         for (layer, k), slots in zip(model.trainable_params(), opt.slots):
             for name in opt.slot_names():
                 a = model.backend.to_numpy(slots[name])
-                entries.append({"param": f"{layer.name}/{k}", "slot": name, "shape": list(a.shape)})
+                entries.append({"param": f"{where[id(layer)]}/{k}", "slot": name, "shape": list(a.shape)})  # fmt: skip
                 slot_arrays.append(a)
         meta["optimizer_state"] = {"iterations": opt.iterations, "slots": entries}
     if training is not None:
@@ -92,25 +113,10 @@ def save_model(model, path, include_optimizer: bool = True, training: dict | Non
     atomic_write(path, write)
 
 
-def save_checkpoint(model, path, epoch: int, monitor: str | None = None, best=None) -> None:
-    """A model file that also holds where training stands after ``epoch`` epochs: the optimizer
-    state (with its EMA and schedule position), the history so far, the random generator
-    (shuffles and dropout masks to come) and the state of the fit's callbacks (EarlyStopping's
-    patience, say)."""
-    history = model.history.history if model.history is not None else {}
-    callbacks = [
-        {"class": type(cb).__name__, "state": cb.get_state()}
-        for cb in getattr(model, "fit_callbacks", [])
-    ]
-    training = {
-        "epoch": int(epoch),
-        "history": history,
-        "rng": rng().bit_generator.state,
-        "monitor": monitor,
-        "best": best,
-        "callbacks": [c for c in callbacks if c["state"]],
-    }
-    save_model(model, path, include_optimizer=True, training=training)
+def save_checkpoint(model, path, state: TrainingState, epoch: int, monitor=None, best=None) -> None:
+    """A model file that also holds where training stands after ``epoch`` epochs (``state``'s
+    record: history, callbacks, the random generator) and the optimizer's state."""
+    save_model(model, path, include_optimizer=True, training=state.record(epoch, monitor, best))
 
 
 @dataclasses.dataclass
@@ -144,7 +150,7 @@ def load_checkpoint(path, backend=None) -> Checkpoint:
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"{path}: the training state is invalid ({e})") from None
     set_rng_state(generator.state)
-    model._resume = {**training, "epoch": epoch}
+    model.training_state = TrainingState(epoch, dict(history), [], {**training, "epoch": epoch})
     return Checkpoint(model, epoch, history)
 
 
@@ -186,17 +192,7 @@ def _check_sizes(architecture: dict, zf: zipfile.ZipFile, path) -> None:
     """Refuse, before any weight is allocated, an architecture needing more bytes than the file
     holds: weights are stored uncompressed, so a true file is at least that large. A file that
     declares a 10^12-element weight is turned away here, not by running out of memory."""
-    shape = architecture.get("input_shape")
-    if shape is None:
-        return  # never built, so it has no weights to allocate
-    need = 0
-    for entry in architecture["layers"]:
-        layer = deserialize(entry)
-        shape = tuple(shape)
-        need += (
-            sum(math.prod(s) for s in layer.weight_shapes(shape).values()) * 4
-        )  # float32 at least
-        shape = layer.compute_output_shape(shape)
+    need, _ = model_config.weight_bytes(architecture)  # shapes only: nothing is allocated
     size = os.path.getsize(path)
     if need > size:
         raise ModelFileError(
@@ -266,28 +262,24 @@ def _read_model(path, backend, compile):
             )
         try:
             _check_sizes(meta["architecture"], zf, path)
-            model = Sequential.from_config(meta["architecture"], backend=backend)
+            model = model_config.from_config(meta["architecture"], backend=backend)
             manifest = meta["weights"]
-            expected = [(layer, name) for layer in model.layers for name in layer.weight_names]
+            expected = [(p, layer, n) for p, layer in leaf_paths(model) for n in layer.weight_names]  # fmt: skip
             if len(manifest) != len(expected):
                 raise ModelFileError(
                     f"{path}: the architecture has {len(expected)} weight arrays, the file {len(manifest)}"
                 )
             arrays = []
-            for i, ((layer, name), entry) in enumerate(zip(expected, manifest)):
-                if (entry.get("layer"), entry.get("name")) != (layer.name, name):
+            for i, ((where, layer, name), entry) in enumerate(zip(expected, manifest)):
+                if (entry.get("layer"), entry.get("name")) != (where, name):
                     raise ModelFileError(
-                        f"{path}: weight {i} is {entry.get('layer')}/{entry.get('name')}, expected {layer.name}/{name}"
+                        f"{path}: weight {i} is {entry.get('layer')}/{entry.get('name')}, expected {where}/{name}"
                     )
                 shape = layer._weight(name).shape
                 arrays.append(_read_array(zf, f"weights/{i}.npy", shape, path))
             model.set_weights(arrays)
             if compile and meta.get("compile"):
-                c = meta["compile"]
-                loss = losses.deserialize(c["loss"])
-                model.compile(
-                    optimizers.deserialize(c["optimizer"]), loss, metrics=c.get("metrics")
-                )
+                _compile(model, meta["compile"])
                 if meta.get("optimizer_state") is not None:
                     _load_optimizer_state(model, meta["optimizer_state"], zf, path)
         except ModelFileError:
@@ -302,9 +294,28 @@ def _read_model(path, backend, compile):
     return model, training
 
 
+def _compile(model, c: dict) -> None:
+    """compile() again with what the file holds (version 1 kept one loss and "accuracy")."""
+    from minicnn.models.compile import metric_from_config
+
+    if "losses" not in c:  # format version 1
+        model.compile(optimizers.deserialize(c["optimizer"]), losses.deserialize(c["loss"]), metrics=c.get("metrics"))  # fmt: skip
+        return
+    loss = [None if x is None else losses.deserialize(x) for x in c["losses"]]
+    metrics = [[metric_from_config(m) for m in ms] for ms in c["metrics"]]
+    single = len(loss) == 1
+    model.compile(
+        optimizers.deserialize(c["optimizer"]),
+        loss[0] if single else loss,
+        loss_weights=c["weights"][0] if single else c["weights"],
+        metrics=metrics[0] if single else metrics,
+    )
+
+
 def _load_optimizer_state(model, state: dict, zf: zipfile.ZipFile, path) -> None:
     """Check the saved slots against the model's parameters, then hand them to the optimizer."""
     opt, params, names = model.optimizer, model.trainable_params(), model.optimizer.slot_names()
+    where = {id(layer): p for p, layer in leaf_paths(model)}
     entries, iterations = state["slots"], state["iterations"]
     if not isinstance(iterations, int) or iterations < 0:
         raise ModelFileError(f"{path}: the optimizer step count {iterations!r} is invalid")
@@ -319,10 +330,10 @@ def _load_optimizer_state(model, state: dict, zf: zipfile.ZipFile, path) -> None
         slots.append({})
         for name in names:
             entry = entries[i]
-            if (entry.get("param"), entry.get("slot")) != (f"{layer.name}/{k}", name):
+            if (entry.get("param"), entry.get("slot")) != (f"{where[id(layer)]}/{k}", name):
                 raise ModelFileError(
                     f"{path}: optimizer array {i} is {entry.get('param')}:{entry.get('slot')}, "
-                    f"expected {layer.name}/{k}:{name}"
+                    f"expected {where[id(layer)]}/{k}:{name}"
                 )
             a = _read_array(zf, f"optimizer/{i}.npy", p.shape, path)  # read-only: copy it
             slots[-1][name] = model.backend.asarray(a, dtype=p.dtype).copy()

@@ -59,7 +59,7 @@ def conv_algorithm(request, monkeypatch):
     """Runs a convolution test once per algorithm (shifted: stride 1; winograd: 3x3 stride 1;
     direct: any; space_to_depth: stride 2; other geometries fall back to im2col); "-chunked" makes every image its own chunk, as large
     batches are cut."""
-    from minicnn.ops import geometry
+    from minicnn.maths import geometry
 
     monkeypatch.setenv("MINICNN_CONV", request.param.split("-")[0])
     if request.param.endswith("chunked"):

@@ -56,3 +56,26 @@ def check(what: str, analytic, numeric, tol: float = 1e-6, indices=None) -> floa
     WORST.append((err, what))
     assert err <= tol, f"{what}: relative error {err:.2e} > {tol:.0e}"
     return err
+
+
+def build(layer, x_shape, be) -> None:
+    """Build ``layer`` for inputs of ``x_shape`` (batch axis first) on backend ``be``."""
+    layer.backend = be
+    layer.maybe_build((None, *x_shape[1:]))
+
+
+def model_gradients(model, xs, ts, watch=None):
+    """(loss, {(layer, name): gradient}) of a compiled model on device batches ``xs`` and dense
+    targets ``ts`` (one per output), through the plan fit runs; ``watch`` sees each step."""
+    plan = model.plan(xs[0].shape[0], True)
+    outs, tape = plan.forward(xs, True, watch)
+    loss, _, gouts = model.objectives.forward_backward(outs, ts, plan.logits)
+    grads = plan.backward(tape, gouts)
+    layers = {id(layer): layer for layer in model.leaf_layers()}
+    return loss, {(layers[i], k): g for (i, k), g in grads.items()}
+
+
+def model_loss(model, xs, ts, watch=None) -> float:
+    plan = model.plan(xs[0].shape[0], True)
+    outs, _ = plan.forward(xs, True, watch)
+    return float(model.objectives.forward_backward(outs, ts, plan.logits)[0])

@@ -60,8 +60,9 @@ def test_allocator_tuning_and_its_opt_out(setting, expected):
     env = {k: v for k, v in os.environ.items() if k != "MINICNN_MALLOC"}
     if setting:
         env["MINICNN_MALLOC"] = setting
+    code = "import minicnn; assert minicnn.tuning.applied() is None; print(minicnn.tuning.apply()['malloc'])"  # fmt: skip
     out = subprocess.run(
-        [sys.executable, "-c", "import minicnn._malloc as m; print(m.TUNED)"],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         env=env,
@@ -86,8 +87,8 @@ def _thread_settings(code: str, **env_vars) -> dict:
     probe = (
         f"{code}\n"
         "import json, os, numpy as np, numba\n"
-        "from minicnn import ops\n"
-        "ops.bias_relu(np.ones((4, 3), np.float32), None, True)\n"
+        "from minicnn import maths\n"
+        "maths.bias_relu(np.ones((4, 3), np.float32), None, True)\n"
         "print(json.dumps({k: os.environ.get(k) for k in "
         "('OPENBLAS_THREAD_TIMEOUT', 'GOMP_SPINCOUNT')} | {'layer': numba.threading_layer()}))"
     )
@@ -98,10 +99,10 @@ def _thread_settings(code: str, **env_vars) -> dict:
 
 
 def test_thread_pools_are_told_to_sleep_soon_unless_the_user_decided():
-    """Imported before numpy, minicnn sets both spin limits and numba runs on OpenMP (or its own
-    pool where libgomp is missing); after numpy too (OpenBLAS is made to read it again: see
-    test_openblas_takes_the_timeout_whatever_the_import_order); a user's value and
-    MINICNN_THREADS=system are respected."""
+    """At its first kernel (here bias_relu), minicnn sets both spin limits and numba runs on
+    OpenMP (or its own pool where libgomp is missing), whatever the import order (OpenBLAS is
+    made to read it again: see test_openblas_takes_the_timeout_whatever_the_import_order); a
+    user's value and MINICNN_THREADS=system are respected."""
     pytest.importorskip("numba")
     first = _thread_settings("import minicnn")
     assert first["OPENBLAS_THREAD_TIMEOUT"] == "4" and first["GOMP_SPINCOUNT"] == "10000"
@@ -138,14 +139,32 @@ def _openblas_timeout(code: str, **env) -> int | None:
     return None if out == "-1" else int(out)
 
 
+_FIRST_USE = "minicnn.Sequential([minicnn.layers.Dense(2, input_shape=(3,))]).predict(numpy.ones((1, 3)), verbose=0)"  # fmt: skip
+
+
 def test_openblas_takes_the_timeout_whatever_the_import_order():
-    """What user scripts do (numpy first) gets the same OpenBLAS setting as minicnn first: OpenBLAS
-    re-reads its environment; a user's own value and MINICNN_THREADS=system stay as they are."""
-    first = _openblas_timeout("import minicnn")
+    """What user scripts do (numpy first) gets the same OpenBLAS setting as minicnn first, from
+    minicnn's first predict: OpenBLAS re-reads its environment; a user's own value and
+    MINICNN_THREADS=system stay as they are."""
+    first = _openblas_timeout(f"import minicnn, numpy\n{_FIRST_USE}")
     if first is None:
         pytest.skip("numpy's BLAS here is not OpenBLAS")
     assert first == 4
-    assert _openblas_timeout("import numpy\nimport minicnn") == 4
+    assert _openblas_timeout(f"import numpy\nimport minicnn\n{_FIRST_USE}") == 4
     assert _openblas_timeout("import numpy") == 0  # untouched: OpenBLAS's default
-    assert _openblas_timeout("import numpy\nimport minicnn", OPENBLAS_THREAD_TIMEOUT="9") == 9
+    assert _openblas_timeout(f"import numpy\nimport minicnn\n{_FIRST_USE}", OPENBLAS_THREAD_TIMEOUT="9") == 9  # fmt: skip
+
+
+def test_importing_minicnn_changes_nothing_in_the_process():
+    """No side effect on import: no variable set, OpenBLAS left at its default, numba's
+    threading layer not chosen, no settings applied; they come with the first use."""
+    probe = (
+        "import os, numpy, ctypes\nbefore = dict(os.environ)\nimport minicnn, numba\n"
+        "paths = [l.split()[-1] for l in open('/proc/self/maps') if 'openblas' in l and '.so' in l]\n"
+        "timeout = ctypes.CDLL(paths[0]).openblas_thread_timeout() if paths else 0\n"
+        "print(dict(os.environ) == before, timeout, minicnn.tuning.applied(), numba.config.THREADING_LAYER)"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in _THREAD_VARS}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)  # fmt: skip
+    assert out.stdout.split() == ["True", "0", "None", "default"]
     assert _openblas_timeout("import numpy\nimport minicnn", MINICNN_THREADS="system") == 0

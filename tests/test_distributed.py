@@ -107,7 +107,7 @@ def test_gradient_average_is_exact(tmp_path, ranks):
         install_excepthook(strategy.comm)
         model = build()
         model.build((8, 8, 1))
-        step = strategy.make_step(model, True, False)
+        step = strategy.make_step(model, False)
         r = strategy.rank
         n = [1, 3][r] if strategy.size == 2 else 2
         shapes = [p.shape for p in (l.params[k] for l, k in model.trainable_params())]

@@ -55,12 +55,12 @@ def test_wrong_channels(data):
 
 def test_wrong_channels_at_a_layer():
     layer = Conv2D(2, 3)
-    layer.build((8, 8, 1))
+    layer.maybe_build((None, 8, 8, 1))
     with pytest.raises(
         ValueError,
-        match=r'Layer "conv2d.*" \(Conv2D\) expects input of shape \(None, 8, 8, 1\)\. Received: input shape \(None, 8, 8, 3\)',
+        match=r'Layer "conv2d.*" \(Conv2D\) was built for inputs with 1 channels \(shape \(None, 8, 8, 1\)\)\. Received: input shape \(None, 8, 8, 3\)',
     ):
-        layer.forward(np.zeros((2, 8, 8, 3), dtype="float32"))
+        layer(np.zeros((2, 8, 8, 3), dtype="float32"))
 
 
 def test_x_y_length_mismatch(data):
@@ -194,7 +194,9 @@ def test_compile_takes_keras_3_positions():
         model.compile("adam", "categorical_crossentropy", steps_per_execution=4)
     assert model.optimizer is None
     model.compile("adam", "categorical_crossentropy", None, ["accuracy"], run_eagerly=True)
-    assert model.metrics == ["accuracy"] and type(model.optimizer).__name__ == "Adam"
+    assert [m.name for m in model.metrics] == ["accuracy"] and type(
+        model.optimizer
+    ).__name__ == "Adam"
 
 
 def test_bad_layer_settings():

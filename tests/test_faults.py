@@ -221,14 +221,14 @@ def int_npy(shape):
 @pytest.mark.parametrize(
     "change, match",
     [
-        (lambda m, b: m["architecture"]["layers"][0].update(class_name="Conv3D"),
+        (lambda m, b: m["architecture"]["config"]["layers"][1].update(class_name="Conv3D"),
          "Unknown layer.*Conv3D"),
         (lambda m, b: b.pop("weights/1.npy"), "weights/1.npy is missing"),
         (lambda m, b: m["weights"].append(dict(m["weights"][-1])),
          "the architecture has 4 weight arrays, the file 5"),
         (lambda m, b: b.update({"weights/1.npy": int_npy((8,))}),
          r"weights/1.npy should be a float32 or float64 array of shape \(8,\). Received: int32"),
-        (lambda m, b: m.update(format_version=2), "format version 2.*upgrade minicnn"),
+        (lambda m, b: m.update(format_version=3), "format version 3.*upgrade minicnn"),
         (lambda m, b: m.update(format="something.else"), "is not a minicnn model file"),
         (lambda m, b: m["weights"][0].update(name="bias"), "weight 0 is .*/bias, expected .*/kernel"),
     ],

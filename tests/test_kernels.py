@@ -1,10 +1,10 @@
 """Every hand-written kernel (numba on the CPU, CUDA on the GPU) against the plain array code
-in minicnn/ops/, which MINICNN_KERNELS=numpy selects."""
+in minicnn/maths/, which MINICNN_KERNELS=numpy selects."""
 
 import numpy as np
 import pytest
 
-from minicnn import backend, kernels, ops
+from minicnn import backend, kernels, maths
 from minicnn.utils import set_random_seed
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
@@ -51,12 +51,14 @@ GEOMETRIES = [
 def test_im2col_col2im(backend_name, monkeypatch, rng, dtype, k, s, padding):
     be = backend.get_backend(backend_name)
     x = be.asarray(rng.standard_normal((3, 9, 8, 5)).astype(dtype))
-    pads = ops.padding_amounts(9, 8, *k, *s, padding)
-    fast, ref = both(monkeypatch, "im2col", be.xp, dtype, lambda: ops.im2col(x, *k, *s, pads))
+    pads = maths.padding_amounts(9, 8, *k, *s, padding)
+    fast, ref = both(monkeypatch, "im2col", be.xp, dtype, lambda: maths.im2col(x, *k, *s, pads))
     assert fast.dtype == dtype and fast.shape == ref.shape
     np.testing.assert_array_equal(host(be, fast), host(be, ref))  # a pure copy: exact
     g = be.asarray(rng.standard_normal(ref.shape).astype(dtype))
-    fast, ref = both(monkeypatch, "col2im", be.xp, dtype, lambda: ops.col2im(g, x.shape, *s, pads))
+    fast, ref = both(
+        monkeypatch, "col2im", be.xp, dtype, lambda: maths.col2im(g, x.shape, *s, pads)
+    )
     assert fast.dtype == dtype and rel(host(be, fast), host(be, ref)) <= TOL[dtype]
 
 
@@ -71,11 +73,13 @@ def test_bias_relu_and_backward(backend_name, monkeypatch, rng, dtype, relu, bia
         "bias_relu",
         be.xp,
         dtype,
-        lambda: ops.bias_relu(be.asarray(y0.copy()), b, relu),
+        lambda: maths.bias_relu(be.asarray(y0.copy()), b, relu),
     )
     assert rel(host(be, fast), host(be, ref)) <= TOL[dtype]
     gy = be.asarray(rng.standard_normal((50, 7)).astype(dtype))
-    fast, ref = both(monkeypatch, "relu_backward", be.xp, dtype, lambda: ops.relu_backward(gy, ref))
+    fast, ref = both(
+        monkeypatch, "relu_backward", be.xp, dtype, lambda: maths.relu_backward(gy, ref)
+    )
     np.testing.assert_array_equal(host(be, fast), host(be, ref))
 
 
@@ -84,7 +88,11 @@ def test_softmax_cross_entropy(backend_name, monkeypatch, rng, dtype):
     z = be.asarray((rng.standard_normal((33, 10)) * 5).astype(dtype))
     t = be.asarray(np.eye(10, dtype=dtype)[rng.integers(0, 10, 33)])
     (fl, fg), (rl, rg) = both(
-        monkeypatch, "softmax_cross_entropy", be.xp, dtype, lambda: ops.softmax_cross_entropy(z, t)
+        monkeypatch,
+        "softmax_cross_entropy",
+        be.xp,
+        dtype,
+        lambda: maths.softmax_cross_entropy(z, t),
     )
     assert abs(float(fl) - float(rl)) <= TOL[dtype] * abs(float(rl))
     assert rel(host(be, fg), host(be, rg)) <= TOL[dtype]
@@ -96,9 +104,9 @@ def test_softmax_cross_entropy(backend_name, monkeypatch, rng, dtype):
 def test_maxpool(backend_name, monkeypatch, rng, dtype, k, s, padding):
     be = backend.get_backend(backend_name)
     x = be.asarray(rng.standard_normal((2, 9, 8, 4)).astype(dtype))
-    pads = ops.padding_amounts(9, 8, *k, *s, padding)
+    pads = maths.padding_amounts(9, 8, *k, *s, padding)
     (fy, fa), (ry, ra) = both(
-        monkeypatch, "maxpool_forward", be.xp, dtype, lambda: ops.maxpool_forward(x, *k, *s, pads)
+        monkeypatch, "maxpool_forward", be.xp, dtype, lambda: maths.maxpool_forward(x, *k, *s, pads)
     )
     np.testing.assert_array_equal(host(be, fy), host(be, ry))
     np.testing.assert_array_equal(host(be, fa), host(be, ra))
@@ -108,7 +116,7 @@ def test_maxpool(backend_name, monkeypatch, rng, dtype, k, s, padding):
         "maxpool_backward",
         be.xp,
         dtype,
-        lambda: ops.maxpool_backward(gy, ra, x.shape, *k, *s, pads),
+        lambda: maths.maxpool_backward(gy, ra, x.shape, *k, *s, pads),
     )
     assert rel(host(be, fast), host(be, ref)) <= TOL[dtype]
 
@@ -120,7 +128,7 @@ def test_adam_update(backend_name, monkeypatch, rng, dtype):
 
     def step():
         p, g, m, v = (be.asarray(a.copy()) for a in start)
-        ops.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-7)
+        maths.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-7)
         return p, m, v
 
     fast, ref = both(monkeypatch, "adam_update", be.xp, dtype, step)
@@ -135,7 +143,7 @@ def test_ema_update(backend_name, monkeypatch, rng, dtype):
 
     def step():
         ema = be.asarray(ema0.copy())
-        ops.ema_update(ema, be.asarray(p), 0.999)
+        maths.ema_update(ema, be.asarray(p), 0.999)
         return ema
 
     fast, ref = both(monkeypatch, "ema_update", be.xp, dtype, step)
@@ -150,9 +158,9 @@ def test_matmul_tn_and_sum_rows(backend_name, monkeypatch, rng, dtype, m):
     be = backend.get_backend(backend_name)
     a = be.asarray(rng.standard_normal((m, 9)).astype(dtype))
     b = be.asarray(rng.standard_normal((m, 7)).astype(dtype))
-    fast, ref = both(monkeypatch, "matmul_tn", be.xp, dtype, lambda: ops.matmul_tn(a, b))
+    fast, ref = both(monkeypatch, "matmul_tn", be.xp, dtype, lambda: maths.matmul_tn(a, b))
     assert fast.shape == (9, 7) and rel(host(be, fast), host(be, ref)) <= 10 * TOL[dtype]
-    fast, ref = both(monkeypatch, "sum_rows", be.xp, dtype, lambda: ops.sum_rows(b))
+    fast, ref = both(monkeypatch, "sum_rows", be.xp, dtype, lambda: maths.sum_rows(b))
     assert fast.shape == (7,) and rel(host(be, fast), host(be, ref)) <= 10 * TOL[dtype]
 
 
@@ -179,19 +187,19 @@ def test_winograd_transforms(backend_name, monkeypatch, rng, dtype, x_shape, gri
     y = be.asarray(np.maximum(rng.standard_normal(gy.shape), 0).astype(dtype))
     bias = be.asarray(rng.standard_normal(c).astype(dtype))
     cases = {
-        "winograd_input": lambda: ops.winograd_input(x, grid, xp.zeros((36, tiles + 5, c), dtype)[:, 5:]),
-        "winograd_output": lambda: ops.winograd_output(m[:, 5:], th, tw, xp.zeros(gy.shape, dtype)),
-        "winograd_output+bias+relu": lambda: ops.winograd_output(m[:, 5:], th, tw, xp.zeros(gy.shape, dtype), bias, True),
-        "winograd_grad_output": lambda: ops.winograd_grad_output(gy, th, tw, xp.zeros((36, tiles, c), dtype)),
-        "winograd_grad_output+mask": lambda: ops.winograd_grad_output(gy, th, tw, xp.zeros((36, tiles, c), dtype), y),
-        "winograd_grad_input": lambda: ops.winograd_grad_input(m[:, :tiles], grid, xp.ones(x.shape, dtype)),
+        "winograd_input": lambda: maths.winograd_input(x, grid, xp.zeros((36, tiles + 5, c), dtype)[:, 5:]),
+        "winograd_output": lambda: maths.winograd_output(m[:, 5:], th, tw, xp.zeros(gy.shape, dtype)),
+        "winograd_output+bias+relu": lambda: maths.winograd_output(m[:, 5:], th, tw, xp.zeros(gy.shape, dtype), bias, True),
+        "winograd_grad_output": lambda: maths.winograd_grad_output(gy, th, tw, xp.zeros((36, tiles, c), dtype)),
+        "winograd_grad_output+mask": lambda: maths.winograd_grad_output(gy, th, tw, xp.zeros((36, tiles, c), dtype), y),
+        "winograd_grad_input": lambda: maths.winograd_grad_input(m[:, :tiles], grid, xp.ones(x.shape, dtype)),
     }  # fmt: skip
     for case, fn in cases.items():
         fast, ref = both(monkeypatch, case.split("+")[0], be.xp, dtype, fn)
         for f, r in zip(*(a if isinstance(a, tuple) else (a,) for a in (fast, ref))):
             assert f.dtype == dtype and f.shape == r.shape, case
             assert rel(host(be, f), host(be, r)) <= TOL[dtype], case
-    masked, _ = ops.winograd_grad_output(gy * (y > 0), th, tw, xp.zeros((36, tiles, c), dtype))
+    masked, _ = maths.winograd_grad_output(gy * (y > 0), th, tw, xp.zeros((36, tiles, c), dtype))
     gm, _ = cases["winograd_grad_output+mask"]()
     assert rel(host(be, masked), host(be, gm)) <= TOL[dtype]  # the mask is y > 0
 
@@ -201,7 +209,7 @@ def test_placed_grid_is_padding_and_space_to_depth(rng):
     channels; and its adjoint: <grid(x), g> == <x, adjoint(g)>."""
     x = rng.standard_normal((2, 9, 10, 3))
     grid = (2, 2, 1, 2, 2)  # 2x2 tiles: a 10x10 grid of 2x2 blocks, x placed 1 down, 2 right
-    g = ops.placed_grid(x, grid)
+    g = maths.placed_grid(x, grid)
     assert g.shape == (2, 10, 10, 12)
     want = np.zeros_like(g)
     for p in range(10):
@@ -213,7 +221,7 @@ def test_placed_grid_is_padding_and_space_to_depth(rng):
                         want[:, p, q, (2 * r + s) * 3 : (2 * r + s + 1) * 3] = x[:, row, col]
     np.testing.assert_array_equal(g, want)
     h = rng.standard_normal(g.shape)
-    gx = ops.placed_grid_adjoint(h, grid, x.shape)
+    gx = maths.placed_grid_adjoint(h, grid, x.shape)
     assert gx.shape == x.shape
     assert abs(np.vdot(g, h) - np.vdot(x, gx)) <= 1e-12 * abs(np.vdot(g, h))
 
@@ -225,12 +233,12 @@ def test_direct_convolution(backend_name, monkeypatch, rng, dtype, k, s, padding
     on a first layer's channel counts, against im2col + GEMM."""
     be = backend.get_backend(backend_name)
     x = rng.standard_normal((5, 9, 8, c)).astype(dtype)
-    xpad = be.asarray(ops.pad(x, ops.padding_amounts(9, 8, *k, *s, padding)))
+    xpad = be.asarray(maths.pad(x, maths.padding_amounts(9, 8, *k, *s, padding)))
     kernel = be.asarray(rng.standard_normal((*k, c, 7)).astype(dtype))
     bias = be.asarray(rng.standard_normal(7).astype(dtype))
     fast, ref = both(
         monkeypatch, "conv_direct", be.xp, dtype,
-        lambda: ops.conv_direct(xpad, kernel, bias, relu, s),
+        lambda: maths.conv_direct(xpad, kernel, bias, relu, s),
     )  # fmt: skip
     assert fast.dtype == dtype and fast.shape == ref.shape
     assert rel(host(be, fast), host(be, ref)) <= TOL[dtype]
@@ -239,8 +247,10 @@ def test_direct_convolution(backend_name, monkeypatch, rng, dtype, k, s, padding
     y = fast if relu else None
     gz = be.asarray(rng.standard_normal(ref.shape).astype(dtype))
     cases = {
-        "conv_direct_grad": lambda: ops.conv_direct_grad(xpad, gz, y, kernel.shape, s),
-        "conv_direct_grad_input": lambda: ops.conv_direct_grad_input(gz, y, kernel, xpad.shape, s),
+        "conv_direct_grad": lambda: maths.conv_direct_grad(xpad, gz, y, kernel.shape, s),
+        "conv_direct_grad_input": lambda: maths.conv_direct_grad_input(
+            gz, y, kernel, xpad.shape, s
+        ),
     }
     for op, fn in cases.items():
         fast, ref = both(monkeypatch, op, be.xp, dtype, fn)
@@ -261,16 +271,13 @@ def test_convolution_algorithms_agree(rng, float64, monkeypatch, algorithm, relu
     x = rng.standard_normal((2, 7, 9, 5))
     kernel = rng.standard_normal((3, 3, 5, 4))
     bias = rng.standard_normal(4)
-    pads = ops.padding_amounts(7, 9, 3, 3, 1, 1, "same")
+    pads = maths.padding_amounts(7, 9, 3, 3, 1, 1, "same")
     results = {}
     for name in ("im2col", algorithm):
-        monkeypatch.setenv("MINICNN_CONV", name)
-        z, saved = ops.conv2d_forward(x, kernel, (1, 1), pads, bias, relu)
-        assert saved[0] == name
-        gz = np.cos(z)
-        y = z if relu else None
-        grads = ops.conv2d_backward(gz, saved, kernel, x.shape, (1, 1), pads, True, y, bias=True)
-        results[name] = (z, *grads)
+        z, ctx = maths.conv2d_forward(x, kernel, bias, (1, 1), pads, relu, algorithm=name)
+        assert type(ctx) is maths.conv.ALGORITHMS[name].Ctx
+        gx, gkernel, gbias = maths.conv2d_backward(np.cos(z), ctx)
+        results[name] = (z, gx, gkernel, gbias)
     for a, b in zip(results[algorithm], results["im2col"]):
         assert a.shape == b.shape and rel(a, b) <= 1e-13
 
@@ -285,21 +292,21 @@ def test_batchnorm_kernels(backend_name, monkeypatch, rng, dtype, relu):
     x = be.asarray((rng.standard_normal((300, 7)) * 3 + 1).astype(dtype))
     far = be.asarray((rng.standard_normal((300, 7)) * 0.01 + 1000).astype(dtype))
     gamma, beta = be.asarray(rng.uniform(0.5, 2, 7).astype(dtype)), be.asarray(rng.standard_normal(7).astype(dtype))  # fmt: skip
-    fast, ref = both(monkeypatch, "batchnorm_forward", be.xp, dtype, lambda: ops.batchnorm_forward(x, gamma, beta, 1e-3, relu))  # fmt: skip
+    fast, ref = both(monkeypatch, "batchnorm_forward", be.xp, dtype, lambda: maths.batchnorm_forward(x, gamma, beta, 1e-3, relu))  # fmt: skip
     for a, b in zip(fast, ref):
         assert a.dtype == dtype and rel(host(be, a), host(be, b)) <= TOL[dtype]
     if relu:
         assert 0.1 < (host(be, fast[0]) == 0).mean() < 0.9
-    fast_far, _ = both(monkeypatch, "batchnorm_forward", be.xp, dtype, lambda: ops.batchnorm_forward(far, None, None, 1e-8))  # fmt: skip
+    fast_far, _ = both(monkeypatch, "batchnorm_forward", be.xp, dtype, lambda: maths.batchnorm_forward(far, None, None, 1e-8))  # fmt: skip
     exact = host(be, far).astype(np.float64).var(axis=0)  # 1e-4 at a mean of 1000
     assert rel(host(be, fast_far[2]), exact) <= 1e-6
     gy = be.asarray(rng.standard_normal((300, 7)).astype(dtype))
     _, mean, _, inv_std = ref
-    fast, ref = both(monkeypatch, "batchnorm_backward", be.xp, dtype, lambda: ops.batchnorm_backward(gy, x, mean, inv_std, gamma, beta, relu))  # fmt: skip
+    fast, ref = both(monkeypatch, "batchnorm_backward", be.xp, dtype, lambda: maths.batchnorm_backward(gy, x, mean, inv_std, gamma, beta, relu))  # fmt: skip
     for a, b in zip(fast, ref):
         assert a.dtype == dtype and rel(host(be, a), host(be, b)) <= 10 * TOL[dtype]
     moving_var = be.asarray(rng.uniform(0.5, 2, 7).astype(dtype))
-    fast, ref = both(monkeypatch, "channel_affine", be.xp, dtype, lambda: ops.batchnorm_inference(x, gamma, beta, mean, moving_var, 1e-3, relu))  # fmt: skip
+    fast, ref = both(monkeypatch, "channel_affine", be.xp, dtype, lambda: maths.batchnorm_inference(x, gamma, beta, mean, moving_var, 1e-3, relu))  # fmt: skip
     for a, b in zip(fast, ref):
         assert a.dtype == dtype and rel(host(be, a), host(be, b)) <= TOL[dtype]
 
@@ -313,7 +320,7 @@ def test_affine_resample_kernel(backend_name, monkeypatch, rng, dtype, fill_mode
     x = be.asarray(rng.standard_normal((4, 9, 7, 3)).astype(dtype))
     t = np.concatenate([RandomRotation(0.4).transforms(2, 9, 7), RandomZoom(0.5).transforms(2, 9, 7)])  # fmt: skip
     t = be.asarray(t.astype(dtype))
-    fast, ref = both(monkeypatch, "affine_resample", be.xp, dtype, lambda: ops.affine_resample(x, t, interpolation, fill_mode, 0.3))  # fmt: skip
+    fast, ref = both(monkeypatch, "affine_resample", be.xp, dtype, lambda: maths.affine_resample(x, t, interpolation, fill_mode, 0.3))  # fmt: skip
     assert fast.dtype == dtype and rel(host(be, fast), host(be, ref)) <= 10 * TOL[dtype]
 
 
@@ -322,7 +329,7 @@ def test_batched_matmul_splits_the_batch_without_changing_a_bit():
     single-threaded matmul whatever the split, also for the transposed views the backward pass
     hands it; and the calling thread's OpenBLAS thread count is what it was before."""
     from minicnn import _threads
-    from minicnn.ops.batched import batched_matmul
+    from minicnn.maths.batched import batched_matmul
 
     set_threads = _threads.openblas_setter()
     if set_threads is None:
@@ -372,12 +379,12 @@ def test_dropout_draws_the_rate_from_the_seeded_generator(monkeypatch, kernels_s
     monkeypatch.setenv("MINICNN_KERNELS", kernels_setting)
     x = np.ones((64, 25, 25, 4), np.float32)
     set_random_seed(7)
-    y, keep = ops.dropout(x, 0.3)
+    y, keep = maths.dropout(x, 0.3)
     assert y.dtype == np.float32 and keep.shape == x.shape
     sd = (0.3 * 0.7 / x.size) ** 0.5
     assert abs((1 - keep.mean()) - 0.3) < 5 * sd
     np.testing.assert_array_equal(y, keep * np.float32(1 / 0.7))
-    np.testing.assert_array_equal(ops.dropout_backward(2 * x, keep, 0.3), 2 * y)
+    np.testing.assert_array_equal(maths.dropout_backward(2 * x, keep, 0.3), 2 * y)
     set_random_seed(7)
-    np.testing.assert_array_equal(ops.dropout(x, 0.3)[1], keep)
-    assert not np.array_equal(ops.dropout(x, 0.3)[1], keep)
+    np.testing.assert_array_equal(maths.dropout(x, 0.3)[1], keep)
+    assert not np.array_equal(maths.dropout(x, 0.3)[1], keep)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from minicnn import losses, ops
+from minicnn import losses, maths
 from minicnn.optimizers import SGD, Adam
 from minicnn.utils import to_categorical
 
@@ -11,7 +11,7 @@ from minicnn.utils import to_categorical
 def test_cross_entropy_from_logits_is_finite_for_huge_logits():
     z = np.array([[1e4, 0.0, -1e4], [-1e4, 1e4, 3.0]])
     t = to_categorical([1, 1], 3, dtype="float64")
-    loss, gz = ops.softmax_cross_entropy(z, t)
+    loss, gz = maths.softmax_cross_entropy(z, t)
     assert np.isfinite(loss) and np.isfinite(gz).all()
     assert loss == pytest.approx(1e4 / 2)  # row 0: log-sum-exp 1e4 minus logit 0; row 1: ~0
     np.testing.assert_allclose(gz, np.array([[1, -1, 0], [0, 0, 0]]) / 2, atol=1e-12)
@@ -22,7 +22,7 @@ def test_cross_entropy_matches_the_definition(rng):
     labels = rng.integers(0, 5, 6)
     p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
     expected = -np.mean(np.log(p[np.arange(6), labels]))
-    loss, gz = ops.softmax_cross_entropy(z, to_categorical(labels, 5, dtype="float64"))
+    loss, gz = maths.softmax_cross_entropy(z, to_categorical(labels, 5, dtype="float64"))
     assert loss == pytest.approx(expected, rel=1e-12)
     np.testing.assert_allclose(gz, (p - to_categorical(labels, 5)) / 6, atol=1e-12)
 

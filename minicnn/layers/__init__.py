@@ -13,6 +13,23 @@ from minicnn.layers.core import (
     ReLU,
     Softmax,
 )
+from minicnn.layers.merging import (
+    Add,
+    Average,
+    Concatenate,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+)
+from minicnn.layers.node import KerasTensor, Node
 from minicnn.layers.normalization import BatchNormalization
 from minicnn.layers.pooling import (
     AveragePooling2D,
@@ -53,12 +70,28 @@ _CLASSES = (
     RandomRotation,
     RandomTranslation,
     RandomZoom,
+    Add,
+    Subtract,
+    Multiply,
+    Average,
+    Maximum,
+    Minimum,
+    Concatenate,
 )
 _REGISTRY = {cls.__name__: cls for cls in _CLASSES}
 
 __all__ = [
     "Layer",
     "Input",
+    "KerasTensor",
+    "Node",
+    "add",
+    "subtract",
+    "multiply",
+    "average",
+    "maximum",
+    "minimum",
+    "concatenate",
     "Convolution2D",
     "MaxPool2D",
     "AvgPool2D",

@@ -1,14 +1,22 @@
 """The Layer contract.
 
 A layer lives in three steps, as in Keras: ``__init__`` stores and validates settings;
-``build(input_shape, backend)`` makes the weights once the input shape is known;
-``forward(x, training)`` computes, caching what ``backward(gy)`` needs, and ``backward`` returns
-the input gradient after filling ``grads``.
+``build(input_shape)`` makes the weights once the input shape is known (with the batch axis,
+``(None, 28, 28, 1)``, as Keras gives it); then it computes, in two hand-written halves:
 
-Weights live in dicts: ``params`` (trained), with ``grads`` under the same names, and ``state``
-(not trained: BatchNormalization's moving statistics, say). Their order is Keras's, so
-``get_weights`` / ``set_weights`` exchange arrays with Keras models as they are.
-Shapes exclude the batch axis unless they are an array's real shape.
+    forward(x, training)       -> (y, ctx)     ctx: what backward needs (None if not training)
+    backward(gy, ctx, need_gx) -> (gx, grads)  grads: {weight name: gradient}
+
+A layer keeps nothing from a call on itself, so one layer object can be called on several
+inputs (a shared layer, a siamese tower): each call's ``ctx`` is the caller's to keep. Layers
+that take several inputs (the merging layers) get and give lists.
+
+Calling a layer on symbolic tensors (``keras.Input``) records a graph node and returns symbolic
+outputs; calling it on arrays builds it from their shape and runs ``forward``.
+
+Weights live in dicts: ``params`` (trained) and ``state`` (not trained: BatchNormalization's
+moving statistics, say), in Keras's order, so ``get_weights`` / ``set_weights`` exchange arrays
+with Keras models as they are.
 """
 
 from __future__ import annotations
@@ -20,12 +28,20 @@ from collections import defaultdict
 import numpy as np
 
 from minicnn import activations
-from minicnn.backend import Backend, floatx, get_backend
+from minicnn.backend import Backend, floatx, get_array_module, get_backend
+from minicnn.layers.node import KerasTensor, Node, flatten_tensors
 
 _counters: dict[str, itertools.count] = defaultdict(itertools.count)
+_ALLOWED = ("input_shape", "input_dim", "batch_input_shape")
 
 
-def _snake(name: str) -> str:
+def unique_name(base: str) -> str:
+    """``base``, then ``base_1``, ``base_2``, ... for the same base (Keras's default names)."""
+    k = next(_counters[base])
+    return base if k == 0 else f"{base}_{k}"
+
+
+def snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower().replace("2_d", "2d")
 
 
@@ -49,77 +65,172 @@ def normalize_padding(value, owner: str) -> str:
 class Layer:
     """Base class: a layer with no weights that passes its input through."""
 
-    def __init__(self, name: str | None = None, input_shape=None, trainable: bool = True):
-        cls = _snake(type(self).__name__)
-        if name is None:
-            k = next(_counters[cls])
-            name = cls if k == 0 else f"{cls}_{k}"
-        self.name = name
-        self.trainable = trainable
-        self.input_shape_hint = None if input_shape is None else tuple(input_shape)
+    def __init__(self, name: str | None = None, trainable: bool = True, dtype=None, **kwargs):
+        unknown = sorted(set(kwargs) - set(_ALLOWED))
+        if unknown:
+            raise ValueError(
+                f"Unrecognized keyword arguments passed to {type(self).__name__}: "
+                f"{ {k: kwargs[k] for k in unknown} }"
+            )
+        if name is not None and (not isinstance(name, str) or "/" in name or not name):
+            raise ValueError(f"Argument `name` must be a string without '/'. Received: name={name!r}")  # fmt: skip
+        if dtype is not None and str(np.dtype(dtype)) != floatx():
+            raise ValueError(
+                f"{type(self).__name__}: minicnn computes every layer in floatx ({floatx()}); "
+                f"set it with minicnn.set_floatx. Received: dtype={dtype!r}"
+            )
+        self.name = name or unique_name(snake_case(type(self).__name__))
+        self.trainable = bool(trainable)
+        shape = kwargs.get("input_shape")
+        if kwargs.get("input_dim") is not None:
+            shape = (kwargs["input_dim"],)
+        if kwargs.get("batch_input_shape") is not None:
+            shape = tuple(kwargs["batch_input_shape"])[1:]
+        self.input_shape_arg = None if shape is None else tuple(shape)  # no batch axis
         self.built = False
-        self.input_shape: tuple | None = None  # without the batch axis, set by build
-        self.backend: Backend = get_backend("numpy")
+        self.build_shape = None  # the input shape it was built for, batch axis first
+        self.backend: Backend | None = None  # set when built, or by the model it joins
         self.params: dict = {}
-        self.grads: dict = {}
         self.state: dict = {}
-        # The first layer of a model need not compute its input gradient (nobody reads it)
-        self.needs_input_grad = True
+        self.inbound_nodes: list[Node] = []
 
     # -- life cycle --------------------------------------------------------------------------
 
     @property
     def xp(self):
-        return self.backend.xp
+        return (self.backend or get_backend()).xp
 
     @property
-    def dtype(self):
-        return np.dtype(floatx()) if not self.params else self.params[next(iter(self.params))].dtype
+    def dtype(self) -> str:
+        return floatx()
 
-    def build(self, input_shape: tuple, backend: Backend | None = None) -> None:
-        """Check ``input_shape`` (no batch axis) and make the weights on ``backend``."""
-        self.backend = backend or self.backend
-        self.input_shape = tuple(input_shape)
+    def build(self, input_shape) -> None:
+        """Make the weights for inputs of ``input_shape`` (batch axis first)."""
+
+    def maybe_build(self, input_shape, backend: Backend | None = None) -> None:
+        """Build once, on the first input shape seen (checked by compute_output_shape first)."""
+        if self.built:
+            return
+        self.backend = self.backend or backend or get_backend()
+        self.compute_output_shape(input_shape)  # a misfit input is refused before any weight
+        self.build(input_shape)
+        self.build_shape = input_shape
         self.built = True
 
-    def add_weight(self, name: str, shape, initializer, trainable: bool = True):
-        value = self.backend.asarray(initializer(tuple(shape), floatx()))
+    def add_weight(self, shape=None, initializer="glorot_uniform", dtype=None, trainable=True, name=None):  # fmt: skip
+        """A weight of ``shape`` drawn by ``initializer``, kept in ``params`` (trained) or
+        ``state``; Keras's signature."""
+        from minicnn import initializers
+
+        init = initializers.get(initializer, f'layer "{self.name}"')
+        name = name or f"variable_{len(self.params) + len(self.state)}"
+        value = (self.backend or get_backend()).asarray(init(tuple(shape), floatx()))
         (self.params if trainable else self.state)[name] = value
         return value
 
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        """Output shape for ``input_shape`` (no batch axis); pure, so summary() needs no data."""
+    def compute_output_shape(self, input_shape):
+        """Output shape for ``input_shape`` (batch axis first); pure, and it raises a ValueError
+        naming this layer for an input it cannot take."""
         return tuple(input_shape)
 
-    def weight_shapes(self, input_shape: tuple) -> dict[str, tuple]:
+    def weight_shapes(self, input_shape) -> dict[str, tuple]:
         """The shapes ``build`` would give the weights, in Keras order, without making them."""
         return {}
 
     def forward(self, x, training: bool = False):
-        return x
+        """-> (y, ctx): the output, and what ``backward`` needs (None when not training)."""
+        return x, None
 
-    def backward(self, gy):
-        return gy
+    def backward(self, gy, ctx, need_gx: bool = True):
+        """-> (gx, {weight name: gradient}); gx may be None when ``need_gx`` is False."""
+        return gy, {}
 
-    def __call__(self, x, training: bool = False):
-        """Build on first use from ``x``'s shape, then forward: handy outside a model."""
-        if not self.built:
-            self.build(x.shape[1:], get_backend(type(x).__module__.split(".")[0]))
-        return self.forward(x, training=training)
+    def to_backend(self, backend: Backend) -> None:
+        """Move this layer's weights to ``backend``'s device."""
+        if self.backend is not None and self.backend.name == backend.name:
+            return
+        for arrays in (self.params, self.state):
+            for k, a in arrays.items():
+                arrays[k] = backend.asarray(backend.to_numpy(a) if self.backend else a)
+        self.backend = backend
+
+    # -- calling it ----------------------------------------------------------------------------
+
+    def __call__(self, inputs, training=None, **kwargs):
+        """On KerasTensors: build, record a node, return symbolic outputs. On arrays: build from
+        their shape if need be and run ``forward``."""
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}.__call__ got unexpected arguments {sorted(kwargs)}")  # fmt: skip
+        flat, single = flatten_tensors(inputs)
+        if any(isinstance(t, KerasTensor) for t in flat):
+            return self.symbolic_call(flat, single, training)
+        be = get_backend("cupy" if get_array_module(flat[0]) is not np else "numpy")
+        arrays = [be.asarray(a, dtype=floatx()) if not hasattr(a, "dtype") else a for a in flat]
+        shapes = [(None, *a.shape[1:]) for a in arrays]
+        shape = shapes[0] if single else shapes
+        self.maybe_build(shape, be)
+        self.compute_output_shape(shape)
+        y, _ = self.forward(arrays[0] if single else arrays, training=bool(training))
+        return y
+
+    def symbolic_call(self, flat: list, single: bool, training=None):
+        if not all(isinstance(t, KerasTensor) for t in flat):
+            raise ValueError(
+                f'Layer "{self.name}" was called on a mix of symbolic tensors (keras.Input) and '
+                f"arrays. Received: {[type(t).__name__ for t in flat]}"
+            )
+        shape = flat[0].shape if single else [t.shape for t in flat]
+        self.maybe_build(shape)
+        out = self.compute_output_shape(shape)
+        shapes = out if isinstance(out, list) else [out]
+        index = len(self.inbound_nodes)
+        outputs = [
+            KerasTensor(s, floatx(), f"{self.name}_{index}_{i}", (self, index, i))
+            for i, s in enumerate(shapes)
+        ]
+        self.inbound_nodes.append(Node(self, list(flat), outputs, single, training))
+        return outputs if isinstance(out, list) else outputs[0]
+
+    def _node_tensors(self, what: str):
+        if not self.inbound_nodes:
+            raise AttributeError(
+                f'Layer "{self.name}" has never been called on symbolic tensors, so it has no '
+                f"{what} yet: call it on keras.Input(...) or build a model with it"
+            )
+        node = self.inbound_nodes[0]  # Keras: the tensors of the first call
+        tensors = node.inputs if what == "input" else node.outputs
+        if what == "input" and node.single:
+            return tensors[0]
+        return tensors[0] if len(tensors) == 1 else list(tensors)
+
+    @property
+    def input(self):
+        """The symbolic input of this layer's first call (Keras's ``layer.input``)."""
+        return self._node_tensors("input")
+
+    @property
+    def output(self):
+        """The symbolic output of this layer's first call (Keras's ``layer.output``)."""
+        return self._node_tensors("output")
 
     # -- shape checks --------------------------------------------------------------------------
 
-    def check_input_shape(self, shape: tuple, rank: int | None = None) -> None:
-        """Raise a ValueError naming this layer if ``shape`` (no batch axis) will not do."""
-        if rank is not None and len(shape) != rank:
+    def check_rank(self, shape, rank: int, hint: str = "") -> None:
+        """Raise a ValueError naming this layer if ``shape`` (batch axis first) is not of ``rank``."""
+        if not isinstance(shape, tuple) or len(shape) != rank:
+            dims = {2: "batch, features", 4: "batch, height, width, channels"}.get(rank)
+            dims = dims or ", ".join(["batch", *(["..."] * (rank - 1))])
             raise ValueError(
-                f'Layer "{self.name}" ({type(self).__name__}) expects input of rank {rank + 1} '
-                f"(batch, {', '.join(['...'] * rank)}). Received: input shape {(None, *shape)}"
+                f'Layer "{self.name}" ({type(self).__name__}) expects input of rank {rank} '
+                f"({dims}){hint}. Received: input shape {shape}"
             )
-        if self.built and tuple(shape) != self.input_shape:
+
+    def check_channels(self, shape, what: str = "channels") -> None:
+        """A built layer's weights fix its input's last axis: refuse another."""
+        if self.built and shape[-1] != self.build_shape[-1]:
             raise ValueError(
-                f'Layer "{self.name}" ({type(self).__name__}) expects input of shape '
-                f"{(None, *self.input_shape)}. Received: input shape {(None, *shape)}"
+                f'Layer "{self.name}" ({type(self).__name__}) was built for inputs with '
+                f"{self.build_shape[-1]} {what} (shape {self.build_shape}). Received: input shape {shape}"
             )
 
     # -- weights -------------------------------------------------------------------------------
@@ -137,6 +248,7 @@ class Layer:
 
     def set_weights(self, weights) -> None:
         names = self.weight_names
+        weights = list(weights)
         if len(weights) != len(names):
             raise ValueError(
                 f'Layer "{self.name}" expects {len(names)} weight arrays ({", ".join(names)}). '
@@ -154,16 +266,12 @@ class Layer:
     def count_params(self) -> int:
         return int(sum(self._weight(n).size for n in self.weight_names))
 
-    def zero_grad(self) -> None:
-        for g in self.grads.values():
-            g[...] = 0
-
     # -- serialisation -------------------------------------------------------------------------
 
     def get_config(self) -> dict:
         config = {"name": self.name, "trainable": self.trainable}
-        if self.input_shape_hint is not None:
-            config["input_shape"] = list(self.input_shape_hint)
+        if self.input_shape_arg is not None:
+            config["input_shape"] = list(self.input_shape_arg)
         return config
 
     @classmethod
@@ -177,14 +285,9 @@ class Layer:
 
 
 class ActivationMixin:
-    """For layers with an ``activation=`` argument (Dense, Conv2D, Activation).
-
-    When the model's loss is a cross-entropy and this layer ends the model with softmax, the model
-    sets ``emit_logits``: the layer then stops before the softmax, and the loss works from the
-    logits (log-sum-exp), which stays finite for any logits.
-    """
-
-    emit_logits = False
+    """For layers with an ``activation=`` argument (Dense, Conv2D, Activation): the activation
+    object, and its two halves over the layer's output. A plan may run such a layer without a
+    final softmax when its loss takes the logits (``minicnn.plan``)."""
 
     def _init_activation(self, activation):
         self.activation = activations.get(activation, owner=f'layer "{self.name}"')
@@ -192,13 +295,3 @@ class ActivationMixin:
     @property
     def ends_in_softmax(self) -> bool:
         return isinstance(self.activation, activations.Softmax)
-
-    def _activate(self, z):
-        if self.emit_logits and self.ends_in_softmax:
-            return z
-        return self.activation.forward(z)
-
-    def _activate_backward(self, gy, y):
-        if self.emit_logits and self.ends_in_softmax:
-            return gy
-        return self.activation.backward(gy, y)

@@ -1,17 +1,25 @@
-"""Conv2D, channels-last: the layer; the algorithms that compute it are in ``minicnn.ops.conv``."""
+"""Conv2D, channels-last: the layer; the algorithms that compute it are in ``minicnn.maths.conv``."""
 
 from __future__ import annotations
 
-from minicnn import initializers, ops
+from typing import NamedTuple
+
+from minicnn import initializers, maths
 from minicnn.layers.base import ActivationMixin, Layer, normalize_padding, normalize_tuple
+
+
+class ConvCtx(NamedTuple):
+    conv: object  # the convolution algorithm's own ctx
+    y: object  # the output, for an activation's backward other than ReLU's; else None
 
 
 class Conv2D(ActivationMixin, Layer):
     """2-D convolution (cross-correlation, as every framework computes it).
 
     x: (N, H, W, C) -> y: (N, oH, oW, F); kernel: (kh, kw, C, F) as in Keras; bias: (F,).
-    Forward is one GEMM of the im2col matrix (N*oH*oW, kh*kw*C) with the kernel (kh*kw*C, F); its
-    result is already (N, oH, oW, F) in memory, so channels-last needs no transpose anywhere.
+    Its maths is ``minicnn.maths.conv2d_forward``/``conv2d_backward``, which pick an
+    algorithm for the geometry (``minicnn.maths.conv``); a model's plan picks once per layer
+    and may fuse what follows into the convolution's output pass (``minicnn.plan``).
     """
 
     def __init__(
@@ -41,80 +49,51 @@ class Conv2D(ActivationMixin, Layer):
         self.bias_initializer = initializers.get(bias_initializer, owner)
         self._init_activation(activation)
 
-    def build(self, input_shape, backend=None):
-        self.check_input_shape(tuple(input_shape), rank=3)
-        self._check_fits(input_shape)
-        super().build(input_shape, backend)
+    def build(self, input_shape):
         kh, kw = self.kernel_size
-        self.add_weight("kernel", (kh, kw, input_shape[-1], self.filters), self.kernel_initializer)
+        kernel = (kh, kw, input_shape[-1], self.filters)
+        self.add_weight(shape=kernel, initializer=self.kernel_initializer, name="kernel")
         if self.use_bias:
-            self.add_weight("bias", (self.filters,), self.bias_initializer)
-
-    def _check_fits(self, input_shape):
-        h, w, _ = input_shape
-        if self.padding == "valid" and (h < self.kernel_size[0] or w < self.kernel_size[1]):
-            raise ValueError(
-                f'Layer "{self.name}" (Conv2D): a {self.kernel_size} kernel with padding="valid" '
-                f"needs an image at least that large. Received: input shape {(None, *input_shape)}"
-            )
+            self.add_weight(shape=(self.filters,), initializer=self.bias_initializer, name="bias")
 
     def weight_shapes(self, input_shape):
         shapes = {"kernel": (*self.kernel_size, input_shape[-1], self.filters)}
         return {**shapes, "bias": (self.filters,)} if self.use_bias else shapes
 
     def compute_output_shape(self, input_shape):
-        self._check_fits(input_shape)
-        h, w, _ = input_shape
+        self.check_rank(input_shape, 4)
+        self.check_channels(input_shape)
+        n, h, w, _ = input_shape
         (kh, kw), (sy, sx) = self.kernel_size, self.strides
-        return (
-            ops.conv_output_length(h, kh, sy, self.padding),
-            ops.conv_output_length(w, kw, sx, self.padding),
-            self.filters,
-        )
+        if self.padding == "valid" and (h < kh or w < kw):
+            raise ValueError(
+                f'Layer "{self.name}" (Conv2D): a {self.kernel_size} kernel with padding="valid" '
+                f"needs an image at least that large. Received: input shape {input_shape}"
+            )
+        oh = maths.conv_output_length(h, kh, sy, self.padding)
+        ow = maths.conv_output_length(w, kw, sx, self.padding)
+        return (n, oh, ow, self.filters)
 
-    def forward(self, x, training=False, affine=None, relu=False):
-        """``affine`` (inference, no activation): (scale, shift) per filter applied to the
-        output, folded into the kernel and bias (a BatchNormalization that follows, as a
-        Sequential runs it when predicting); ``relu``: a ReLU after that, fused in too."""
-        self.check_input_shape(x.shape[1:], rank=3)
-        n, h, w, c = x.shape
+    def pads(self, h: int, w: int) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) padding for an h x w input."""
         (kh, kw), (sy, sx) = self.kernel_size, self.strides
-        pads = ops.padding_amounts(h, w, kh, kw, sy, sx, self.padding)
-        kernel, bias = self.params["kernel"], self.params.get("bias")
-        if affine is not None:
-            scale, shift = affine
-            kernel = kernel * scale.astype(kernel.dtype)
-            bias = (shift if bias is None else bias * scale + shift).astype(kernel.dtype)
-        relu = relu or self.activation.name == "relu"  # fused into the convolution's last pass
-        z, saved = ops.conv2d_forward(
-            x, kernel, self.strides, pads, bias, relu, keep=training
-        )  # (N*oH*oW, F)
-        oh, ow, _ = self.compute_output_shape((h, w, c))
-        y = (z if relu else self._activate(z)).reshape(n, oh, ow, self.filters)
-        if training:
-            self.saved, self.y, self.pads, self.x_shape = saved, y, pads, x.shape
-        return y
+        return maths.padding_amounts(h, w, kh, kw, sy, sx, self.padding)
 
-    def backward(self, gy):
-        n, oh, ow, f = gy.shape
-        relu = self.activation.name == "relu"  # conv2d_backward masks by y > 0 itself
-        gz = gy if relu else self._activate_backward(gy, self.y)
-        gkernel, gbias, gx = ops.conv2d_backward(
-            gz.reshape(n * oh * ow, f),
-            self.saved,
-            self.params["kernel"],
-            self.x_shape,
-            self.strides,
-            self.pads,
-            self.needs_input_grad,
-            y=self.y if relu else None,
-            bias=self.use_bias,
-        )
-        self.grads["kernel"] = gkernel
-        if self.use_bias:
-            self.grads["bias"] = gbias
-        self.saved = None  # the largest arrays of the step: let them go as soon as they are used
-        return gx
+    def forward(self, x, training=False):
+        relu = self.activation.name == "relu"  # applied in the convolution's last pass
+        y, conv = maths.conv2d_forward(
+            x, self.params["kernel"], self.params.get("bias"), self.strides,
+            self.pads(*x.shape[1:3]), relu=relu, keep=training,
+        )  # fmt: skip
+        if not relu:
+            y = self.activation.forward(y)
+        return y, (ConvCtx(conv, None if relu else y) if training else None)
+
+    def backward(self, gy, ctx, need_gx=True):
+        if ctx.y is not None:  # another activation than ReLU (whose mask conv2d_backward applies)
+            gy = self.activation.backward(gy, ctx.y)
+        gx, gkernel, gbias = maths.conv2d_backward(gy, ctx.conv, need_gx)
+        return gx, ({"kernel": gkernel, "bias": gbias} if self.use_bias else {"kernel": gkernel})
 
     def get_config(self):
         return {

@@ -1,29 +1,59 @@
-"""Dense, Flatten, activation layers, Dropout, and the Input marker."""
+"""Input, Dense, Flatten, the activation layers and Dropout."""
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
-from minicnn import initializers, ops
+from minicnn import initializers, maths
+from minicnn.backend import floatx
 from minicnn.layers.base import ActivationMixin, Layer
+from minicnn.layers.node import KerasTensor, Node
 
 
 class InputLayer(Layer):
-    """Declares the input shape of a Sequential model (``model.add(Input(shape=(28, 28, 1)))``)."""
+    """Where a graph starts: it makes the KerasTensor that ``keras.Input`` returns, of shape
+    ``(None, *shape)``. It has one node, with no inputs."""
 
-    def __init__(self, shape, name: str | None = None, **kwargs):
-        if shape is None or not all(isinstance(d, int) and d > 0 for d in shape):
+    def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None, **kwargs):  # fmt: skip
+        if batch_shape is not None:
+            shape = tuple(batch_shape)[1:]
+        if batch_size is not None:
             raise ValueError(
-                f"Input: shape must be a tuple of positive ints. Received: shape={shape!r}"
+                "Input: a fixed batch_size is not supported (minicnn takes any batch). "
+                f"Received: batch_size={batch_size!r}"
             )
-        super().__init__(name=name, input_shape=tuple(shape), **kwargs)
+        if kwargs.pop("sparse", None):
+            raise ValueError("Input: sparse inputs are not supported")
+        if shape is None or not all(isinstance(d, int) and d > 0 for d in shape) or not len(shape):
+            raise ValueError(
+                f"Input: shape must be a tuple of positive ints (no batch axis; every size known). "
+                f"Received: shape={shape!r}"
+            )
+        super().__init__(name=name, dtype=dtype, **kwargs)
+        self.shape = tuple(int(d) for d in shape)
+        self.built = True
+        self.build_shape = (None, *self.shape)
+        tensor = KerasTensor(self.build_shape, floatx(), self.name, (self, 0, 0))
+        self.inbound_nodes.append(Node(self, [], [tensor], True))
 
     def get_config(self) -> dict:
-        return {"name": self.name, "shape": list(self.input_shape_hint)}
+        return {"name": self.name, "shape": list(self.shape)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
-def Input(shape, name: str | None = None) -> InputLayer:  # noqa: N802  (Keras spells it so)
-    return InputLayer(shape, name=name)
+def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None) -> KerasTensor:  # noqa: N802  (Keras spells it so)
+    """A symbolic input of shape ``(None, *shape)``: call layers on it, then
+    ``keras.Model(inputs, outputs)``; or make it the first entry of a Sequential."""
+    return InputLayer(shape, batch_size, dtype, batch_shape, name=name).output
+
+
+class DenseCtx(NamedTuple):
+    x: object  # the input, for the kernel's gradient
+    y: object  # the output, for the activation's backward
 
 
 class Dense(ActivationMixin, Layer):
@@ -49,40 +79,34 @@ class Dense(ActivationMixin, Layer):
         self.bias_initializer = initializers.get(bias_initializer, f'layer "{self.name}"')
         self._init_activation(activation)
 
-    def build(self, input_shape, backend=None):
-        if len(input_shape) != 1:
-            raise ValueError(
-                f'Layer "{self.name}" (Dense) expects input of rank 2 (batch, features); add '
-                f"Flatten() before it. Received: input shape {(None, *input_shape)}"
-            )
-        super().build(input_shape, backend)
-        self.add_weight("kernel", (input_shape[0], self.units), self.kernel_initializer)
+    def build(self, input_shape):
+        kernel = (input_shape[-1], self.units)
+        self.add_weight(shape=kernel, initializer=self.kernel_initializer, name="kernel")
         if self.use_bias:
-            self.add_weight("bias", (self.units,), self.bias_initializer)
+            self.add_weight(shape=(self.units,), initializer=self.bias_initializer, name="bias")
 
     def compute_output_shape(self, input_shape):
-        return (self.units,)
+        self.check_rank(input_shape, 2, "; add Flatten() before it")
+        self.check_channels(input_shape, "features")
+        return (input_shape[0], self.units)
 
     def weight_shapes(self, input_shape):
         shapes = {"kernel": (input_shape[-1], self.units)}
         return {**shapes, "bias": (self.units,)} if self.use_bias else shapes
 
     def forward(self, x, training=False):
-        self.check_input_shape(x.shape[1:], rank=1)
         z = x @ self.params["kernel"]  # (N, units)
         relu = self.activation.name == "relu"  # fused with the bias add in one pass
-        z = ops.bias_relu(z, self.params.get("bias"), relu=relu)
-        y = z if relu else self._activate(z)
-        if training:
-            self.x, self.y = x, y
-        return y
+        z = maths.bias_relu(z, self.params.get("bias"), relu=relu)
+        y = z if relu else self.activation.forward(z)
+        return y, (DenseCtx(x, y) if training else None)
 
-    def backward(self, gy):
-        gz = self._activate_backward(gy, self.y)  # (N, units)
-        self.grads["kernel"] = ops.matmul_tn(self.x, gz)  # (in, units)
+    def backward(self, gy, ctx, need_gx=True):
+        gz = self.activation.backward(gy, ctx.y)  # (N, units)
+        grads = {"kernel": maths.matmul_tn(ctx.x, gz)}  # (in, units)
         if self.use_bias:
-            self.grads["bias"] = ops.sum_rows(gz)
-        return gz @ self.params["kernel"].T if self.needs_input_grad else None
+            grads["bias"] = maths.sum_rows(gz)
+        return (gz @ self.params["kernel"].T if need_gx else None), grads
 
     def get_config(self):
         return {
@@ -97,15 +121,13 @@ class Flatten(Layer):
     """(N, d1, d2, ...) -> (N, d1*d2*...), in C order as Keras's channels-last Flatten."""
 
     def compute_output_shape(self, input_shape):
-        return (math.prod(input_shape),)
+        return (input_shape[0], math.prod(input_shape[1:]))
 
     def forward(self, x, training=False):
-        self.check_input_shape(x.shape[1:])
-        self.x_shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], -1), x.shape
 
-    def backward(self, gy):
-        return gy.reshape(self.x_shape)
+    def backward(self, gy, ctx, need_gx=True):
+        return gy.reshape(ctx), {}
 
 
 class Activation(ActivationMixin, Layer):
@@ -116,14 +138,11 @@ class Activation(ActivationMixin, Layer):
         self._init_activation(activation)
 
     def forward(self, x, training=False):
-        self.check_input_shape(x.shape[1:])
-        y = self._activate(x.copy())  # activations may work in place; the input is not ours
-        if training:
-            self.y = y
-        return y
+        y = self.activation.forward(x.copy())  # activations may work in place; x is not ours
+        return y, (y if training else None)
 
-    def backward(self, gy):
-        return self._activate_backward(gy, self.y)
+    def backward(self, gy, ctx, need_gx=True):
+        return self.activation.backward(gy, ctx), {}
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation.name}
@@ -160,15 +179,12 @@ class Dropout(Layer):
         self.rate = float(rate)
 
     def forward(self, x, training=False):
-        self.check_input_shape(x.shape[1:])
         if not training or self.rate == 0:
-            self.mask = None
-            return x
-        y, self.mask = ops.dropout(x, self.rate)  # mask: (N, ...) True where kept
-        return y
+            return x, None
+        return maths.dropout(x, self.rate)  # (y, mask): True where kept
 
-    def backward(self, gy):
-        return gy if self.mask is None else ops.dropout_backward(gy, self.mask, self.rate)
+    def backward(self, gy, ctx, need_gx=True):
+        return (gy if ctx is None else maths.dropout_backward(gy, ctx, self.rate)), {}
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate}

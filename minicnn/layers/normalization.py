@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from minicnn import initializers, ops
+from typing import NamedTuple
+
+from minicnn import initializers, maths
 from minicnn.layers.base import Layer
+
+
+class BatchNormCtx(NamedTuple):
+    x2: object  # training: the input as (M, C), its batch mean and 1/std
+    mean: object
+    inv_std: object
+    scale: object  # frozen (moving statistics while training): the per-channel scale; else None
 
 
 class BatchNormalization(Layer):
@@ -40,7 +49,6 @@ class BatchNormalization(Layer):
             raise ValueError(f"{owner}: epsilon must be positive. Received: epsilon={epsilon!r}")
         self.axis, self.momentum, self.epsilon = axis, float(momentum), float(epsilon)
         self.center, self.scale = bool(center), bool(scale)
-        self.relu_y = None  # a frozen layer's output, for a fused ReLU's mask (Sequential._steps)
         self.initializers = {
             "gamma": initializers.get(gamma_initializer, owner),
             "beta": initializers.get(beta_initializer, owner),
@@ -48,17 +56,19 @@ class BatchNormalization(Layer):
             "moving_variance": initializers.get(moving_variance_initializer, owner),
         }
 
-    def build(self, input_shape, backend=None):
-        input_shape = tuple(input_shape)
-        if self.axis not in (-1, len(input_shape)):  # the batch axis is 0: the last is len(shape)
+    def compute_output_shape(self, input_shape):
+        if self.axis not in (-1, len(input_shape) - 1):
             raise ValueError(
                 f'Layer "{self.name}" (BatchNormalization): minicnn normalises the last axis '
-                f"(channels-last) only. Received: axis={self.axis} for input shape {(None, *input_shape)}"
+                f"(channels-last) only. Received: axis={self.axis} for input shape {input_shape}"
             )
-        super().build(input_shape, backend)
+        self.check_channels(input_shape)
+        return tuple(input_shape)
+
+    def build(self, input_shape):
         for name, shape in self.weight_shapes(input_shape).items():
             trainable = name in ("gamma", "beta")
-            self.add_weight(name, shape, self.initializers[name], trainable=trainable)
+            self.add_weight(shape=shape, initializer=self.initializers[name], trainable=trainable, name=name)  # fmt: skip
 
     def weight_shapes(self, input_shape):
         c = (input_shape[-1],)
@@ -67,50 +77,48 @@ class BatchNormalization(Layer):
             shapes["beta"] = c
         return {**shapes, "moving_mean": c, "moving_variance": c}
 
-    def forward(self, x, training=False, relu=False):
-        """``relu``: also apply a ReLU in the same pass, and mask the gradient by it in
-        ``backward``: how a Sequential runs a BatchNormalization that a ReLU layer follows."""
-        self.check_input_shape(x.shape[1:])
+    def uses_batch_statistics(self, training: bool) -> bool:
+        """Keras's rule: the batch's statistics when training a trainable layer; else the moving
+        ones (a frozen BatchNormalization runs in inference mode)."""
+        return bool(training) and self.trainable
+
+    def forward(self, x, training=False):
         c = x.shape[-1]
         x2 = x.reshape(-1, c)  # (M, C): every position of every image
         gamma, beta = self.params.get("gamma"), self.params.get("beta")
-        if training and self.trainable:
-            y, mean, var, inv_std = ops.batchnorm_forward(x2, gamma, beta, self.epsilon, relu)
-            m = self.momentum
-            for name, batch in (("moving_mean", mean), ("moving_variance", var)):
-                moving = self.state[name]
-                moving[...] = moving * m + batch * (1 - m)
-            self.cache, self.relu_y = (x2, mean, inv_std, relu), None
-        else:
-            mm, mv = self.state["moving_mean"], self.state["moving_variance"]
-            y, scale = ops.batchnorm_inference(x2, gamma, beta, mm, mv, self.epsilon, relu)
-            self.cache = scale if training else None  # frozen: a fixed affine map per channel
-            self.relu_y = y if relu and training else None  # for the fused ReLU's mask
-        return y.reshape(x.shape)
+        if self.uses_batch_statistics(training):
+            y, mean, var, inv_std = maths.batchnorm_forward(x2, gamma, beta, self.epsilon)
+            self.update_moving(mean, var)
+            return y.reshape(x.shape), BatchNormCtx(x2, mean, inv_std, None)
+        scale, shift = self.inference_affine()
+        y = maths.channel_affine(x2, scale, shift).reshape(x.shape)
+        return y, (BatchNormCtx(None, None, None, scale) if training else None)
+
+    def backward(self, gy, ctx, need_gx=True):
+        g2 = gy.reshape(-1, gy.shape[-1])
+        if ctx.scale is not None:  # frozen: a fixed affine map per channel, nothing trains
+            return (g2 * ctx.scale).reshape(gy.shape), {}
+        gamma, beta = self.params.get("gamma"), self.params.get("beta")
+        gx, ggamma, gbeta = maths.batchnorm_backward(g2, ctx.x2, ctx.mean, ctx.inv_std, gamma, beta)
+        return gx.reshape(gy.shape), self.weight_grads(ggamma, gbeta)
+
+    def update_moving(self, mean, var) -> None:
+        """moving = moving * momentum + batch * (1 - momentum), for both statistics."""
+        m = self.momentum
+        for name, batch in (("moving_mean", mean), ("moving_variance", var)):
+            moving = self.state[name]
+            moving[...] = moving * m + batch * (1 - m)
+
+    def weight_grads(self, ggamma, gbeta) -> dict:
+        grads = {"gamma": ggamma} if self.scale else {}
+        return {**grads, "beta": gbeta} if self.center else grads
 
     def inference_affine(self):
         """(scale, shift) per channel: this layer at inference is x * scale + shift (what a
-        Sequential folds into the convolution before it when predicting)."""
+        plan folds into the convolution before it when predicting)."""
         mm, mv = self.state["moving_mean"], self.state["moving_variance"]
         gamma, beta = self.params.get("gamma"), self.params.get("beta")
-        return ops.batchnorm_affine(gamma, beta, mm, mv, self.epsilon)
-
-    def backward(self, gy):
-        c = gy.shape[-1]
-        g2 = gy.reshape(-1, c)
-        y, self.relu_y = self.relu_y, None
-        if not isinstance(self.cache, tuple):
-            g2 = g2 if y is None else ops.relu_backward(g2, y)
-            return (g2 * self.cache).reshape(gy.shape)
-        x2, mean, inv_std, relu = self.cache
-        gamma, beta = self.params.get("gamma"), self.params.get("beta")
-        gx, ggamma, gbeta = ops.batchnorm_backward(g2, x2, mean, inv_std, gamma, beta, relu)
-        if self.scale:
-            self.grads["gamma"] = ggamma
-        if self.center:
-            self.grads["beta"] = gbeta
-        self.cache = None
-        return gx.reshape(gy.shape)
+        return maths.batchnorm_affine(gamma, beta, mm, mv, self.epsilon)
 
     def get_config(self):
         return {

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from minicnn import ops
+from minicnn import maths
+from minicnn.backend import get_array_module
 from minicnn.layers.base import Layer, normalize_padding, normalize_tuple
 
 
@@ -19,26 +20,22 @@ class _Pooling2D(Layer):
         )
         self.padding = normalize_padding(padding, owner)
 
-    def build(self, input_shape, backend=None):
-        self.check_input_shape(tuple(input_shape), rank=3)
-        self.compute_output_shape(input_shape)
-        super().build(input_shape, backend)
-
     def compute_output_shape(self, input_shape):
-        h, w, c = input_shape
+        self.check_rank(input_shape, 4)
+        n, h, w, c = input_shape
         (ph, pw), (sy, sx) = self.pool_size, self.strides
-        oh = ops.conv_output_length(h, ph, sy, self.padding)
-        ow = ops.conv_output_length(w, pw, sx, self.padding)
+        oh = maths.conv_output_length(h, ph, sy, self.padding)
+        ow = maths.conv_output_length(w, pw, sx, self.padding)
         if oh <= 0 or ow <= 0:
             raise ValueError(
                 f'Layer "{self.name}" ({type(self).__name__}): pool_size {self.pool_size} does not fit the '
-                f"input with padding={self.padding!r}. Received: input shape {(None, *input_shape)}"
+                f"input with padding={self.padding!r}. Received: input shape {input_shape}"
             )
-        return (oh, ow, c)
+        return (n, oh, ow, c)
 
     def _pads(self, x):
         (ph, pw), (sy, sx) = self.pool_size, self.strides
-        return ops.padding_amounts(x.shape[1], x.shape[2], ph, pw, sy, sx, self.padding)
+        return maths.padding_amounts(x.shape[1], x.shape[2], ph, pw, sy, sx, self.padding)
 
     def get_config(self):
         return {
@@ -53,31 +50,26 @@ class MaxPooling2D(_Pooling2D):
     """Max over each window; its gradient goes to the pixel that won (the first on ties)."""
 
     def forward(self, x, training=False):
-        self.check_input_shape(x.shape[1:], rank=3)
         pads = self._pads(x)
-        y, arg = ops.maxpool_forward(x, *self.pool_size, *self.strides, pads)
-        if training:
-            self.arg, self.pads, self.x_shape = arg, pads, x.shape
-        return y
+        y, arg = maths.maxpool_forward(x, *self.pool_size, *self.strides, pads)
+        return y, ((arg, pads, x.shape) if training else None)
 
-    def backward(self, gy):
-        return ops.maxpool_backward(
-            gy, self.arg, self.x_shape, *self.pool_size, *self.strides, self.pads
-        )
+    def backward(self, gy, ctx, need_gx=True):
+        arg, pads, x_shape = ctx
+        return maths.maxpool_backward(gy, arg, x_shape, *self.pool_size, *self.strides, pads), {}
 
 
 class AveragePooling2D(_Pooling2D):
     """Mean over each window; with padding="same", padded pixels are not counted (as Keras)."""
 
     def forward(self, x, training=False):
-        self.check_input_shape(x.shape[1:], rank=3)
         pads = self._pads(x)
-        if training:
-            self.pads, self.x_shape = pads, x.shape
-        return ops.avgpool_forward(x, *self.pool_size, *self.strides, pads)
+        y = maths.avgpool_forward(x, *self.pool_size, *self.strides, pads)
+        return y, ((pads, x.shape) if training else None)
 
-    def backward(self, gy):
-        return ops.avgpool_backward(gy, self.x_shape, *self.pool_size, *self.strides, self.pads)
+    def backward(self, gy, ctx, need_gx=True):
+        pads, x_shape = ctx
+        return maths.avgpool_backward(gy, x_shape, *self.pool_size, *self.strides, pads), {}
 
 
 class _GlobalPooling2D(Layer):
@@ -87,12 +79,10 @@ class _GlobalPooling2D(Layer):
         super().__init__(**kwargs)
         self.keepdims = bool(keepdims)
 
-    def build(self, input_shape, backend=None):
-        self.check_input_shape(tuple(input_shape), rank=3)
-        super().build(input_shape, backend)
-
     def compute_output_shape(self, input_shape):
-        return (1, 1, input_shape[-1]) if self.keepdims else (input_shape[-1],)
+        self.check_rank(input_shape, 4)
+        n, c = input_shape[0], input_shape[-1]
+        return (n, 1, 1, c) if self.keepdims else (n, c)
 
     def get_config(self):
         return {**super().get_config(), "keepdims": self.keepdims}
@@ -100,33 +90,27 @@ class _GlobalPooling2D(Layer):
 
 class GlobalAveragePooling2D(_GlobalPooling2D):
     def forward(self, x, training=False):
-        self.check_input_shape(x.shape[1:], rank=3)
-        self.x_shape = x.shape
-        return x.mean(axis=(1, 2), keepdims=self.keepdims)
+        return x.mean(axis=(1, 2), keepdims=self.keepdims), x.shape
 
-    def backward(self, gy):
-        n, h, w, c = self.x_shape
-        g = gy.reshape(n, 1, 1, c) / (h * w)
-        return self.xp.broadcast_to(g, self.x_shape).copy()
+    def backward(self, gy, ctx, need_gx=True):
+        n, h, w, c = ctx
+        g = gy.reshape(n, 1, 1, c) / gy.dtype.type(h * w)
+        return get_array_module(gy).broadcast_to(g, ctx).copy(), {}
 
 
 class GlobalMaxPooling2D(_GlobalPooling2D):
     """Max over the image; its gradient goes to the first pixel that holds it."""
 
     def forward(self, x, training=False):
-        self.check_input_shape(x.shape[1:], rank=3)
         n, h, w, c = x.shape
         flat = x.reshape(n, h * w, c)
-        arg = flat.argmax(axis=1)  # (N, C)
-        if training:
-            self.arg, self.x_shape = arg, x.shape
         y = flat.max(axis=1)
-        return y.reshape(n, 1, 1, c) if self.keepdims else y
+        y = y.reshape(n, 1, 1, c) if self.keepdims else y
+        return y, ((flat.argmax(axis=1), x.shape) if training else None)  # arg: (N, C)
 
-    def backward(self, gy):
-        n, h, w, c = self.x_shape
-        xp = self.xp
+    def backward(self, gy, ctx, need_gx=True):
+        arg, (n, h, w, c) = ctx
+        xp = get_array_module(gy)
         gx = xp.zeros((n, h * w, c), dtype=gy.dtype)
-        rows = xp.arange(n)[:, None]
-        gx[rows, self.arg, xp.arange(c)[None, :]] = gy.reshape(n, c)
-        return gx.reshape(self.x_shape)
+        gx[xp.arange(n)[:, None], arg, xp.arange(c)[None, :]] = gy.reshape(n, c)
+        return gx.reshape(n, h, w, c), {}

@@ -4,7 +4,7 @@ The augmentation layers follow Keras 3's factor conventions and fill modes. They
 only (the identity in inference), draw one transform per image from minicnn's seeded generator
 (so a resumed run draws what the unbroken one would; a ``seed`` argument is kept in the config
 but ``minicnn.utils.set_random_seed`` is what fixes the draws), and resample the whole batch in
-one call of ``ops.affine_resample``.
+one call of ``maths.affine_resample``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from minicnn import ops
-from minicnn.backend import floatx, rng
+from minicnn import maths
+from minicnn.backend import floatx, get_array_module, rng
 from minicnn.layers.base import Layer
 
 
@@ -26,12 +26,11 @@ class Rescaling(Layer):
         self.scale, self.offset = float(scale), float(offset)
 
     def forward(self, x, training=False):
-        self.check_input_shape(x.shape[1:])
         t = x.dtype.type
-        return x * t(self.scale) + t(self.offset)
+        return x * t(self.scale) + t(self.offset), None
 
-    def backward(self, gy):
-        return gy * gy.dtype.type(self.scale)
+    def backward(self, gy, ctx, need_gx=True):
+        return gy * gy.dtype.type(self.scale), {}
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale, "offset": self.offset}
@@ -56,34 +55,34 @@ class _RandomAffine(Layer):
     def __init__(self, fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         self.owner = f'Layer "{self.name}" ({type(self).__name__})'
-        if fill_mode not in ops.FILL_MODES:
-            raise ValueError(f"{self.owner}: fill_mode must be one of {ops.FILL_MODES}. Received: fill_mode={fill_mode!r}")  # fmt: skip
-        if interpolation not in ops.INTERPOLATIONS:
-            raise ValueError(f"{self.owner}: interpolation must be one of {ops.INTERPOLATIONS}. Received: interpolation={interpolation!r}")  # fmt: skip
+        if fill_mode not in maths.FILL_MODES:
+            raise ValueError(f"{self.owner}: fill_mode must be one of {maths.FILL_MODES}. Received: fill_mode={fill_mode!r}")  # fmt: skip
+        if interpolation not in maths.INTERPOLATIONS:
+            raise ValueError(f"{self.owner}: interpolation must be one of {maths.INTERPOLATIONS}. Received: interpolation={interpolation!r}")  # fmt: skip
         self.fill_mode, self.interpolation = fill_mode, interpolation
         self.seed, self.fill_value = seed, float(fill_value)
 
-    def build(self, input_shape, backend=None):
-        self.check_input_shape(tuple(input_shape), rank=3)
-        super().build(input_shape, backend)
+    def compute_output_shape(self, input_shape):
+        self.check_rank(input_shape, 4)
+        return tuple(input_shape)
 
     def transforms(self, n: int, h: int, w: int) -> np.ndarray:
         """(n, 6) float64: each image's map from output pixel to input point."""
         raise NotImplementedError
 
     def forward(self, x, training=False):
-        self.check_input_shape(x.shape[1:], rank=3)
-        self.t = None
+        """Training: each image resampled through its own drawn map; the maps are the ctx."""
         if not training:
-            return x
+            return x, None
         n, h, w, _ = x.shape
-        self.t = self.backend.asarray(self.transforms(n, h, w).astype(floatx()))
-        return ops.affine_resample(x, self.t, self.interpolation, self.fill_mode, self.fill_value)
+        xp = get_array_module(x)
+        t = xp.asarray(self.transforms(n, h, w).astype(floatx()))
+        return maths.affine_resample(x, t, self.interpolation, self.fill_mode, self.fill_value), t
 
-    def backward(self, gy):
-        if self.t is None or not self.needs_input_grad:
-            return None if self.t is not None else gy
-        return ops.affine_resample_backward(gy, self.t, self.interpolation, self.fill_mode)
+    def backward(self, gy, ctx, need_gx=True):
+        if ctx is None or not need_gx:
+            return (gy if ctx is None else None), {}
+        return maths.affine_resample_backward(gy, ctx, self.interpolation, self.fill_mode), {}
 
     def get_config(self):
         return {

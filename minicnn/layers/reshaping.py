@@ -21,27 +21,21 @@ class Reshape(Layer):
         self.target_shape = target
 
     def compute_output_shape(self, input_shape):
-        size = math.prod(input_shape)
+        size = math.prod(input_shape[1:])
         known = math.prod(d for d in self.target_shape if d != -1)
         shape = tuple(size // known if d == -1 else d for d in self.target_shape)
         if math.prod(shape) != size:
             raise ValueError(
                 f'Layer "{self.name}" (Reshape): cannot reshape an input of shape '
-                f"{(None, *input_shape)} ({size} values) to {(None, *self.target_shape)}"
+                f"{input_shape} ({size} values) to {(None, *self.target_shape)}"
             )
-        return shape
-
-    def build(self, input_shape, backend=None):
-        self.compute_output_shape(tuple(input_shape))
-        super().build(input_shape, backend)
+        return (input_shape[0], *shape)
 
     def forward(self, x, training=False):
-        self.check_input_shape(x.shape[1:])
-        self.x_shape = x.shape
-        return x.reshape(x.shape[0], *self.compute_output_shape(x.shape[1:]))
+        return x.reshape(x.shape[0], *self.compute_output_shape(x.shape)[1:]), x.shape
 
-    def backward(self, gy):
-        return gy.reshape(self.x_shape)
+    def backward(self, gy, ctx, need_gx=True):
+        return gy.reshape(ctx), {}
 
     def get_config(self):
         return {**super().get_config(), "target_shape": list(self.target_shape)}

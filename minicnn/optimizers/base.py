@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn import ops
+from minicnn import maths
 from minicnn.backend import get_array_module
 from minicnn.optimizers import schedules
 
@@ -119,7 +119,7 @@ class Optimizer:
         if self.use_ema:
             m = 0.0 if first else self.ema_momentum
             for p, slots in zip(params, self.slots):
-                ops.ema_update(slots["ema"], p, m)
+                maths.ema_update(slots["ema"], p, m)
             every = self.ema_overwrite_frequency
             if every and self.iterations % every == 0:
                 self.finalize(params)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from minicnn import ops
+from minicnn import maths
 from minicnn.backend import get_array_module
 from minicnn.optimizers.base import Optimizer
 
@@ -71,7 +71,7 @@ class Adam(Optimizer):
         t = self.iterations
         b1, b2 = self.beta_1, self.beta_2
         alpha = lr * math.sqrt(1 - b2**t) / (1 - b1**t)  # a Python float
-        ops.adam_update(p, g, slots["m"], slots["v"], alpha, b1, b2, self.epsilon)
+        maths.adam_update(p, g, slots["m"], slots["v"], alpha, b1, b2, self.epsilon)
 
     def get_config(self):
         return {

@@ -5,8 +5,9 @@
 ``TrainStep.__call__`` runs them on one batch, each phase a method, so later work plugs in where it
 belongs: data-parallel training replaces ``reduce_gradients`` with an all-reduce over processes
 (``minicnn.distributed``), and learning-rate schedules and weight averaging (EMA) belong to the
-optimizer, which ``apply`` calls. With ``check_finite``, a step whose loss, gradients or
-update is not finite changes nothing and raises ``NonFiniteError``.
+optimizer, which ``apply`` calls. Forward and backward run the model's plan for this batch
+size (``model.plan``), the same one for both. With ``check_finite``, a step whose loss,
+gradients or update is not finite changes nothing and raises ``NonFiniteError``.
 """
 
 from __future__ import annotations
@@ -19,17 +20,15 @@ class NonFiniteError(ArithmeticError):
 
 
 class TrainStep:
-    """``step(xb, tb) -> (mean loss, number correct)`` as device scalars, for ``model``.
+    """``step(xbs, tbs) -> (mean loss, per-output losses, metric scores)`` as device values, for
+    ``model``; xbs and tbs are lists, one batch per input and per output (None where an output
+    has no loss). ``check_finite``: check the loss and gradients before the update, and the
+    update after it (one read of a flag per step, which syncs a GPU)."""
 
-    ``logits``: the model's softmax head is fused into the loss (``model._prepare_head()``).
-    ``check_finite``: check the loss and gradients before the update, and the update after it
-    (one read of a flag per step, which syncs a GPU).
-    """
-
-    def __init__(self, model, logits: bool, check_finite: bool = False):
+    def __init__(self, model, check_finite: bool = False):
         self.model = model
-        self.logits = logits
         self.check_finite = check_finite
+        self.params = model.trainable_params()  # (layer, name), the optimizer's order
         self._undo: list = []  # copies of weights and optimizer slots, kept across steps
         self.interrupt = lambda: False  # fit sets this to its Ctrl-C flag
 
@@ -38,24 +37,24 @@ class TrainStep:
         """Whether training should stop after this step for Ctrl-C (on every process alike)."""
         return self.interrupt()
 
-    def __call__(self, xb, tb):
-        model = self.model
-        loss, correct, grads = self.gradients(xb, tb)
-        loss, grads = self.reduce_gradients(grads, loss, xb.shape[0])
-        if self.check_finite and not all_finite([loss, *grads]):
-            raise NonFiniteError(self._diagnose(xb, tb, loss))
-        self.apply([layer.params[k] for layer, k in model.trainable_params()], grads)
-        return loss, correct
+    def __call__(self, xbs, tbs):
+        loss, parts, scores, grads = self.gradients(xbs, tbs)
+        loss, grads = self.reduce_gradients(grads, loss, xbs[0].shape[0])
+        if self.check_finite and not all_finite([loss, *(g for g in grads if g is not None)]):
+            raise NonFiniteError(self._diagnose(xbs, loss, grads))
+        self.apply([layer.params[k] for layer, k in self.params], grads)
+        return loss, parts, scores
 
-    def gradients(self, xb, tb):
-        """Forward, loss, backward on this batch: (mean loss, number correct, gradients in the
-        order of ``model.trainable_params()``)."""
+    def gradients(self, xbs, tbs):
+        """Forward, loss, backward on this batch: (mean loss, per-output losses, metric
+        scores, gradients in the order of ``self.params``, None for a weight no loss reaches)."""
         model = self.model
-        out = model.forward(xb, training=True)
-        loss, gout = model.loss.forward_backward(out, tb, logits=self.logits)
-        model.backward(gout)
-        correct = (out.argmax(axis=-1) == model.loss.labels(tb)).sum()
-        return loss, correct, [layer.grads[k] for layer, k in model.trainable_params()]
+        plan = model.plan(xbs[0].shape[0], True)
+        outs, tape = plan.forward(xbs, True)
+        loss, parts, gouts = model.objectives.forward_backward(outs, tbs, plan.logits)
+        scores = model.objectives.scores(outs, tbs, plan.logits)
+        grads = plan.backward(tape, gouts)
+        return loss, parts, scores, [grads.get((id(layer), k)) for layer, k in self.params]
 
     def reduce_gradients(self, grads: list, loss, n: int):
         """The gradients and loss the update and the checks use: this process's own. Data-
@@ -83,9 +82,7 @@ class TrainStep:
         if all_finite(arrays):
             return
         xp = self.model.backend.xp
-        names = [
-            f'weight "{k}" of layer "{layer.name}"' for layer, k in self.model.trainable_params()
-        ]
+        names = [f'weight "{k}" of layer "{layer.name}"' for layer, k in self.params]
         names += [f'the slot "{n}" of {names[i]}' for i, s in enumerate(opt.slots) for n in s]
         bad = next(name for name, a in zip(names, arrays) if not bool(xp.isfinite(a).all()))
         for saved, a in zip(self._undo, arrays):
@@ -96,25 +93,32 @@ class TrainStep:
             "finite (its gradients were finite); the update was undone"
         )
 
-    def _diagnose(self, xb, tb, loss) -> str:
+    def _diagnose(self, xbs, loss, grads) -> str:
         """Which layer first gave a non-finite value on this batch, for the stop message.
         Runs only after a failure, so it costs nothing while training is healthy."""
         model = self.model
         xp = model.backend.xp
-        x = xb
-        for layer in model.layers if xb.shape[0] else []:
-            x = layer.forward(x, training=False)  # no dropout: draws would move the generator
-            if not bool(xp.isfinite(x).all()):
-                return f'the output of layer "{layer.name}" ({type(layer).__name__}) is not finite'
+
+        def watch(step, y):
+            if not bool(xp.isfinite(y).all()):
+                layer = step.layers[0]
+                raise _FoundError(f'the output of layer "{layer.name}" ({type(layer).__name__}) is not finite')  # fmt: skip
+
+        if xbs[0].shape[0]:
+            try:  # inference: no dropout draws, which would move the generator
+                model.plan(xbs[0].shape[0], False).forward(xbs, False, watch)
+            except _FoundError as e:
+                return str(e)
         if not bool(xp.isfinite(loss)):
             return f"the loss is {float(loss)} although every layer's output is finite"
-        for layer, k in reversed(model.trainable_params()):
-            if not bool(xp.isfinite(layer.grads[k]).all()):
-                return (
-                    f'the gradient of layer "{layer.name}" ({type(layer).__name__}) '
-                    f'weight "{k}" is not finite'
-                )
+        for (layer, k), g in reversed(list(zip(self.params, grads))):
+            if g is not None and not bool(xp.isfinite(g).all()):
+                return f'the gradient of layer "{layer.name}" ({type(layer).__name__}) weight "{k}" is not finite'  # fmt: skip
         return "a value is not finite"
+
+
+class _FoundError(Exception):
+    pass
 
 
 def all_finite(arrays) -> bool:

@@ -20,19 +20,19 @@ class Local:
     def setup(self, model) -> None:
         """Before the first step: make every process hold the same weights and optimizer state."""
 
-    def source(self, x, targets, batch_size: int, shuffle: bool, backend):
+    def source(self, xs, targets, batch_size: int, shuffle: bool, backend):
         """The batches this process trains on each epoch."""
-        return data.ArrayData(x, targets, batch_size, shuffle, backend)
+        return data.ArrayData(xs, targets, batch_size, shuffle, backend)
 
     def shard(self, n: int) -> tuple[int, int]:
         """The rows [lo, hi) of an n-sample set this process evaluates."""
         return 0, n
 
-    def make_step(self, model, logits: bool, check_finite: bool) -> TrainStep:
-        return TrainStep(model, logits, check_finite)
+    def make_step(self, model, check_finite: bool) -> TrainStep:
+        return TrainStep(model, check_finite)
 
     def reduce_totals(self, totals) -> None:
-        """Make ``totals`` (loss sum, correct, seen) the sums over every process, in place."""
+        """Make ``totals`` (its sums and seen count) the sums over every process, in place."""
 
     def agree(self, flag: bool) -> bool:
         """True on every process if ``flag`` is true on any (Ctrl-C reaches each at its own time)."""

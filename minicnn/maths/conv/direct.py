@@ -7,34 +7,46 @@ numba kernels are tested against.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from minicnn.backend import get_array_module
-from minicnn.ops.conv.im2col import col2im, im2col
-from minicnn.ops.dispatch import kernel_for
-from minicnn.ops.elementwise import matmul_tn, relu_backward, sum_rows
-from minicnn.ops.geometry import conv_output_shape, pad
+from minicnn.maths.conv.im2col import col2im, im2col
+from minicnn.maths.dispatch import kernel_for
+from minicnn.maths.elementwise import matmul_tn, relu_backward, sum_rows
+from minicnn.maths.geometry import pad
 
 
-def forward(x, kernel, strides, pads, bias, relu, keep=True):
-    """-> (z (N*oH*oW, F), saved); see ``conv2d_forward``."""
+class Ctx(NamedTuple):
+    """What the direct convolution's backward needs."""
+
+    xpad: object  # (N, Hp, Wp, C): the input with its padding
+    kernel: object  # (kh, kw, C, F)
+    x_shape: tuple
+    strides: tuple
+    pads: tuple
+    y: object  # the output when a ReLU was applied (its mask), else None
+    bias: bool
+
+
+def forward(x, kernel, bias, strides, pads, relu=False, keep=True):
+    """-> (y (N, oH, oW, F), Ctx or None); see ``conv2d_forward``."""
     xpad = pad(x, pads)
-    z = conv_direct(xpad, kernel, bias, relu, strides)
-    n, oh, ow, f = z.shape
-    return z.reshape(n * oh * ow, f), ("direct", xpad)
+    y = conv_direct(xpad, kernel, bias, relu, strides)
+    if not keep:
+        return y, None
+    return y, Ctx(xpad, kernel, x.shape, strides, pads, y if relu else None, bias is not None)
 
 
-def backward(gz, saved, kernel, x_shape, strides, pads, need_gx, y, bias):
-    """-> (gkernel, gbias, gx or None); see ``conv2d_backward``."""
-    kh, kw, _, f = kernel.shape
-    xpad = saved[1]
-    gz4 = gz.reshape(-1, *conv_output_shape(xpad.shape, kh, kw, strides), f)
-    y4 = None if y is None else y.reshape(gz4.shape)
-    gkernel, gbias = conv_direct_grad(xpad, gz4, y4, kernel.shape, strides)
+def backward(gy, ctx: Ctx, need_gx=True):
+    """-> (gx or None, gkernel, gbias or None); see ``conv2d_backward``."""
+    gkernel, gbias = conv_direct_grad(ctx.xpad, gy, ctx.y, ctx.kernel.shape, ctx.strides)
     gx = None
     if need_gx:
-        gx = conv_direct_grad_input(gz4, y4, kernel, xpad.shape, strides)
-        _, h, w, _ = x_shape
-        gx = gx[:, pads[0] : pads[0] + h, pads[2] : pads[2] + w, :]
-    return gkernel, gbias, gx
+        gx = conv_direct_grad_input(gy, ctx.y, ctx.kernel, ctx.xpad.shape, ctx.strides)
+        _, h, w, _ = ctx.x_shape
+        top, left = ctx.pads[0], ctx.pads[2]
+        gx = gx[:, top : top + h, left : left + w, :]
+    return gx, gkernel, gbias if ctx.bias else None
 
 
 def conv_direct(xpad, kernel, bias, relu: bool, strides):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.backend import get_array_module
-from minicnn.ops.dispatch import kernel_for
-from minicnn.ops.geometry import pad
+from minicnn.maths.dispatch import kernel_for
+from minicnn.maths.geometry import pad
 
 
 def maxpool_forward(x, ph, pw, sy, sx, pads):

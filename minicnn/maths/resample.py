@@ -13,7 +13,7 @@ interpolation. Points outside the image are read by ``fill_mode``, Keras's names
 from __future__ import annotations
 
 from minicnn.backend import get_array_module
-from minicnn.ops.dispatch import kernel_for
+from minicnn.maths.dispatch import kernel_for
 
 FILL_MODES = ("constant", "nearest", "reflect", "mirror", "wrap")
 INTERPOLATIONS = ("bilinear", "nearest")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.backend import device_rng, get_array_module
-from minicnn.ops.dispatch import kernel_for
+from minicnn.maths.dispatch import kernel_for
 
 
 def bias_relu(y, b, relu: bool):

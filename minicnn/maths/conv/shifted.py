@@ -4,25 +4,44 @@ CPU's choice for 16+ input channels when numba (and so Winograd) is not there.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from minicnn.backend import get_array_module
-from minicnn.ops.elementwise import bias_relu, matmul_tn, relu_backward, sum_rows
-from minicnn.ops.geometry import image_chunks, pad
+from minicnn.maths.elementwise import bias_relu, matmul_tn, relu_backward, sum_rows
+from minicnn.maths.geometry import image_chunks, pad
 
 
-def forward(x, kernel, strides, pads, bias, relu, keep=True):
-    """-> (z (N*oH*oW, F), saved); see ``conv2d_forward``."""
-    z, saved = _forward(x, kernel, pads)
+class Ctx(NamedTuple):
+    """What the shifted GEMMs' backward needs."""
+
+    flat: object  # (N*Hp*Wp, C): the padded input, flattened
+    kernel: object  # (kh, kw, C, F)
+    grid: tuple  # (N, Hp, Wp, oH, oW)
+    x_shape: tuple
+    pads: tuple
+    y: object  # the output when a ReLU was applied (its mask), else None
+    bias: bool
+
+
+def forward(x, kernel, bias, strides, pads, relu=False, keep=True):
+    """-> (y (N, oH, oW, F), Ctx or None); see ``conv2d_forward``."""
+    z, flat, grid = _forward(x, kernel, pads)
     if bias is not None or relu:
         z = bias_relu(z, bias, relu)  # in place, one pass
-    return z, saved
+    y = z.reshape(grid[0], grid[3], grid[4], -1)
+    if not keep:
+        return y, None
+    return y, Ctx(flat, kernel, grid, x.shape, pads, y if relu else None, bias is not None)
 
 
-def backward(gz, saved, kernel, x_shape, strides, pads, need_gx, y, bias):
-    """-> (gkernel, gbias, gx or None); see ``conv2d_backward``."""
-    if y is not None:
-        gz = relu_backward(gz, y.reshape(gz.shape))
-    gkernel, gx = _backward(gz, saved, kernel, x_shape, pads, need_gx)
-    return gkernel, sum_rows(gz) if bias else None, gx
+def backward(gy, ctx: Ctx, need_gx=True):
+    """-> (gx or None, gkernel, gbias or None); see ``conv2d_backward``."""
+    f = gy.shape[-1]
+    gz = gy.reshape(-1, f)
+    if ctx.y is not None:
+        gz = relu_backward(gz, ctx.y.reshape(gz.shape))
+    gkernel, gx = _backward(gz, ctx, need_gx)
+    return gx, gkernel, sum_rows(gz) if ctx.bias else None
 
 
 def _forward(x, kernel, pads):
@@ -59,16 +78,17 @@ def _forward(x, kernel, pads):
                     full[:length] += tmp[:length]
         # rows from `length` on were never written: they fall in the cropped border
         z[n0:n1] = full[:rows].reshape(n1 - n0, hp, wp, f)[:, :oh, :ow, :]
-    return z.reshape(n * oh * ow, f), ("shifted", flat, (n, hp, wp, oh, ow))
+    return z.reshape(n * oh * ow, f), flat, (n, hp, wp, oh, ow)
 
 
-def _backward(gz, saved, kernel, x_shape, pads, need_gx):
+def _backward(gz, ctx: Ctx, need_gx):
     """The adjoint of _forward, chunk by chunk: gkernel[i, j] += x[s:s+L].T @ g and
     gx[s:s+L] += g @ kernel[i, j].T, with g the output gradient placed back on the padded grid
     (zeros where rows were cropped)."""
     xp = get_array_module(gz)
+    kernel, flat, x_shape, pads = ctx.kernel, ctx.flat, ctx.x_shape, ctx.pads
     kh, kw, c, f = kernel.shape
-    _, flat, (n, hp, wp, oh, ow) = saved
+    n, hp, wp, oh, ow = ctx.grid
     per = hp * wp
     gz4 = gz.reshape(n, oh, ow, f)
     gkernel = xp.zeros_like(kernel)

@@ -5,14 +5,15 @@ direct product in all three of training's products. The CPU's choice for 16+ inp
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
 
 from minicnn.backend import get_array_module
-from minicnn.ops.batched import batched_matmul
-from minicnn.ops.dispatch import kernel_for
-from minicnn.ops.elementwise import bias_relu, relu_backward, sum_rows
-from minicnn.ops.geometry import block_grid, block_grid_adjoint, image_chunks, pad
+from minicnn.maths.batched import batched_matmul
+from minicnn.maths.dispatch import kernel_for
+from minicnn.maths.elementwise import bias_relu, relu_backward, sum_rows
+from minicnn.maths.geometry import block_grid, block_grid_adjoint, image_chunks, pad
 
 # Winograd F(4x4, 3x3): each 4x4 block of output from a 6x6 tile of input (tiles overlap by 2)
 #
@@ -163,15 +164,27 @@ def winograd_grad_input(gv, grid, gx):
     return gx
 
 
-def forward(x, kernel, strides, pads, bias, relu, keep=True):
-    """-> (z (N*oH*oW, F), saved); see ``conv2d_forward``."""
+class Ctx(NamedTuple):
+    """What Winograd's backward needs."""
+
+    vs: list  # each chunk's transformed input V, (36, tiles, C)
+    u: object  # the transformed kernel U = G g G^T, (36, C, F)
+    grid: tuple  # (th, tw, top, left, blk): the tiles and how they read x
+    out: tuple  # (N, oH, oW)
+    x_shape: tuple
+    y: object  # the output when a ReLU was applied (its mask), else None
+    bias: bool
+
+
+def forward(x, kernel, bias, strides, pads, relu=False, keep=True):
+    """-> (y (N, oH, oW, F), Ctx or None); see ``conv2d_forward``."""
     n, h, w, _ = x.shape
     top, bottom, left, right = pads
     out = (h + top + bottom - 2, w + left + right - 2)
     return tiled_forward(x, kernel, (top, left, 1), out, bias, relu, keep)
 
 
-def tiled_forward(x, kernel, place, out, bias, relu, keep=True):
+def tiled_forward(x, kernel, place, out, bias, relu=False, keep=True):
     """The 3x3 ``kernel`` (3, 3, blk*blk*C, F) over x's placed grid (``place``: top, left,
     blk), to an output of ``out`` (oH, oW). Runs in chunks of images, so the transformed input
     (36 values per tile and channel, 2.25x the input) is never one array of hundreds of MB; each
@@ -200,30 +213,31 @@ def tiled_forward(x, kernel, place, out, bias, relu, keep=True):
         winograd_output(m, th, tw, z[n0:n1], bias, relu)
         if keep:
             vs.append(v)
-    return z.reshape(n * oh * ow, f), ("winograd", vs, u, (n, oh, ow, grid))
+    if not keep:
+        return z, None
+    return z, Ctx(vs, u, grid, (n, oh, ow), x.shape, z if relu else None, bias is not None)
 
 
-def backward(gz, saved, kernel, x_shape, strides, pads, need_gx, y, bias):
-    """-> (gkernel (3, 3, blk*blk*C, F), gbias, gx); gz is masked by y > 0 where y is given,
-    inside the first transform; the input gradient goes straight into gx, chunk by chunk."""
-    xp = get_array_module(gz)
-    _, vs, u, (n, oh, ow, grid) = saved
-    th, tw = grid[:2]
-    c, f = u.shape[1:]
-    gz4 = gz.reshape(n, oh, ow, f)
-    y4 = None if y is None else y.reshape(n, oh, ow, f)
+def backward(gy, ctx: Ctx, need_gx=True):
+    """-> (gx or None, gkernel (3, 3, blk*blk*C, F), gbias or None); gy is masked by y > 0
+    where a ReLU was applied, inside the first transform; the input gradient goes straight into
+    gx (x's own shape, whatever the grid's map), chunk by chunk."""
+    xp = get_array_module(gy)
+    th, tw = ctx.grid[:2]
+    c, f = ctx.u.shape[1:]
     gu = gbias = None  # sums over the chunks (most batches are one chunk: no adds)
-    gx = xp.empty(x_shape, dtype=gz.dtype) if need_gx else None
-    ut = u.transpose(0, 2, 1)  # (36, F, C)
+    gx = xp.empty(ctx.x_shape, dtype=gy.dtype) if need_gx else None
+    ut = ctx.u.transpose(0, 2, 1)  # (36, F, C)
+    y = ctx.y
     gm = gv = None
     n0 = 0
-    for v in vs:  # the forward's chunks, in order
+    for v in ctx.vs:  # the forward's chunks, in order
         k = v.shape[1]
         n1 = n0 + k // (th * tw)
         if gm is None or gm.shape[1] != k:  # buffers for this chunk size (the last may differ)
-            gm = xp.empty((36, k, f), dtype=gz.dtype)
-            gv = xp.empty((36, k, c), dtype=gz.dtype) if need_gx else None
-        _, gb = winograd_grad_output(gz4[n0:n1], th, tw, gm, None if y4 is None else y4[n0:n1])
+            gm = xp.empty((36, k, f), dtype=gy.dtype)
+            gv = xp.empty((36, k, c), dtype=gy.dtype) if need_gx else None
+        _, gb = winograd_grad_output(gy[n0:n1], th, tw, gm, None if y is None else y[n0:n1])
         part = batched_matmul(v.transpose(0, 2, 1), gm)  # (36, C, F)
         if gu is None:
             gu, gbias = part, gb
@@ -232,7 +246,7 @@ def backward(gz, saved, kernel, x_shape, strides, pads, need_gx, y, bias):
             gbias += gb
         if need_gx:
             batched_matmul(gm, ut, out=gv)
-            winograd_grad_input(gv, grid, gx[n0:n1])
+            winograd_grad_input(gv, ctx.grid, gx[n0:n1])
         n0 = n1
-    gkernel = _wino_gg(xp, gz.dtype).T @ gu.reshape(36, c * f)  # G^T gU G
-    return gkernel.reshape(3, 3, c, f), gbias, gx
+    gkernel = _wino_gg(xp, gy.dtype).T @ gu.reshape(36, c * f)  # G^T gU G
+    return gx, gkernel.reshape(3, 3, c, f), gbias if ctx.bias else None

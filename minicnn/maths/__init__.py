@@ -12,13 +12,13 @@ module per idea, each op's forward and backward side by side:
 - ``dispatch``: the one place an op asks ``minicnn.kernels`` for a hand-written version.
 
 Everything the layers, losses and optimizers use is re-exported here, so they write
-``ops.conv2d_forward(...)`` and never ask where it lives.
+``maths.conv2d_forward(...)`` and never ask where it lives.
 """
 
-from minicnn.ops.conv import conv2d_backward, conv2d_forward, conv_algorithm
-from minicnn.ops.conv.direct import conv_direct, conv_direct_grad, conv_direct_grad_input
-from minicnn.ops.conv.im2col import col2im, im2col
-from minicnn.ops.conv.winograd import (
+from minicnn.maths.conv import choose_algorithm, conv2d_backward, conv2d_forward, conv_algorithm
+from minicnn.maths.conv.direct import conv_direct, conv_direct_grad, conv_direct_grad_input
+from minicnn.maths.conv.im2col import col2im, im2col
+from minicnn.maths.conv.winograd import (
     placed_grid,
     placed_grid_adjoint,
     winograd_grad_input,
@@ -26,7 +26,7 @@ from minicnn.ops.conv.winograd import (
     winograd_input,
     winograd_output,
 )
-from minicnn.ops.elementwise import (
+from minicnn.maths.elementwise import (
     bias_relu,
     dropout,
     dropout_backward,
@@ -34,33 +34,34 @@ from minicnn.ops.elementwise import (
     relu_backward,
     sum_rows,
 )
-from minicnn.ops.geometry import (
+from minicnn.maths.geometry import (
     conv_output_length,
     conv_output_shape,
     pad,
     padding_amounts,
     same_padding,
 )
-from minicnn.ops.normalization import (
+from minicnn.maths.normalization import (
     batchnorm_affine,
     batchnorm_backward,
     batchnorm_forward,
     batchnorm_inference,
+    channel_affine,
 )
-from minicnn.ops.optimizer import adam_update, ema_update
-from minicnn.ops.pooling import (
+from minicnn.maths.optimizer import adam_update, ema_update
+from minicnn.maths.pooling import (
     avgpool_backward,
     avgpool_forward,
     maxpool_backward,
     maxpool_forward,
 )
-from minicnn.ops.resample import (
+from minicnn.maths.resample import (
     FILL_MODES,
     INTERPOLATIONS,
     affine_resample,
     affine_resample_backward,
 )
-from minicnn.ops.softmax import softmax, softmax_cross_entropy
+from minicnn.maths.softmax import softmax, softmax_cross_entropy
 
 __all__ = [
     "FILL_MODES",
@@ -74,7 +75,9 @@ __all__ = [
     "batchnorm_backward",
     "batchnorm_forward",
     "batchnorm_inference",
+    "channel_affine",
     "bias_relu",
+    "choose_algorithm",
     "col2im",
     "conv2d_backward",
     "conv2d_forward",

@@ -8,7 +8,7 @@ them; inference uses the moving statistics, a fixed affine map per channel.
 from __future__ import annotations
 
 from minicnn.backend import get_array_module
-from minicnn.ops.dispatch import kernel_for
+from minicnn.maths.dispatch import kernel_for
 
 
 def batchnorm_forward(x, gamma, beta, eps: float, relu: bool = False):

@@ -16,9 +16,11 @@ Other sizes, where forced, run as stride-1 shifted GEMMs over an explicit copy o
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from minicnn.backend import get_array_module
-from minicnn.ops.conv import shifted, winograd
-from minicnn.ops.geometry import block_grid, block_grid_adjoint
+from minicnn.maths.conv import shifted, winograd
+from minicnn.maths.geometry import block_grid, block_grid_adjoint
 
 
 def _half(k: int) -> int:
@@ -41,8 +43,19 @@ def _kernel2(kernel, a, b):
     return xp.ascontiguousarray(k2).reshape(a, b, 4 * c, f)  # (a, b, (r, s, C), F)
 
 
-def forward(x, kernel, strides, pads, bias, relu, keep=True):
-    """-> (z (N*oH*oW, F), saved); see ``conv2d_forward``."""
+class Ctx(NamedTuple):
+    """What the backward needs: the inner stride-1 convolution's own Ctx, and the shapes."""
+
+    inner: object  # the inner algorithm's module (winograd or shifted)
+    inner_ctx: object
+    kernel_shape: tuple  # (kh, kw, C, F), before padding to even size
+    k2_shape: tuple  # (a, b, 4C, F)
+    x_shape: tuple
+    pads: tuple
+
+
+def forward(x, kernel, bias, strides, pads, relu=False, keep=True):
+    """-> (y (N, oH, oW, F), Ctx or None); see ``conv2d_forward``."""
     h, w = x.shape[1:3]
     kh, kw = kernel.shape[:2]
     a, b = _half(kh), _half(kw)
@@ -51,26 +64,25 @@ def forward(x, kernel, strides, pads, bias, relu, keep=True):
     k2 = _kernel2(kernel, a, b)
     inner = _inner(kh, kw)
     if inner is winograd:  # the map is inside Winograd's transforms: no copy of x at all
-        z, saved = winograd.tiled_forward(x, k2, (top, left, 2), (oh, ow), bias, relu, keep)
-        return z, ("space_to_depth", inner, saved, k2, x.shape)
-    # a grid of oh + a - 1 rows of 2x2 blocks: every tap of every output inside; rows past the
-    # real padding meet zero taps, rows no output reads ("valid") are cut
-    s = block_grid(x, (oh + a - 1, ow + b - 1), top, left, 2)  # (N, H', W', (r, s, C))
-    z, saved = inner.forward(s, k2, (1, 1), (0, 0, 0, 0), bias, relu)
-    return z, ("space_to_depth", inner, saved, k2, s.shape)
+        y, inner_ctx = winograd.tiled_forward(x, k2, (top, left, 2), (oh, ow), bias, relu, keep)
+    else:
+        # a grid of oh + a - 1 rows of 2x2 blocks: every tap of every output inside; rows past
+        # the real padding meet zero taps, rows no output reads ("valid") are cut
+        s = block_grid(x, (oh + a - 1, ow + b - 1), top, left, 2)  # (N, H', W', (r, s, C))
+        y, inner_ctx = inner.forward(s, k2, bias, (1, 1), (0, 0, 0, 0), relu, keep)
+    if not keep:
+        return y, None
+    return y, Ctx(inner, inner_ctx, kernel.shape, k2.shape, x.shape, pads)
 
 
-def backward(gz, saved, kernel, x_shape, strides, pads, need_gx, y, bias):
-    """-> (gkernel, gbias, gx or None); see ``conv2d_backward``."""
-    xp = get_array_module(gz)
-    _, inner, inner_saved, k2, s_shape = saved
-    kh, kw, c, f = kernel.shape
-    a, b = k2.shape[:2]
-    gk2, gbias, gs = inner.backward(
-        gz, inner_saved, k2, s_shape, (1, 1), (0, 0, 0, 0), need_gx, y, bias
-    )
+def backward(gy, ctx: Ctx, need_gx=True):
+    """-> (gx or None, gkernel, gbias or None); see ``conv2d_backward``."""
+    xp = get_array_module(gy)
+    kh, kw, c, f = ctx.kernel_shape
+    a, b = ctx.k2_shape[:2]
+    gs, gk2, gbias = ctx.inner.backward(gy, ctx.inner_ctx, need_gx)
     gk6 = gk2.reshape(a, b, 2, 2, c, f).transpose(0, 2, 1, 3, 4, 5).reshape(2 * a, 2 * b, c, f)
     gkernel = xp.ascontiguousarray(gk6[:kh, :kw])
-    if not need_gx or inner is winograd:  # Winograd's gradient is x's already
-        return gkernel, gbias, gs
-    return gkernel, gbias, block_grid_adjoint(gs, pads[0], pads[2], 2, x_shape)
+    if not need_gx or ctx.inner is winograd:  # Winograd's gradient is x's already
+        return gs, gkernel, gbias
+    return block_grid_adjoint(gs, ctx.pads[0], ctx.pads[2], 2, ctx.x_shape), gkernel, gbias

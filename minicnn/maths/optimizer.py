@@ -4,7 +4,7 @@ exists); the optimizers themselves (``minicnn/optimizers/``) keep the hyper-para
 from __future__ import annotations
 
 from minicnn.backend import get_array_module
-from minicnn.ops.dispatch import kernel_for
+from minicnn.maths.dispatch import kernel_for
 
 
 def adam_update(p, g, m, v, alpha: float, b1: float, b2: float, eps: float) -> None:

@@ -2,12 +2,15 @@
 hands the work to it. Each algorithm lives in its own module, its forward and backward side by
 side, with the same two signatures:
 
-    forward(x, kernel, strides, pads, bias, relu, keep=True) -> (z, saved)
-    backward(gz, saved, kernel, x_shape, strides, pads, need_gx, y, bias) -> (gkernel, gbias, gx)
+    forward(x, kernel, bias, strides, pads, relu=False, keep=True) -> (y, ctx)
+    backward(gy, ctx, need_gx=True) -> (gx, gkernel, gbias)
 
-``saved[0]`` names the algorithm that made it, so the backward pass goes back to the same one;
-``keep=False`` (inference) lets an algorithm keep nothing for it (Winograd then reuses one
-buffer for every chunk's transformed input instead of holding them all).
+y = conv(x, kernel) + bias, then max(y, 0) where ``relu`` (applied in the output's last pass;
+the backward masks gy by it). ``ctx`` is the algorithm's own small named structure (its
+``Ctx``), so the backward pass goes back to the algorithm that made it; ``keep=False``
+(inference) keeps nothing (Winograd then reuses one buffer for every chunk's transformed input
+instead of holding them all). The plain definition the algorithms are tested against is
+``minicnn.maths.reference.conv2d``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 
 from minicnn import kernels
 from minicnn.backend import get_array_module
-from minicnn.ops.conv import direct, im2col, shifted, space_to_depth, winograd
+from minicnn.maths.conv import direct, im2col, shifted, space_to_depth, winograd
 
 ALGORITHMS = {
     "im2col": im2col,
@@ -37,7 +40,13 @@ _SMALL_ROWS = 512
 
 
 def conv_algorithm(x, kernel_shape, strides, pads=(0, 0, 0, 0)) -> str:
-    """Which algorithm convolves ``x`` with a kernel of ``kernel_shape`` (kh, kw, C, F):
+    """Which algorithm convolves the array ``x``: ``choose_algorithm`` for its shape and device."""
+    return choose_algorithm(x.shape, kernel_shape, strides, pads, get_array_module(x), x.dtype)
+
+
+def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float32) -> str:
+    """Which algorithm convolves inputs of ``x_shape`` (N, H, W, C) on ``xp``'s device with a
+    kernel of ``kernel_shape`` (kh, kw, C, F):
 
     - "im2col": the reference, any geometry, and the GPU's choice (cuBLAS on one big GEMM);
     - "direct": CPU, up to 4 input channels (a first layer), with the numba kernels;
@@ -61,10 +70,10 @@ def conv_algorithm(x, kernel_shape, strides, pads=(0, 0, 0, 0)) -> str:
         return "winograd" if stride1 and (kh, kw) == (3, 3) else "im2col"
     if forced in ("im2col", "shifted", "direct"):
         return "im2col" if forced == "shifted" and not stride1 else forced
-    if get_array_module(x) is not np:
+    if xp is not np:
         return "im2col"
-    numba = kernels.lookup("conv_direct", np, x.dtype) is not None
-    n, h, w = x.shape[:3]
+    numba = kernels.lookup("conv_direct", np, np.dtype(dtype)) is not None
+    n, h, w = x_shape[:3]
     oh = (h + pads[0] + pads[1] - kh) // strides[0] + 1
     ow = (w + pads[2] + pads[3] - kw) // strides[1] + 1
     if oh * ow * kh * kw <= 2 * h * w:
@@ -80,21 +89,19 @@ def conv_algorithm(x, kernel_shape, strides, pads=(0, 0, 0, 0)) -> str:
     return "winograd" if numba and (kh, kw) == (3, 3) else "shifted"
 
 
-def conv2d_forward(x, kernel, strides, pads, bias=None, relu: bool = False, keep: bool = True):
-    """``act(conv(x, kernel) + bias)`` with act ReLU or none. x: (N, H, W, C), kernel:
-    (kh, kw, C, F), bias: (F,) or None -> z: (N*oH*oW, F) contiguous, and what
-    ``conv2d_backward`` needs."""
-    algorithm = ALGORITHMS[conv_algorithm(x, kernel.shape, strides, pads)]
-    return algorithm.forward(x, kernel, tuple(strides), pads, bias, relu, keep)
+def conv2d_forward(x, kernel, bias, strides, pads, relu=False, algorithm=None, keep=True):
+    """``conv(x, kernel) + bias`` (then ReLU where ``relu``). x: (N, H, W, C), kernel:
+    (kh, kw, C, F), bias: (F,) or None -> (y (N, oH, oW, F), ctx or None). ``algorithm``: one
+    of ALGORITHMS (a plan's choice), else ``conv_algorithm`` picks."""
+    name = algorithm or conv_algorithm(x, kernel.shape, strides, pads)
+    return ALGORITHMS[name].forward(x, kernel, bias, tuple(strides), tuple(pads), relu, keep)
 
 
-def conv2d_backward(gz, saved, kernel, x_shape, strides, pads, need_gx: bool, y=None, bias=False):
-    """The gradients of ``conv2d_forward``. gz: (N*oH*oW, F), the gradient of its output; y: that
-    output when it went through ReLU (gz is then masked by y > 0 first), else None.
-    -> (gkernel (kh, kw, C, F), gbias (F,) if ``bias`` else None, gx (N, H, W, C) if ``need_gx``
-    else None)."""
-    algorithm = ALGORITHMS[saved[0]]
-    gkernel, gbias, gx = algorithm.backward(
-        gz, saved, kernel, x_shape, tuple(strides), pads, need_gx, y, bias
-    )
-    return gkernel, gbias if bias else None, gx  # direct and Winograd sum it in passing
+def conv2d_backward(gy, ctx, need_gx: bool = True):
+    """The gradients of ``conv2d_forward`` from that of its output, gy (N, oH, oW, F):
+    -> (gx (N, H, W, C) or None, gkernel (kh, kw, C, F), gbias (F,) or None)."""
+    gy = get_array_module(gy).ascontiguousarray(gy)  # a slice of a concatenation's gradient
+    return _BACKWARD[type(ctx)](gy, ctx, need_gx)
+
+
+_BACKWARD = {module.Ctx: module.backward for module in ALGORITHMS.values()}

@@ -7,10 +7,12 @@ scattered back onto the pixels (``col2im``, im2col's adjoint) for the input.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from minicnn.backend import get_array_module
-from minicnn.ops.dispatch import kernel_for
-from minicnn.ops.elementwise import bias_relu, matmul_tn, relu_backward, sum_rows
-from minicnn.ops.geometry import pad
+from minicnn.maths.dispatch import kernel_for
+from minicnn.maths.elementwise import bias_relu, matmul_tn, relu_backward, sum_rows
+from minicnn.maths.geometry import pad
 
 
 def im2col(x, kh, kw, sy, sx, pads):
@@ -53,8 +55,20 @@ def col2im(gcol, x_shape, sy, sx, pads):
     return gxpad[:, top : top + h, left : left + w, :]
 
 
-def forward(x, kernel, strides, pads, bias, relu, keep=True):
-    """-> (z (N*oH*oW, F), saved); see ``conv2d_forward``."""
+class Ctx(NamedTuple):
+    """What im2col's backward needs."""
+
+    col: object  # (N*oH*oW, kh*kw*C): the gathered receptive fields
+    kernel: object  # (kh, kw, C, F)
+    x_shape: tuple
+    strides: tuple
+    pads: tuple
+    y: object  # the output, when a ReLU was applied in the forward (its mask), else None
+    bias: bool
+
+
+def forward(x, kernel, bias, strides, pads, relu=False, keep=True):
+    """-> (y (N, oH, oW, F), Ctx or None); see ``conv2d_forward``."""
     kh, kw, c, f = kernel.shape
     col = im2col(x, kh, kw, *strides, pads)  # (N, oH, oW, kh, kw, C)
     n, oh, ow = col.shape[:3]
@@ -62,18 +76,22 @@ def forward(x, kernel, strides, pads, bias, relu, keep=True):
     z = col2d @ kernel.reshape(kh * kw * c, f)  # (N*oH*oW, F)
     if bias is not None or relu:
         z = bias_relu(z, bias, relu)  # in place, one pass
-    return z, ("im2col", col2d, (n, oh, ow))
+    y = z.reshape(n, oh, ow, f)
+    if not keep:
+        return y, None
+    return y, Ctx(col2d, kernel, x.shape, strides, pads, y if relu else None, bias is not None)
 
 
-def backward(gz, saved, kernel, x_shape, strides, pads, need_gx, y, bias):
-    """-> (gkernel, gbias, gx or None); see ``conv2d_backward``."""
-    kh, kw, c, f = kernel.shape
-    _, col2d, (n, oh, ow) = saved
-    if y is not None:
-        gz = relu_backward(gz, y.reshape(gz.shape))
-    gkernel = matmul_tn(col2d, gz).reshape(kh, kw, c, f)
+def backward(gy, ctx: Ctx, need_gx=True):
+    """-> (gx or None, gkernel, gbias or None); see ``conv2d_backward``."""
+    kh, kw, c, f = ctx.kernel.shape
+    n, oh, ow, _ = gy.shape
+    gz = gy.reshape(n * oh * ow, f)
+    if ctx.y is not None:
+        gz = relu_backward(gz, ctx.y.reshape(gz.shape))
+    gkernel = matmul_tn(ctx.col, gz).reshape(kh, kw, c, f)
     gx = None
     if need_gx:
-        gcol = (gz @ kernel.reshape(kh * kw * c, f).T).reshape(n, oh, ow, kh, kw, c)
-        gx = col2im(gcol, x_shape, *strides, pads)
-    return gkernel, sum_rows(gz) if bias else None, gx
+        gcol = (gz @ ctx.kernel.reshape(kh * kw * c, f).T).reshape(n, oh, ow, kh, kw, c)
+        gx = col2im(gcol, ctx.x_shape, *ctx.strides, ctx.pads)
+    return gx, gkernel, sum_rows(gz) if ctx.bias else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from minicnn.backend import get_array_module
-from minicnn.ops.dispatch import kernel_for
+from minicnn.maths.dispatch import kernel_for
 
 
 def softmax(z):

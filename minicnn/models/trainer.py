@@ -1,0 +1,189 @@
+"""The Keras methods a model is driven by: ``compile``, ``fit``, ``evaluate``, ``predict`` and
+their one-batch forms, and its weights as arrays. The loops themselves live in
+``minicnn.training``; these methods check what they are given and hand the work there."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn import data, optimizers
+from minicnn.backend import floatx
+from minicnn.models.compile import Objectives
+from minicnn.progbar import Progbar
+
+
+class Trainer:
+    """Mixed into Model: what a user calls."""
+
+    def compile(
+        self,
+        optimizer="rmsprop",
+        loss=None,
+        loss_weights=None,
+        metrics=None,
+        weighted_metrics=None,
+        run_eagerly=False,
+        steps_per_execution=1,
+        jit_compile="auto",
+        auto_scale_loss=True,
+    ) -> None:
+        """Keras 3's signature and defaults: RMSprop; losses and metrics by name or object, one
+        per output or by output name (``minicnn.models.compile``). run_eagerly, jit_compile and
+        auto_scale_loss change nothing here (minicnn runs its own plan; no mixed precision)."""
+        if loss is None:
+            raise ValueError("compile() needs a loss: give loss=... (a name, a loss object, or one per output)")  # fmt: skip
+        if (
+            isinstance(loss_weights, (list, tuple))
+            and any(isinstance(w, str) for w in loss_weights)  # fmt: skip
+        ):
+            raise ValueError(
+                f"compile(): loss_weights must be numbers. Received: loss_weights={loss_weights!r} "
+                "(the third argument of compile() is loss_weights, as in Keras 3: pass "
+                "metrics=[...] by name)"
+            )
+        if weighted_metrics:
+            raise ValueError(f"weighted_metrics (sample weights) are not supported. Received: weighted_metrics={weighted_metrics!r}")  # fmt: skip
+        if steps_per_execution != 1:
+            raise ValueError(f"steps_per_execution must be 1: each step runs as it is called. Received: steps_per_execution={steps_per_execution!r}")  # fmt: skip
+        self._graph("a loss to compile")
+        objectives = Objectives(self.output_keys(), loss, loss_weights, metrics)  # all checks first
+        self.optimizer = optimizers.get(optimizer)
+        self.objectives = objectives
+        self._plans.clear()
+
+    @property
+    def compiled(self) -> bool:
+        return self.objectives is not None
+
+    @property
+    def metrics(self) -> list:
+        """The metric objects compile made, every output's in order."""
+        return [] if self.objectives is None else [m for ms in self.objectives.metrics for m in ms]
+
+    @property
+    def loss(self):
+        """The loss of a one-output model (Keras's ``model.loss``); a list for several."""
+        if self.objectives is None:
+            return None
+        ls = self.objectives.losses
+        return ls[0] if len(ls) == 1 else ls
+
+    # -- training and scoring, in minicnn.training ---------------------------------------------
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """Train on (x, y): ``minicnn.training.fit``, Keras's arguments."""
+        from minicnn import training
+
+        return training.fit(self, x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """The loss and metrics over (x, y): ``minicnn.training.evaluate``."""
+        from minicnn import training
+
+        return training.evaluate(self, x, y, *args, **kwargs)
+
+    def train_on_batch(self, x, y):
+        """One step on one batch: ``minicnn.training.train_on_batch``."""
+        from minicnn import training
+
+        return training.train_on_batch(self, x, y)
+
+    def test_on_batch(self, x, y, return_dict: bool = False):
+        return self.evaluate(x, y, batch_size=max(len(data.first(x)), 1), verbose=0, return_dict=return_dict)  # fmt: skip
+
+    def result(self, logs: dict, return_dict: bool = False):
+        """Keras's value for ``logs``: the dict, or the loss alone, or [loss, the per-output
+        losses, the metrics] in compile's order."""
+        if return_dict:
+            return dict(sorted(logs.items()))
+        names = ["loss", *(n for _, n in self.objectives.loss_names())]
+        names += [n for *_, n in self.objectives.metric_names()]
+        values = [logs[n] for n in names]
+        return values[0] if len(values) == 1 else values
+
+    # -- inference -----------------------------------------------------------------------------
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """The outputs (probabilities for a softmax head) as NumPy arrays: one array, or a list
+        or dict like the model's outputs."""
+        if steps is not None or callbacks:
+            raise ValueError("predict(): steps and callbacks are not supported; predict takes arrays")  # fmt: skip
+        batch_size = 32 if batch_size is None else batch_size
+        xs = self.check_inputs(x)
+        batches = data.batch_ranges(xs[0].shape[0], batch_size)
+        show = verbose == "auto" or bool(verbose)
+        bar = Progbar(len(batches), items_per_step=batch_size) if show else None
+        parts: list[list] = [[] for _ in self.outputs]
+        for step, (lo, hi) in enumerate(batches):
+            outs = self.run([self.as_batch(a, lo, hi) for a in xs], training=False)
+            for part, out in zip(parts, outs):
+                part.append(out)
+            if bar:
+                bar.update(step + 1, items=hi)
+        xp = self.backend.xp
+        flat = [self.backend.to_numpy(xp.concatenate(p)) for p in parts]  # one copy to the host
+        return self._restructure(flat, self._output_struct)
+
+    def predict_on_batch(self, x):
+        return self.predict(x, batch_size=max(len(data.first(x)), 1), verbose=0)
+
+    def as_batch(self, x, lo: int, hi: int):
+        return self.backend.asarray(x[lo:hi]).astype(floatx(), copy=False)
+
+    # -- weights -------------------------------------------------------------------------------
+
+    def trainable_params(self) -> list:
+        """(layer, name) of every weight the optimizer updates, in the order it keeps them."""
+        return [(layer, k) for layer in self.leaf_layers() if layer.trainable for k in layer.params]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Every layer's weights in Keras's order and layouts, as NumPy arrays."""
+        return [w for layer in self.leaf_layers() for w in layer.get_weights()]
+
+    def set_weights(self, weights) -> None:
+        """The inverse of get_weights; every shape is checked before any weight changes."""
+        weights = list(weights)
+        expected = [(layer, n) for layer in self.leaf_layers() for n in layer.weight_names]
+        if len(weights) != len(expected):
+            raise ValueError(f"The model has {len(expected)} weight arrays. Received: {len(weights)}")  # fmt: skip
+        for (layer, n), w in zip(expected, weights):
+            if tuple(np.shape(w)) != layer._weight(n).shape:
+                raise ValueError(
+                    f'Layer "{layer.name}": weight "{n}" must have shape {layer._weight(n).shape}. '
+                    f"Received: shape {tuple(np.shape(w))}"
+                )
+        i = 0
+        for layer in self.leaf_layers():
+            k = len(layer.weight_names)
+            layer.set_weights(weights[i : i + k])
+            i += k
+
+    def count_params(self) -> int:
+        return sum(layer.count_params() for layer in self.leaf_layers())
+
+    @property
+    def weight_names(self) -> list[str]:
+        return []
+
+    # -- description and files -----------------------------------------------------------------
+
+    def summary(self, print_fn=None, show_plan: bool = False, **kwargs) -> None:
+        """Keras's table of layers, output shapes, parameter counts (and "Connected to" for a
+        graph); ``show_plan``: also the plan (algorithm and fusion per step) the model runs."""
+        from minicnn.models.summary import summary
+
+        summary(self, print_fn or print, show_plan, **kwargs)
+
+    def save(self, filepath, overwrite: bool = True, **kwargs) -> None:
+        """One file: architecture (JSON), weights, compile settings and a format version."""
+        from minicnn.saving import save_model
+
+        save_model(self, filepath, **kwargs)
+
+    def export(self, filepath, format: str = "onnx") -> None:  # noqa: A002  (Keras's name)
+        """Write the model for inference elsewhere: ``format="onnx"`` (``minicnn.export``)."""
+        if format != "onnx":
+            raise ValueError(f'minicnn exports format="onnx" only. Received: format={format!r}')
+        from minicnn.export import export_model
+
+        export_model(self, filepath)

@@ -1,0 +1,188 @@
+"""The plan: how a model's graph runs, decided once for an input shape and a mode, then read by
+every forward and backward pass made with it.
+
+For each leaf-layer call it decides
+
+- which convolution algorithm runs (``maths.choose_algorithm`` for that layer's geometry);
+- what fuses (``minicnn.plan.steps``): BatchNormalization + ReLU; Conv2D/Dense + ReLU; at
+  inference Conv2D + BatchNormalization (+ ReLU); a softmax head whose loss takes the logits;
+- whether the step must give its input's gradient (only if a trained weight lies upstream),
+  so backward stops where nothing below it learns.
+
+A value feeds a fused chain only if the chain's next layer is its one reader and it is not a
+model output. ``forward`` frees each value after its last reader; ``backward`` walks the steps
+in reverse, adds gradients where a value fans out, and sums each weight's gradient over the
+calls of a shared layer.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from minicnn import maths
+from minicnn.plan.graph import Graph, flatten
+from minicnn.plan.steps import (
+    BatchNormStep,
+    ConvStep,
+    DenseStep,
+    LayerStep,
+    SkipStep,
+    is_relu_layer,
+)
+
+
+class Plan:
+    """The steps of ``graph`` for inputs of batch ``n`` in mode ``training``.
+    ``heads``: the output indices whose loss takes logits (their softmax is left to it)."""
+
+    def __init__(self, graph: Graph, n: int, training: bool, heads=(), xp=np, dtype="float32"):
+        self.training, self.n = training, n
+        flat = flatten(graph)
+        self.inputs, self.outputs = flat.inputs, flat.outputs
+        readers = defaultdict(list)
+        for i, call in enumerate(flat.calls):
+            for v in call.inputs:
+                readers[v].append(i)
+        heads = {flat.outputs[i] for i in heads}
+        emitted = set()  # head values given as logits
+        grad = {v: False for v in flat.inputs}  # does a trained weight lie upstream of v?
+        self.steps, taken = [], set()
+        for i, call in enumerate(flat.calls):
+            if i in taken:
+                continue
+            need_gx = any(grad[v] for v in call.inputs)
+            chain = self._chain(flat, i, readers)
+            layers = [flat.calls[j].layer for j in chain]
+            last = flat.calls[chain[-1]]
+            logits = (  # a softmax head nothing else reads: its loss takes the logits
+                last.outputs[0] in heads
+                and not readers[last.outputs[0]]
+                and len(last.outputs) == 1
+                and bool(getattr(last.layer, "ends_in_softmax", False))
+            )
+            if logits:
+                emitted.add(last.outputs[0])
+            step = self._step(call, chain, flat, need_gx, logits, xp, dtype)
+            taken.update(chain)
+            step.outputs = flat.calls[chain[-1]].outputs  # a fused chain gives its last value
+            trains = any(layer.trainable and layer.params for layer in layers)
+            for v in step.outputs:
+                grad[v] = need_gx or trains
+            self.steps.append(step)
+        last = {}
+        for k, step in enumerate(self.steps):
+            for v in step.inputs:
+                last[v] = k
+        self.last_reader = last
+        self.needs_grad = grad
+        self.logits = tuple(v in emitted for v in flat.outputs)  # per output: given as logits
+
+    def _chain(self, flat, i, readers) -> list:
+        """The calls that fuse with call i: i, then each next one that is its value's only
+        reader (and where that value is no model output), while the pair fuses."""
+        chain = [i]
+        while True:
+            out = flat.calls[chain[-1]].outputs
+            if len(out) != 1 or out[0] in flat.outputs or len(readers[out[0]]) != 1:
+                return chain
+            j = readers[out[0]][0]
+            if not self._fuses([flat.calls[k] for k in chain], flat.calls[j]):
+                return chain
+            chain.append(j)
+
+    def _fuses(self, chain, nxt) -> bool:
+        kinds = [type(c.layer).__name__ for c in chain]
+        first = chain[0].layer
+        if not nxt.single or any(c.training != nxt.training for c in chain):
+            return False
+        relu = is_relu_layer(nxt.layer)
+        linear = (
+            getattr(first, "activation", None) is not None and first.activation.name == "linear"
+        )
+        if kinds == ["BatchNormalization"] or kinds == ["Conv2D", "BatchNormalization"]:
+            return relu
+        if kinds in (["Conv2D"], ["Dense"]) and linear and relu:
+            return True
+        inference = not (self.training if nxt.training is None else nxt.training)
+        is_bn = type(nxt.layer).__name__ == "BatchNormalization"
+        return kinds == ["Conv2D"] and linear and is_bn and inference  # folds into the kernel
+
+    def _step(self, call, chain, flat, need_gx, logits, xp, dtype):
+        calls = [flat.calls[j] for j in chain]
+        kind = type(call.layer).__name__
+        relu = next((c.layer for c in calls[1:] if is_relu_layer(c.layer)), None)
+        if kind == "Conv2D":
+            bn = next((c.layer for c in calls[1:] if type(c.layer).__name__ == "BatchNormalization"), None)  # fmt: skip
+            x_shape = (self.n, *flat.shapes[call.inputs[0]][1:])
+            conv = call.layer
+            pads = conv.pads(*x_shape[1:3])
+            kernel = (*conv.kernel_size, x_shape[-1], conv.filters)
+            algo = maths.choose_algorithm(x_shape, kernel, conv.strides, pads, xp, dtype)
+            return ConvStep(call, need_gx, algo, bn, relu, logits)
+        if kind == "Dense" and (relu is not None or logits):
+            return DenseStep(call, need_gx, relu, logits)
+        if kind == "BatchNormalization" and relu is not None:
+            return BatchNormStep(call, need_gx, relu)
+        if logits:
+            return SkipStep(call, need_gx)
+        return LayerStep(call, need_gx)
+
+    # -- running it ----------------------------------------------------------------------------
+
+    def forward(self, xs: list, training: bool, watch=None):
+        """Model inputs -> (model outputs, tape for backward). ``watch(step, y)``, if given,
+        sees each step's output as it is made (a diagnosis of where values stop being finite)."""
+        values = dict(zip(self.inputs, xs))
+        outputs = set(self.outputs)
+        tape = []
+        for k, step in enumerate(self.steps):
+            mode = training if step.call.training is None else step.call.training
+            y, ctx = step.forward([values[v] for v in step.inputs], mode)
+            if watch is not None:
+                watch(step, y)
+            values[step.outputs[0]] = y
+            tape.append(ctx)
+            for v in set(step.inputs):
+                if self.last_reader[v] == k and v not in outputs:
+                    del values[v]  # its last reader has run: let it go
+        return [values[v] for v in self.outputs], tape
+
+    def backward(self, tape: list, gouts: list) -> dict:
+        """The gradient of each model output (None where no loss reads it), back through the
+        steps: -> {(id(layer), weight name): gradient}."""
+        grads: dict = {}
+        g = {}
+        for v, gv in zip(self.outputs, gouts):
+            if gv is not None:
+                g[v] = g[v] + gv if v in g else gv
+        for k in range(len(self.steps) - 1, -1, -1):
+            step, ctx = self.steps[k], tape[k]
+            tape[k] = None  # the largest arrays of the step: let them go once used
+            gy = g.pop(step.outputs[0], None)
+            if gy is None or not (step.trains or step.need_gx):
+                continue
+            gxs, wgrads = step.backward(gy, ctx)
+            for layer, name, gw in wgrads:
+                if layer.trainable:
+                    key = (id(layer), name)
+                    grads[key] = grads[key] + gw if key in grads else gw
+            if not step.need_gx:
+                continue
+            for v, gx in zip(step.inputs, gxs):
+                if gx is not None and self.needs_grad.get(v, False):
+                    g[v] = g[v] + gx if v in g else gx
+        return grads
+
+    # -- what it decided -------------------------------------------------------------------------
+
+    def describe(self) -> list[tuple[str, str, str, str, str]]:
+        """One row per step: (layers, type, algorithm, fused, kept for backward)."""
+        rows = []
+        for step in self.steps:
+            names = " + ".join(layer.name for layer in step.layers)
+            kinds = " + ".join(type(layer).__name__ for layer in step.layers)
+            keeps = step.keeps() if self.training and (step.trains or step.need_gx) else ""
+            rows.append((names, kinds, step.algorithm(), ", ".join(step.fused), keeps))
+        return rows

@@ -1,0 +1,215 @@
+"""The steps a plan runs: a layer call as it is, or a chain of calls fused into one pass.
+
+Every step has the contract of a layer, over value lists:
+
+    forward(xs, training) -> (y, ctx)        backward(gy, ctx) -> (gxs, [(layer, name, grad)])
+
+``LayerStep`` runs one layer's own forward and backward. The fused steps compute what the chain
+of layers computes, with fewer passes over the activations:
+
+- ``ConvStep``: a Conv2D with the plan's algorithm; at inference a BatchNormalization after it
+  folds into its kernel and bias; a ReLU after them (or its own) goes into the output pass; as
+  a model's head it can stop before a final softmax (the loss then takes the logits);
+- ``DenseStep``: a Dense, its bias and a ReLU that follows in one pass, or its logits;
+- ``BatchNormStep``: a BatchNormalization with the ReLU that follows it in its output pass, the
+  gradient masked by the same expression;
+- ``SkipStep``: a softmax layer a head's loss takes over (the loss works from its input).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from minicnn import activations, maths
+
+# What each layer type keeps for backward, for describe() (Conv2D's depends on its algorithm)
+KEEPS = {
+    "Dense": "input, output",
+    "BatchNormalization": "input, batch mean, 1/std",
+    "MaxPooling2D": "argmax",
+    "GlobalMaxPooling2D": "argmax",
+    "Dropout": "mask",
+    "RandomRotation": "maps",
+    "RandomTranslation": "maps",
+    "RandomZoom": "maps",
+    "Activation": "output",
+    "ReLU": "output",
+    "Softmax": "output",
+    "Multiply": "inputs",
+    "Maximum": "inputs, output",
+    "Minimum": "inputs, output",
+}
+CONV_KEEPS = {
+    "im2col": "im2col rows",
+    "direct": "padded input",
+    "shifted": "padded input",
+    "winograd": "transformed input V",
+    "space_to_depth": "transformed 2x2-block input V",
+}
+
+
+class Step:
+    """One step: ``layers`` (the first is the call's own), value ids in and out."""
+
+    fused: tuple = ()
+
+    def __init__(self, call, need_gx: bool, layers=None):
+        self.call = call
+        self.layer = call.layer
+        self.layers = tuple(layers or (call.layer,))
+        self.inputs, self.outputs = call.inputs, call.outputs
+        self.need_gx = need_gx
+
+    @property
+    def trains(self) -> bool:
+        """Whether backward has weight gradients to give."""
+        return any(layer.trainable and layer.params for layer in self.layers)
+
+    def forward(self, xs, training):
+        return self.layer.forward(xs[0] if self.call.single else xs, training)
+
+    def backward(self, gy, ctx):
+        gx, grads = self.layer.backward(gy, ctx, self.need_gx)
+        return (
+            [gx] if self.call.single else list(gx),
+            [(self.layer, k, g) for k, g in grads.items()],
+        )
+
+    def algorithm(self) -> str:
+        return ""
+
+    def keeps(self) -> str:
+        return KEEPS.get(type(self.layer).__name__, "")
+
+    def __repr__(self) -> str:
+        names = "+".join(layer.name for layer in self.layers)
+        return f"<{type(self).__name__} {names}>"
+
+
+LayerStep = Step
+
+
+class ConvCtx(NamedTuple):
+    conv: object  # the algorithm's ctx
+    y: object  # the output, for an activation other than ReLU; else None
+
+
+class ConvStep(Step):
+    def __init__(self, call, need_gx, algorithm, bn=None, relu=None, logits=False):
+        layers = [call.layer] + [layer for layer in (bn, relu) if layer is not None]
+        super().__init__(call, need_gx, layers)
+        self.conv, self.bn, self.algo, self.logits = call.layer, bn, algorithm, logits
+        act = self.conv.activation
+        self.relu = relu is not None or act.name == "relu"
+        self.act = None if self.relu or act.name == "linear" or logits else act
+        self.fused = tuple(
+            x for x, on in (("batchnorm", bn), ("relu", self.relu), ("logits", logits)) if on
+        )
+
+    def forward(self, xs, training):
+        x, conv = xs[0], self.conv
+        kernel, bias = conv.params["kernel"], conv.params.get("bias")
+        if self.bn is not None:  # inference: y = conv(x) * scale + shift, into kernel and bias
+            scale, shift = self.bn.inference_affine()
+            kernel = kernel * scale.astype(kernel.dtype)
+            bias = (shift if bias is None else bias * scale + shift).astype(kernel.dtype)
+        pads = conv.pads(*x.shape[1:3])
+        y, cctx = maths.conv2d_forward(
+            x, kernel, bias, conv.strides, pads, self.relu, self.algo, keep=training
+        )
+        if self.act is not None:
+            y = self.act.forward(y)
+        return y, (ConvCtx(cctx, y if self.act else None) if training else None)
+
+    def backward(self, gy, ctx):
+        if self.act is not None:
+            gy = self.act.backward(gy, ctx.y)
+        gx, gkernel, gbias = maths.conv2d_backward(gy, ctx.conv, self.need_gx)
+        grads = [(self.conv, "kernel", gkernel)]
+        if gbias is not None:
+            grads.append((self.conv, "bias", gbias))
+        return [gx], grads
+
+    def algorithm(self) -> str:
+        return self.algo
+
+    def keeps(self) -> str:
+        return CONV_KEEPS[self.algo]
+
+
+class DenseStep(Step):
+    def __init__(self, call, need_gx, relu=None, logits=False):
+        super().__init__(call, need_gx, [call.layer] + ([relu] if relu is not None else []))
+        act = call.layer.activation
+        self.relu = relu is not None or act.name == "relu"
+        self.act = None if self.relu or logits else act
+        self.fused = tuple(x for x, on in (("relu", relu is not None), ("logits", logits)) if on)
+
+    def forward(self, xs, training):
+        x, dense = xs[0], self.layer
+        z = maths.bias_relu(x @ dense.params["kernel"], dense.params.get("bias"), self.relu)
+        y = z if self.act is None else self.act.forward(z)
+        return y, ((x, y) if training else None)
+
+    def backward(self, gy, ctx):
+        x, y = ctx
+        dense = self.layer
+        gz = maths.relu_backward(gy, y) if self.relu else gy
+        gz = gz if self.act is None else self.act.backward(gz, y)
+        grads = [(dense, "kernel", maths.matmul_tn(x, gz))]
+        if "bias" in dense.params:
+            grads.append((dense, "bias", maths.sum_rows(gz)))
+        return [gz @ dense.params["kernel"].T if self.need_gx else None], grads
+
+
+class BatchNormStep(Step):
+    """BatchNormalization, then the ReLU layer that follows, in one pass."""
+
+    fused = ("relu",)
+
+    def __init__(self, call, need_gx, relu):
+        super().__init__(call, need_gx, [call.layer, relu])
+
+    def forward(self, xs, training):
+        x, bn = xs[0], self.layer
+        x2 = x.reshape(-1, x.shape[-1])
+        gamma, beta = bn.params.get("gamma"), bn.params.get("beta")
+        if bn.uses_batch_statistics(training):
+            y, mean, var, inv_std = maths.batchnorm_forward(x2, gamma, beta, bn.epsilon, relu=True)
+            bn.update_moving(mean, var)
+            return y.reshape(x.shape), ("batch", x2, mean, inv_std)
+        scale, shift = bn.inference_affine()
+        y = maths.channel_affine(x2, scale, shift, relu=True)
+        return y.reshape(x.shape), (("frozen", scale, y) if training else None)
+
+    def backward(self, gy, ctx):
+        bn = self.layer
+        g2 = gy.reshape(-1, gy.shape[-1])
+        if ctx[0] == "frozen":  # a fixed affine map per channel, then ReLU: nothing trains
+            _, scale, y = ctx
+            return [(maths.relu_backward(g2, y) * scale).reshape(gy.shape)], []
+        _, x2, mean, inv_std = ctx
+        gamma, beta = bn.params.get("gamma"), bn.params.get("beta")
+        gx, ggamma, gbeta = maths.batchnorm_backward(g2, x2, mean, inv_std, gamma, beta, relu=True)
+        return [gx.reshape(gy.shape)], [
+            (bn, k, g) for k, g in bn.weight_grads(ggamma, gbeta).items()
+        ]
+
+
+class SkipStep(Step):
+    """A softmax layer ending a model whose loss takes the logits: its input passes through."""
+
+    fused = ("logits",)
+
+    def forward(self, xs, training):
+        return xs[0], None
+
+    def backward(self, gy, ctx):
+        return [gy], []
+
+
+def is_relu_layer(layer) -> bool:
+    """A layer that is exactly a ReLU (``ReLU()`` or ``Activation("relu")``)."""
+    return type(layer).__name__ in ("ReLU", "Activation") and isinstance(
+        getattr(layer, "activation", None), activations.ReLU
+    )
