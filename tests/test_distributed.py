@@ -74,6 +74,7 @@ def reports(folder):
 MODEL = """
 import json
 import numpy as np
+import minicnn
 from minicnn import Sequential
 from minicnn.layers import Conv2D, Dense, Dropout, Flatten
 from minicnn.utils import set_random_seed
@@ -82,6 +83,16 @@ def build(dropout=0.0):
     set_random_seed(3)
     m = Sequential([Conv2D(4, 3, activation="relu", input_shape=(8, 8, 1)), Flatten(),
                     Dropout(dropout), Dense(5, activation="softmax")])
+    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+def build_graph():  # a functional model: two branches and an add (no BatchNorm: its batch
+    set_random_seed(3)  # statistics are each rank's own share's, as in Keras without SyncBN)
+    inputs = minicnn.Input((8, 8, 1))
+    a = Conv2D(4, 3, padding="same", name="a")(inputs)
+    b = Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    x = Flatten()(minicnn.layers.add([a, b]))
+    m = minicnn.Model(inputs, Dense(5, activation="softmax")(x))
     m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     return m
 
@@ -130,8 +141,9 @@ def test_gradient_average_is_exact(tmp_path, ranks):
             assert a == sum(gr * n for gr, n in zip(g, counts)) / sum(counts)  # exact
 
 
+@pytest.mark.parametrize("builder", ["build", "build_graph"])
 @pytest.mark.parametrize("n", [51, 49], ids=["last-split-1-2", "last-split-0-1"])
-def test_two_ranks_match_one_process_with_twice_the_batch(tmp_path, n):
+def test_two_ranks_match_one_process_with_twice_the_batch(tmp_path, n, builder):
     """2 ranks with batch 4 each against 1 process with batch 8, no shuffle, no Dropout, two
     epochs: the same weights to float64 rounding. 51 and 49 samples leave a last global batch
     of 3 and 1 (split 1 + 2, and 0 + 1: one rank has nothing)."""
@@ -141,7 +153,7 @@ def test_two_ranks_match_one_process_with_twice_the_batch(tmp_path, n):
         minicnn.set_floatx("float64")
         strategy = DataParallel()
         install_excepthook(strategy.comm)
-        model = build()
+        model = {builder}()
         x, y = data({n})
         h = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0, distribute=strategy)
         np.savez(f"w{{strategy.rank}}.npz", *model.get_weights())
@@ -156,7 +168,7 @@ def test_two_ranks_match_one_process_with_twice_the_batch(tmp_path, n):
     minicnn.set_floatx("float64")
     ns = {}
     exec(MODEL, ns)
-    model = ns["build"]()
+    model = ns[builder]()
     x, y = ns["data"](n)
     h = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
     for rank in (0, 1):

@@ -3,10 +3,8 @@
 (``compile``), the summary table (``summary``) and configs (``config``)."""
 
 from minicnn._missing import not_implemented
-from minicnn.models.model import Model
+from minicnn.models.model import Functional, Model
 from minicnn.models.sequential import Sequential
-
-Functional = Model
 
 
 def load_model(path, backend=None, compile: bool = True):

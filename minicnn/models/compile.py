@@ -76,7 +76,8 @@ class Objectives:
         if not isinstance(metrics, (list, tuple)):
             raise ValueError(f"compile(): metrics must be a list or dict. Received: metrics={metrics!r}")  # fmt: skip
         if n == 1:
-            return [entry(list(metrics))]
+            one = len(metrics) == 1 and isinstance(metrics[0], (list, tuple))  # [[...]]: per output
+            return [entry(list(metrics[0] if one else metrics))]
         if len(metrics) != n:
             raise ValueError(
                 "Invalid `metrics`. `metrics` should contain metrics objects and either be a dict "

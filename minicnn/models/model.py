@@ -33,16 +33,22 @@ def _structure(value, what: str):
 
 class Model(Trainer, Layer):
     """``Model(inputs, outputs, name=None)``: inputs and outputs are one symbolic tensor, a list
-    or a dict of them. ``backend``: "numpy" or "cupy" (default: ``minicnn.set_backend``'s)."""
+    or a dict of them. ``backend``: "numpy" or "cupy" (default: ``minicnn.set_backend``'s).
+    As in Keras, ``Model(inputs, outputs)`` makes a ``Functional``."""
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Model and (args or "inputs" in kwargs):
+            return super().__new__(Functional)
+        return super().__new__(cls)
 
     def __init__(self, inputs=None, outputs=None, name=None, backend=None, trainable=True, **kwargs):  # fmt: skip
         if inputs is None or outputs is None:
-            if type(self) is Model or not hasattr(self, "_layers"):
+            if type(self) in (Model, Functional) or not hasattr(self, "_layers"):
                 raise NotImplementedError(
                     "minicnn builds models functionally, keras.Model(inputs, outputs), or as a "
                     "keras.Sequential; subclassed models (a keras.Model subclass with call()) "
                     "are not implemented yet"
-                    if type(self) is not Model
+                    if type(self) not in (Model, Functional)
                     else "keras.Model() needs inputs and outputs: keras.Model(inputs, outputs)"
                 )
         super().__init__(name=name or unique_name(self.default_name), **kwargs)
@@ -304,6 +310,10 @@ class Model(Trainer, Layer):
         return (
             f"<{type(self).__name__} name={self.name!r} layers={n} backend={self.backend.name!r}>"
         )
+
+
+class Functional(Model):
+    """What ``keras.Model(inputs, outputs)`` makes: a model over the graph between them."""
 
 
 def _per_key(value, keys: list, what: str, kind: str, optional=None) -> list:

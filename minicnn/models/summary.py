@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.backend import floatx
-from minicnn.layers import InputLayer
 
 
 def _bytes(n: float) -> str:
@@ -75,7 +74,7 @@ def summary(model, print_fn, show_plan: bool = False, plan_batch: int = 32) -> N
             cells = [f"{layer.name}\n({type(layer).__name__})", str(shape).replace("'", ""), f"{layer.count_params():,}"]  # fmt: skip
             if len(headers) == 4:
                 links = [f"{t.history[0].name}[{index[id(t.node)]}][{t.node.outputs.index(t)}]" for n in own for t in n.inputs]  # fmt: skip
-                cells.append(",\n".join(links) if links else "-")
+                cells.append(", ".join(links) if links else "-")
             rows.append(cells)
     else:
         for layer in model.layers:
@@ -104,6 +103,3 @@ def summary(model, print_fn, show_plan: bool = False, plan_batch: int = 32) -> N
                      for i, (names, kinds, algo, fused, keeps) in enumerate(plan.describe())]  # fmt: skip
             out += table(heads if training else heads[:-1], [r if training else r[:-1] for r in steps], right=(0,))  # fmt: skip
     print_fn("\n".join(out))
-
-
-__all__ = ["summary", "table", "InputLayer"]

@@ -113,6 +113,8 @@ class Optimizer:
         grads = self.clip(grads)
         self.iterations += 1
         for p, g, slots in zip(params, grads, self.slots):
+            if g is None:  # no loss reaches this weight: Keras leaves it, and its slots, alone
+                continue
             if self.weight_decay:
                 p -= p * p.dtype.type(self.weight_decay * lr)
             self.update(p, g, slots, lr)
@@ -125,14 +127,15 @@ class Optimizer:
                 self.finalize(params)
 
     def clip(self, grads: list) -> list:
+        """Clipped gradients (None stays None: a weight no loss reaches)."""
         if self.clipnorm:
-            return [g * _clip_scale(_norm(g), self.clipnorm, g.dtype) for g in grads]
+            return [None if g is None else g * _clip_scale(_norm(g), self.clipnorm, g.dtype) for g in grads]  # fmt: skip
         if self.global_clipnorm:
-            norm = float(np.sqrt(sum(float((g * g).sum()) for g in grads)))
-            return [g * _clip_scale(norm, self.global_clipnorm, g.dtype) for g in grads]
+            norm = float(np.sqrt(sum(float((g * g).sum()) for g in grads if g is not None)))
+            return [None if g is None else g * _clip_scale(norm, self.global_clipnorm, g.dtype) for g in grads]  # fmt: skip
         if self.clipvalue:
             v = self.clipvalue
-            return [get_array_module(g).clip(g, -v, v) for g in grads]
+            return [None if g is None else get_array_module(g).clip(g, -v, v) for g in grads]
         return grads
 
     def update(self, p, g, slots: dict, lr: float) -> None:

@@ -1,0 +1,338 @@
+"""Models as graphs (keras.Model(inputs, outputs)) against the same layers run by hand: forward,
+every gradient by float64 finite differences, one Adam step, save/load; a small residual CNN's
+gradients against PyTorch autograd; a Sequential and the same chain written functionally train
+to identical weights."""
+
+import numpy as np
+import pytest
+from gradcheck import check, model_gradients, model_loss, numerical_gradient
+
+import minicnn as keras
+from minicnn import layers
+from minicnn.utils import set_random_seed, to_categorical
+
+f64 = pytest.mark.usefixtures("float64")
+
+
+def residual():
+    inputs = keras.Input(shape=(6, 5, 2))
+    x = layers.Conv2D(3, 3, padding="same", name="stem")(inputs)
+    h = layers.BatchNormalization(name="bn")(x)
+    h = layers.ReLU(name="relu")(h)
+    h = layers.Conv2D(3, 3, padding="same", activation="tanh", name="body")(h)
+    x = layers.add([x, h], name="skip")
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, layers.Dense(4, activation="softmax", name="head")(x))
+
+
+def residual_by_hand(model, x, training):
+    """The residual model's maths, each layer called on its own."""
+    get = model.get_layer
+    s = get("stem")(x)
+    h = get("body")(get("relu")(get("bn")(s, training=training)))
+    return get("head")(get("pool")(get("skip")([s, h])))
+
+
+def branches():
+    inputs = keras.Input(shape=(7, 7, 1))
+    a = layers.Conv2D(2, 3, activation="relu", name="a")(inputs)
+    b = layers.Conv2D(3, 3, activation="sigmoid", name="b")(inputs)
+    x = layers.Concatenate(name="cat")([a, b])
+    x = layers.Flatten()(x)
+    return keras.Model(inputs, layers.Dense(3, activation="softmax", name="out")(x))
+
+
+def two_in_two_out():
+    image = keras.Input(shape=(6, 6, 1), name="image")
+    meta = keras.Input(shape=(4,), name="meta")
+    x = layers.Flatten()(layers.Conv2D(2, 3, activation="relu", name="conv")(image))
+    m = layers.Dense(5, activation="tanh", name="meta_dense")(meta)
+    joint = layers.concatenate([x, m], name="joint")
+    digit = layers.Dense(3, activation="softmax", name="digit")(joint)
+    parity = layers.Dense(2, activation="softmax", name="parity")(layers.multiply([m, m]))
+    return keras.Model({"image": image, "meta": meta}, [digit, parity])
+
+
+def siamese():
+    a, b = keras.Input(shape=(5,), name="left"), keras.Input(shape=(5,), name="right")
+    tower = layers.Dense(4, activation="tanh", name="tower")  # one layer, called twice
+    d = layers.subtract([tower(a), tower(b)])
+    return keras.Model([a, b], layers.Dense(2, activation="softmax", name="same")(layers.multiply([d, d])))  # fmt: skip
+
+
+def data(model, n, rng):
+    xs = [rng.standard_normal((n, *t.shape[1:])) for t in model.inputs]
+    ys = [rng.integers(0, t.shape[-1], n) for t in model.outputs]
+    return xs, ys
+
+
+def targets(model, ys):
+    be = model.backend
+    return model.objectives.targets(ys, [t.shape[-1] for t in model.outputs], be.xp, keras.floatx())  # fmt: skip
+
+
+@f64
+@pytest.mark.parametrize("make", [residual, branches, two_in_two_out, siamese])
+def test_every_gradient_of_a_graph_against_finite_differences(make, rng):
+    set_random_seed(0)
+    model = make()
+    model.compile("adam", ["sparse_categorical_crossentropy"] * len(model.outputs))
+    for layer in model.leaf_layers():  # a BatchNorm away from its initial 1 and 0
+        for k in getattr(layer, "params", {}):
+            if k in ("gamma", "beta"):
+                layer.params[k][...] = rng.uniform(0.5, 1.5, layer.params[k].shape)
+    xs, ys = data(model, 5, rng)
+    ts = targets(model, ys)
+    _, grads = model_gradients(model, xs, ts)
+    assert sorted((lay.name, k) for lay, k in grads) == sorted((lay.name, k) for lay, k in model.trainable_params())  # fmt: skip
+    for (layer, k), g in grads.items():
+        p = layer.params[k]
+        host = p.copy()
+
+        def f(layer=layer, k=k, host=host):
+            layer.params[k][...] = host
+            return model_loss(model, xs, ts)
+
+        idx = None if host.size <= 40 else rng.choice(host.size, 40, replace=False)
+        numeric = numerical_gradient(f, host, indices=idx)
+        f()
+        check(f"{make.__name__} {layer.name}.{k}", g, numeric, indices=idx)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_residual_forward_is_the_layers_run_by_hand(rng, training):
+    model = residual()
+    x = rng.standard_normal((4, 6, 5, 2)).astype(np.float32)
+    model.get_layer("bn").state["moving_mean"][...] = rng.standard_normal(3)
+    (y,) = model.run([x], training)  # the plan: fused steps, the softmax head
+    np.testing.assert_allclose(y, residual_by_hand(model, x, training), rtol=1e-5, atol=1e-6)
+
+
+def test_one_adam_step_is_the_rule_on_the_graphs_gradients(rng):
+    model = siamese()
+    model.compile(keras.optimizers.Adam(learning_rate=0.01), "sparse_categorical_crossentropy")
+    xs, ys = data(model, 8, rng)
+    xs = [x.astype(np.float32) for x in xs]
+    before = {(lay.name, k): lay.params[k].copy() for lay, k in model.trainable_params()}
+    _, grads = model_gradients(model, xs, targets(model, ys))
+    model.train_on_batch(xs, ys[0])
+    b1, b2, eps, lr = 0.9, 0.999, 1e-7, 0.01
+    for (layer, k), g in grads.items():
+        m, v = (1 - b1) * g, (1 - b2) * g * g
+        step = lr * np.sqrt(1 - b2) / (1 - b1) * m / (np.sqrt(v) + eps)
+        np.testing.assert_allclose(layer.params[k], before[(layer.name, k)] - step, rtol=1e-4, atol=1e-6)  # fmt: skip
+
+
+@pytest.mark.parametrize("make", [residual, branches, two_in_two_out, siamese])
+def test_save_load_round_trip(make, rng, tmp_path):
+    model = make()
+    model.compile("adam", ["sparse_categorical_crossentropy"] * len(model.outputs), metrics=[["accuracy"]] * len(model.outputs))  # fmt: skip
+    xs, ys = data(model, 16, rng)
+    xs = [x.astype(np.float32) for x in xs]
+    x = dict(zip(model.input_keys(), xs)) if make is two_in_two_out else xs
+    model.fit(x, ys if len(ys) > 1 else ys[0], epochs=1, batch_size=8, verbose=0)
+    model.save(tmp_path / "m.minicnn")
+    again = keras.models.load_model(tmp_path / "m.minicnn")
+    assert type(again) is type(model) and [lay.name for lay in again.layers] == [lay.name for lay in model.layers]  # fmt: skip
+    for a, b in zip(again.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    ours, theirs = model.predict(x, verbose=0), again.predict(x, verbose=0)
+    for a, b in zip(ours if isinstance(ours, list) else [ours], theirs if isinstance(theirs, list) else [theirs]):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+    assert again.optimizer.iterations == model.optimizer.iterations == 2
+
+
+def test_several_outputs_log_under_keras_names(rng):
+    model = two_in_two_out()
+    model.compile(
+        "adam",
+        loss={
+            "digit": "sparse_categorical_crossentropy",
+            "parity": keras.losses.SparseCategoricalCrossentropy(),
+        },  # fmt: skip
+        loss_weights=[1.0, 0.5],
+        metrics={
+            "digit": ["accuracy"],
+            "parity": [keras.metrics.SparseCategoricalAccuracy(name="acc")],
+        },  # fmt: skip
+    )
+    (image, meta), (yd, yp) = data(model, 20, rng)
+    history = model.fit({"image": image, "meta": meta}, {"digit": yd, "parity": yp}, epochs=1, batch_size=10, validation_split=0.5, verbose=0)  # fmt: skip
+    assert list(history.history) == sorted(history.history) == [
+        "digit_accuracy", "digit_loss", "loss", "parity_acc", "parity_loss",
+        "val_digit_accuracy", "val_digit_loss", "val_loss", "val_parity_acc", "val_parity_loss",
+    ]  # fmt: skip
+    h = {k: v[0] for k, v in history.history.items()}
+    assert h["loss"] == pytest.approx(h["digit_loss"] + 0.5 * h["parity_loss"], rel=1e-5)
+    values = model.evaluate([image, meta], [yd, yp], verbose=0)
+    logs = model.evaluate([image, meta], [yd, yp], verbose=0, return_dict=True)
+    assert values == [logs[k] for k in ("loss", "digit_loss", "parity_loss", "digit_accuracy", "parity_acc")]  # fmt: skip
+    probs = model.predict({"image": image, "meta": meta}, verbose=0)
+    assert isinstance(probs, list) and [p.shape for p in probs] == [(20, 3), (20, 2)]
+    assert np.allclose(probs[0].sum(axis=1), 1, atol=1e-5)
+
+
+def test_loss_for_some_outputs_only_and_keras_errors(rng):
+    model = two_in_two_out()
+    with pytest.raises(ValueError, match=r"Expected keys \['digit', 'parity'\] in loss dict"):
+        model.compile("adam", loss={"digit": "sparse_categorical_crossentropy"})
+    with pytest.raises(ValueError, match="Invalid `metrics`"):
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile("adam", loss={"digit": "sparse_categorical_crossentropy", "parity": None})
+    (image, meta), (yd, _) = data(model, 12, rng)
+    history = model.fit([image, meta], {"digit": yd}, epochs=1, verbose=0)
+    assert list(history.history) == ["loss"]  # one loss: no per-output entries
+    before = model.get_layer("parity").get_weights()
+    model.fit([image, meta], [yd, None], epochs=1, verbose=0)
+    for a, b in zip(before, model.get_layer("parity").get_weights()):  # no loss reaches it
+        np.testing.assert_array_equal(a, b)
+
+
+def test_shared_layer_and_feature_extractor_share_weights(rng):
+    model = siamese()
+    tower = model.get_layer("tower")
+    assert len(tower.inbound_nodes) == 2 and tower.output is tower.inbound_nodes[0].outputs[0]
+    assert [type(lay).__name__ for lay in model.layers] == ["InputLayer", "InputLayer", "Dense", "Subtract", "Multiply", "Dense"]  # fmt: skip
+    extractor = keras.Model(model.inputs[0], tower.output)
+    x = rng.standard_normal((3, 5)).astype(np.float32)
+    np.testing.assert_allclose(extractor.predict(x, verbose=0), np.tanh(x @ tower.params["kernel"] + tower.params["bias"]), rtol=1e-5, atol=1e-6)  # fmt: skip
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    before = extractor.predict(x, verbose=0)
+    model.fit([x, x[::-1]], np.array([0, 1, 0]), epochs=2, verbose=0)
+    assert not np.allclose(before, extractor.predict(x, verbose=0))  # the same weights moved
+
+
+def test_a_model_called_as_a_layer_twice(rng):
+    t_in = keras.Input(shape=(4,))
+    tower = keras.Model(t_in, layers.Dense(3, activation="relu", name="t_dense")(t_in), name="tower")  # fmt: skip
+    a, b = keras.Input(shape=(4,)), keras.Input(shape=(4,))
+    out = layers.Dense(2, activation="softmax")(layers.concatenate([tower(a), tower(b, training=False)]))  # fmt: skip
+    model = keras.Model([a, b], out)
+    assert [type(lay).__name__ for lay in model.layers] == ["InputLayer", "InputLayer", "Functional", "Concatenate", "Dense"]  # fmt: skip
+    assert model.count_params() == 4 * 3 + 3 + 6 * 2 + 2
+    xa, xb = rng.standard_normal((2, 5, 4)).astype(np.float32)
+    w = tower.get_layer("t_dense")
+    h = lambda x: np.maximum(x @ w.params["kernel"] + w.params["bias"], 0)  # noqa: E731
+    d = model.layers[-1]
+    expected = keras.maths.softmax(np.concatenate([h(xa), h(xb)], axis=1) @ d.params["kernel"] + d.params["bias"])  # fmt: skip
+    np.testing.assert_allclose(model.predict([xa, xb], verbose=0), expected, rtol=1e-5, atol=1e-6)
+    text = []
+    model.summary(print_fn=text.append)
+    assert "Connected to" in text[0] and "tower[0][0]" in text[0] and "tower[1][0]" in text[0]
+
+
+def test_sequential_and_the_same_chain_written_functionally_train_identically(rng):
+    x = rng.random((48, 8, 8, 1), dtype=np.float32)
+    y = rng.integers(0, 3, 48)
+
+    def chain():
+        return [layers.Conv2D(4, 3, activation="relu"), layers.BatchNormalization(), layers.Flatten(), layers.Dropout(0.2), layers.Dense(3, activation="softmax")]  # fmt: skip
+
+    set_random_seed(5)
+    seq = keras.Sequential([keras.Input((8, 8, 1)), *chain()])
+    set_random_seed(5)
+    inputs = keras.Input((8, 8, 1))
+    h = inputs
+    for layer in chain():
+        h = layer(h)
+    fun = keras.Model(inputs, h)
+    for model in (seq, fun):
+        set_random_seed(9)
+        model.compile("adam", "sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    for a, b in zip(seq.get_weights(), fun.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_small_residual_cnn_gradients_against_pytorch(rng):
+    torch = pytest.importorskip("torch")
+    keras.set_floatx("float64")
+    try:
+        model = residual()
+        model.compile("sgd", "categorical_crossentropy")
+        x = rng.standard_normal((3, 6, 5, 2))
+        y = to_categorical(rng.integers(0, 4, 3), 4, dtype="float64")
+        loss, grads = model_gradients(model, [x], targets(model, [y]))
+    finally:
+        keras.set_floatx("float32")
+    w = {(lay.name, k): torch.tensor(lay.params[k], requires_grad=True) for lay, k in model.trainable_params()}  # fmt: skip
+    F = torch.nn.functional
+    t = torch.tensor(x).permute(0, 3, 1, 2)
+    conv = lambda h, n: F.conv2d(
+        F.pad(h, (1, 1, 1, 1)), w[(n, "kernel")].permute(3, 2, 0, 1), w[(n, "bias")]
+    )  # noqa: E731
+    s = conv(t, "stem")
+    h = F.relu(F.batch_norm(s, None, None, w[("bn", "gamma")], w[("bn", "beta")], training=True, eps=1e-3))  # fmt: skip
+    h = torch.tanh(conv(h, "body"))
+    z = (s + h).mean(dim=(2, 3)) @ w[("head", "kernel")] + w[("head", "bias")]
+    theirs = -(torch.tensor(y) * torch.log_softmax(z, dim=1)).sum(dim=1).mean()
+    theirs.backward()
+    assert float(loss) == pytest.approx(float(theirs.detach()), rel=1e-12)
+    for (layer, k), g in grads.items():
+        np.testing.assert_allclose(g, w[(layer.name, k)].grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=f"{layer.name}.{k}")  # fmt: skip
+
+
+@pytest.mark.parametrize("make", [residual, branches])
+def test_a_resumed_graph_is_bit_exact(make, rng, tmp_path):
+    model = make()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    xs, ys = data(model, 40, rng)
+    x, y = xs[0].astype(np.float32), ys[0]
+    set_random_seed(1)
+    start = model.get_weights()
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0)
+    whole = model.get_weights()
+    model = make()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.set_weights(start)
+    set_random_seed(1)
+    cb = keras.callbacks.ModelCheckpoint(tmp_path / "c.minicnn")
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[cb])
+    ckpt = keras.load_checkpoint(tmp_path / "c.minicnn")
+    history = ckpt.model.fit(x, y, batch_size=8, epochs=3, initial_epoch=ckpt.epoch, verbose=0)
+    assert len(history.history["loss"]) == 3
+    for a, b in zip(ckpt.model.get_weights(), whole):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_graph_errors_name_what_is_wrong():
+    a, b = keras.Input(shape=(4,)), keras.Input(shape=(4,))
+    with pytest.raises(ValueError, match="Graph disconnected"):
+        keras.Model(a, layers.add([a, b]))
+    with pytest.raises(ValueError, match=r'The name "d" is used 2 times in the model'):
+        keras.Model(a, layers.Dense(2, name="d")(layers.Dense(3, name="d")(a)))
+    with pytest.raises(ValueError, match=r'"Subtract" layer should be called on exactly 2 inputs'):
+        layers.subtract([a, b, a])
+    with pytest.raises(ValueError, match="incompatible shapes"):
+        layers.add([a, keras.Input(shape=(3,))])
+    with pytest.raises(ValueError, match="matching shapes except for the concatenation axis"):
+        layers.concatenate([keras.Input(shape=(2, 3)), keras.Input(shape=(4, 2))])
+    with pytest.raises(ValueError, match=r'Layer "dense.*" \(Dense\) expects input of rank 2'):
+        layers.Dense(2)(keras.Input(shape=(4, 4)))
+    with pytest.raises(TypeError, match="symbolic"):
+        np.asarray(a)
+    with pytest.raises(TypeError, match="merging layers"):
+        a + b  # noqa: B018
+    with pytest.raises(ValueError, match="No such layer: nope"):
+        keras.Model(a, layers.Dense(2)(a)).get_layer("nope")
+    with pytest.raises(NotImplementedError, match="subclassed models"):
+
+        class Mine(keras.Model):
+            def call(self, x):
+                return x
+
+        Mine()
+
+
+def test_summary_and_plan_of_a_graph():
+    model = residual()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    text = []
+    model.summary(print_fn=text.append, show_plan=True)
+    out = text[0]
+    for expected in ("Connected to", "stem[0][0], body[0][0]", "(None, 6, 5, 3)", "Plan (training, batch 32)", "Plan (inference, batch 32)", "bn + relu"):  # fmt: skip
+        assert expected in out, expected
+    chain = keras.Sequential([keras.Input((4,)), layers.Dense(2)])
+    lines = []
+    chain.summary(print_fn=lines.append)
+    assert "Connected to" not in lines[0] and "input_layer" not in lines[0]
