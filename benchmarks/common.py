@@ -87,16 +87,16 @@ def layer_breakdown(model, x, y, batch: int, steps: int = 20) -> list[tuple[str,
                 v[0] = v[1] = 0.0
         values, tape = {plan.inputs[0]: xb}, []
         for st, name in zip(plan.steps, names):
-            y_, ctx = timed(name, 0, lambda st=st: st.forward([values[v] for v in st.inputs], True))  # fmt: skip
+            y_, ctx = timed(name, 0, lambda st=st, vs=values: st.forward([vs[v] for v in st.inputs], True))  # fmt: skip
             values[st.outputs[0]] = y_
             tape.append(ctx)
         outs = [values[v] for v in plan.outputs]
-        _, _, gouts = timed("loss", 0, lambda: model.objectives.forward_backward(outs, tb, plan.logits))  # fmt: skip
+        _, _, gouts = timed("loss", 0, lambda o=outs: model.objectives.forward_backward(o, tb, plan.logits))  # fmt: skip
         g, grads = {plan.outputs[0]: gouts[0]}, {}
         for st, name, ctx in reversed(list(zip(plan.steps, names, tape))):
             if st.outputs[0] not in g or not (st.trains or st.need_gx):
                 continue
-            gxs, wg = timed(name, 1, lambda st=st, ctx=ctx: st.backward(g.pop(st.outputs[0]), ctx))  # fmt: skip
+            gxs, wg = timed(name, 1, lambda st=st, ctx=ctx, g=g: st.backward(g.pop(st.outputs[0]), ctx))  # fmt: skip
             grads.update({(id(layer), k): gw for layer, k, gw in wg})
             for v, gx in zip(st.inputs, gxs):
                 if gx is not None and plan.needs_grad.get(v):

@@ -258,9 +258,10 @@ def test_small_residual_cnn_gradients_against_pytorch(rng):
     w = {(lay.name, k): torch.tensor(lay.params[k], requires_grad=True) for lay, k in model.trainable_params()}  # fmt: skip
     F = torch.nn.functional
     t = torch.tensor(x).permute(0, 3, 1, 2)
-    conv = lambda h, n: F.conv2d(
-        F.pad(h, (1, 1, 1, 1)), w[(n, "kernel")].permute(3, 2, 0, 1), w[(n, "bias")]
-    )  # noqa: E731
+
+    def conv(h, n):
+        return F.conv2d(F.pad(h, (1, 1, 1, 1)), w[(n, "kernel")].permute(3, 2, 0, 1), w[(n, "bias")])  # fmt: skip
+
     s = conv(t, "stem")
     h = F.relu(F.batch_norm(s, None, None, w[("bn", "gamma")], w[("bn", "beta")], training=True, eps=1e-3))  # fmt: skip
     h = torch.tanh(conv(h, "body"))
