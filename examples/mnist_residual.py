@@ -18,6 +18,12 @@ x_train = x_train.astype("float32")[..., None] / 255
 x_test = x_test.astype("float32")[..., None] / 255
 
 
+def conv_bn_relu(x, filters):
+    x = layers.Conv2D(filters, 3, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x)
+
+
 def residual_block(x, filters):
     """Two 3x3 convolutions with BatchNormalization, and the block's input added back."""
     shortcut = x
@@ -31,10 +37,10 @@ def residual_block(x, filters):
 
 
 inputs = keras.Input(shape=(28, 28, 1))
-x = layers.Conv2D(32, 3, activation="relu")(inputs)  # 26x26x32
+x = conv_bn_relu(inputs, 32)  # 26x26x32
 x = residual_block(x, 32)
 x = layers.MaxPooling2D()(x)  # 13x13x32
-x = layers.Conv2D(64, 3, activation="relu")(x)  # 11x11x64
+x = conv_bn_relu(x, 64)  # 11x11x64
 x = residual_block(x, 64)
 x = layers.GlobalAveragePooling2D()(x)
 outputs = layers.Dense(10, activation="softmax")(x)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 # The ops a device module may serve: each module exports OPS = {(name, dtype or "any"): function}
-# for the names it implements, each one of these, called as minicnn.ops.<name> calls it.
+# for the names it implements, each one of these, called as minicnn.maths.<name> calls it.
 OP_NAMES = (
     "im2col",
     "col2im",

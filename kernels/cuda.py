@@ -2,7 +2,7 @@
 compiled once per process by ``cupy.RawModule`` (CuPy also caches the binary on disk), launched
 with checked arguments.
 
-Each function mirrors the plain array version in ``minicnn/ops/`` (the same signature), which the
+Each function mirrors the plain array version in ``minicnn/maths/`` (the same signature), which the
 tests use as its reference. Matrix multiplies are not here: they go through CuPy's matmul
 (cuBLAS). ``kernels.lookup`` imports this module only for CuPy arrays, so CuPy is imported here
 at the top and nowhere else in ``kernels/``.

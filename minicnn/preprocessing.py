@@ -240,7 +240,8 @@ def prepare_digit(img) -> np.ndarray:
 def digit_input(model) -> tuple:
     """The shape a prepared digit is given to ``model`` in: its ``input_shape`` if that is one
     of DIGIT_SHAPES (a free size, None, matches 28); else a DigitModelError naming both."""
-    shape = tuple(model.input_shape) if model.input_shape is not None else None
+    given = model.input_shape  # Keras's: the batch axis first; a list for several inputs
+    shape = tuple(given[1:]) if isinstance(given, tuple) else given
     for digit in DIGIT_SHAPES:
         if shape is not None and len(shape) == len(digit):
             if all(s is None or s == d for s, d in zip(shape, digit)):

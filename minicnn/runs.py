@@ -62,12 +62,14 @@ def describe(e: OSError) -> str:
 def network(model):
     """The network as its config says, without the layers' names (numbered as they are made):
     what two models must share for one's checkpoint to go on as the other."""
+
+    def unnamed(value):  # the config without any name in it, nested models' included
+        if isinstance(value, dict):
+            return {k: unnamed(v) for k, v in value.items() if k != "name"}
+        return [unnamed(v) for v in value] if isinstance(value, list) else value
+
     config = model.get_config()
-    layers = [
-        (entry["class_name"], {k: v for k, v in entry["config"].items() if k != "name"})
-        for entry in config["layers"]
-    ]
-    return config.get("input_shape"), layers
+    return config.get("build_input_shape"), unnamed(config["layers"])
 
 
 def check_resume(checkpoint, path, epochs: int, recipe: str, networks: dict) -> None:

@@ -113,9 +113,11 @@ def save_model(model, path, include_optimizer: bool = True, training: dict | Non
     atomic_write(path, write)
 
 
-def save_checkpoint(model, path, state: TrainingState, epoch: int, monitor=None, best=None) -> None:
-    """A model file that also holds where training stands after ``epoch`` epochs (``state``'s
-    record: history, callbacks, the random generator) and the optimizer's state."""
+def save_checkpoint(model, path, epoch: int, monitor=None, best=None, state=None) -> None:
+    """A model file that also holds where training stands after ``epoch`` epochs (the record of
+    ``state``, by default the model's last fit's: history, callbacks, the random generator) and
+    the optimizer's state."""
+    state = state or model.training_state or TrainingState(epoch)
     save_model(model, path, include_optimizer=True, training=state.record(epoch, monitor, best))
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from minicnn.kernels import OP_NAMES, cpu, cuda_sources
 
-from minicnn import ops
+from minicnn import maths
 
 KERNELS_DIR = Path(cuda_sources.__file__).parent
 CUDA_PY = KERNELS_DIR / "cuda.py"
@@ -212,7 +212,7 @@ def _parameters(fn) -> list[str]:
 
 def test_each_device_serves_known_ops_with_the_engines_signatures():
     """Every op a table serves is in OP_NAMES (lookup's contract); the CUDA function takes what
-    the CPU kernel takes where both serve the op, else what minicnn.ops.<op> takes (a trailing
+    the CPU kernel takes where both serve the op, else what minicnn.maths.<op> takes (a trailing
     tuning argument with a default may follow)."""
     cuda_ops = _cuda_ops()
     cpu_ops = {op: fn for (op, kind), fn in cpu.OPS.items()}
@@ -220,7 +220,7 @@ def test_each_device_serves_known_ops_with_the_engines_signatures():
     for table in (cuda_ops, cpu_ops):
         assert set(table) <= set(OP_NAMES), set(table) - set(OP_NAMES)
     for op, fn in cuda_ops.items():
-        reference = cpu_ops.get(op) or getattr(ops, op)
+        reference = cpu_ops.get(op) or getattr(maths, op)
         want, got = _parameters(reference), _parameters(fn)
         assert got[: len(want)] == want, f"cuda.{op}{got} against {want}"
         assert len(got) - len(want) <= len(fn.args.defaults), op

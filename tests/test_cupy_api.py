@@ -27,7 +27,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "minicnn"
 MATHS = PKG / "maths" if (PKG / "maths").is_dir() else PKG / "ops"  # ops/ is being renamed
-ARRAY_CODE = [MATHS, PKG / "layers", PKG / "losses.py", PKG / "optimizers", PKG / "activations.py", PKG / "metrics.py", PKG / "initializers.py", PKG / "models.py", PKG / "training", PKG / "backend.py", ROOT / "kernels" / "cuda.py"]  # fmt: skip
+ARRAY_CODE = [MATHS, PKG / "layers", PKG / "losses.py", PKG / "optimizers", PKG / "activations.py", PKG / "metrics.py", PKG / "initializers.py", PKG / "models", PKG / "plan", PKG / "training", PKG / "backend.py", ROOT / "kernels" / "cuda.py"]  # fmt: skip
 SUBMODULES = ("random", "linalg")
 UFUNC_METHODS = ("at", "reduce", "accumulate", "outer", "reduceat")  # cupy/_core/_kernel.pyx
 
@@ -310,25 +310,24 @@ def test_training_and_inference_on_cupys_names(strict_cupy, float64, rng):
 @pytest.mark.parametrize("algorithm", ["im2col", "shifted", "winograd", "direct", "space_to_depth"])  # fmt: skip
 def test_every_convolution_algorithm_on_cupys_names(strict_cupy, float64, rng, monkeypatch, algorithm):  # fmt: skip
     """What MINICNN_CONV can force on the GPU, forward and backward, against NumPy's im2col."""
-    from minicnn import ops
+    from minicnn import maths
 
     x, kernel = rng.standard_normal((2, 9, 9, 8)), rng.standard_normal((3, 3, 8, 4))
     strides = (2, 2) if algorithm == "space_to_depth" else (1, 1)
     if algorithm == "space_to_depth":
         kernel = rng.standard_normal((5, 5, 8, 4))
-    pads = ops.padding_amounts(9, 9, *kernel.shape[:2], *strides, "same")
+    pads = maths.padding_amounts(9, 9, *kernel.shape[:2], *strides, "same")
 
-    def run():  # -> (algorithm, [z, then each gradient])
-        z, saved = ops.conv2d_forward(x, kernel, strides, pads, None, False)
-        grads = ops.conv2d_backward(np.cos(z), saved, kernel, x.shape, strides, pads, True, None, bias=False)  # fmt: skip
-        return saved[0], [z, *(g for g in grads if g is not None)]
+    def run(name):  # -> (the ctx's type, [z, then each gradient])
+        z, ctx = maths.conv2d_forward(x, kernel, None, strides, pads, algorithm=name)
+        grads = maths.conv2d_backward(np.cos(z), ctx)
+        return type(ctx), [z, *(g for g in grads if g is not None)]
 
-    monkeypatch.setenv("MINICNN_CONV", "im2col")
-    want = run()
+    want = run("im2col")
     strict_cupy()
-    monkeypatch.setenv("MINICNN_CONV", algorithm)
-    got = run()
-    assert got[0] == algorithm and len(got[1]) == len(want[1]) == 3  # z, gx, gkernel
+    got = run(algorithm)
+    assert got[0] is maths.conv.ALGORITHMS[algorithm].Ctx
+    assert len(got[1]) == len(want[1]) == 3  # z, gx, gkernel
     for a, b in zip(got[1], want[1]):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
@@ -336,13 +335,13 @@ def test_every_convolution_algorithm_on_cupys_names(strict_cupy, float64, rng, m
 def test_dropout_and_the_resampling_gradient_on_cupys_names(strict_cupy, rng):
     """The two ops whose GPU branch differs from the CPU's: Dropout's draw from the device
     generator and the resampling gradient's cupyx.scatter_add."""
-    from minicnn import ops
+    from minicnn import maths
 
     x, t = rng.standard_normal((3, 7, 6, 2)), np.tile([0.9, 0.2, 0.3, -0.1, 1.1, -0.4], (3, 1))
-    want = ops.affine_resample_backward(x, t, "bilinear", "reflect")
+    want = maths.affine_resample_backward(x, t, "bilinear", "reflect")
     strict_cupy()
-    np.testing.assert_allclose(ops.affine_resample_backward(x, t, "bilinear", "reflect"), want, rtol=1e-12)  # fmt: skip
-    y, keep = ops.dropout(np.ones((64, 100), np.float32), 0.25)
+    np.testing.assert_allclose(maths.affine_resample_backward(x, t, "bilinear", "reflect"), want, rtol=1e-12)  # fmt: skip
+    y, keep = maths.dropout(np.ones((64, 100), np.float32), 0.25)
     assert abs(keep.mean() - 0.75) < 0.03 and set(np.unique(y)) <= {0, np.float32(1 / 0.75)}
 
 

@@ -6,7 +6,7 @@
   launch as one thread, after checking its arguments against the kernel's C++ signature. The
   host run proves the wrappers, the index maths and the formulas; what only a GPU shows (races,
   shared memory, atomics, the compiler's contractions) needs the ``gpu`` cases. The reference
-  is minicnn/ops' array code.
+  is minicnn/maths' array code.
 - Model by model (GPU only): the same seeded start, forward and backward results, files that
   move between devices.
 """
@@ -18,9 +18,9 @@ import pytest
 from test_cuda_compile import cuda_on_host
 
 import minicnn
-from minicnn import Sequential, backend, kernels, ops
+from minicnn import Sequential, backend, kernels, maths
 from minicnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
-from minicnn.ops import normalization
+from minicnn.maths import normalization
 from minicnn.utils import set_random_seed, to_categorical
 
 try:
@@ -54,9 +54,9 @@ def dev(request, tmp_path_factory):
 
 @pytest.fixture
 def reference(monkeypatch):
-    """minicnn.ops as plain NumPy array code (no kernel)."""
+    """minicnn.maths as plain NumPy array code (no kernel)."""
     monkeypatch.setenv("MINICNN_KERNELS", "numpy")
-    return ops
+    return maths
 
 
 @pytest.fixture(params=["float32", "float64"])
@@ -78,7 +78,7 @@ def close(dev, got, want, dtype, factor=1.0):
 def test_windows(dev, reference, rng, dtype, k, s, padding):
     """im2col and col2im, max pooling forward (values and winners) and backward."""
     x = rng.standard_normal((3, 9, 8, 5)).astype(dtype)
-    pads = ops.padding_amounts(9, 8, *k, *s, padding)
+    pads = maths.padding_amounts(9, 8, *k, *s, padding)
     col = dev.cuda.im2col(dev.put(x), *k, *s, pads)
     np.testing.assert_array_equal(dev.get(col), reference.im2col(x, *k, *s, pads))
     g = rng.standard_normal(col.shape).astype(dtype)
@@ -119,7 +119,7 @@ def test_elementwise_loss_and_optimizer(dev, reference, rng, dtype):
 
 def test_dropout_keeps_where_the_bits_say(dev, rng, dtype):
     """The same 32 bits per element give the CPU kernel's mask and output exactly, whether they
-    come from the host (as ops.dropout draws them) or already lie on the device."""
+    come from the host (as maths.dropout draws them) or already lie on the device."""
     x = rng.standard_normal((6, 5, 7)).astype(dtype)
     threshold, scale = round(0.3 * 2**32), 1 / 0.7
     bits = rng.integers(0, 2**32, x.size).astype(np.uint32)

@@ -1,6 +1,6 @@
 """CPU kernels in numba (``cache=True``: compiled once, then loaded from disk), one module an idea.
 
-Each function mirrors the plain array version in ``minicnn/ops/``, the reference the tests
+Each function mirrors the plain array version in ``minicnn/maths/``, the reference the tests
 compare it with. What they win over NumPy: one pass over memory instead of one per kernel offset
 (im2col, col2im, pooling), fused elementwise work (bias + ReLU, Adam), and both cores.
 Parallel loops split over independent rows or images, so no two threads write the same element.

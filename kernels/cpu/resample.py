@@ -1,7 +1,7 @@
 """Affine resampling of a batch, each image by its own transform, for the augmentation layers:
 one pass over the output, each pixel reading its 4 (bilinear) or 1 (nearest) input pixels
 through the fill mode's index map, or straight when all four lie inside (most of them: 2.6x
-faster on 28x28 digits). The maths and its reference are minicnn/ops/resample.py."""
+faster on 28x28 digits). The maths and its reference are minicnn/maths/resample.py."""
 
 from __future__ import annotations
 

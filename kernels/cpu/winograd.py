@@ -1,5 +1,5 @@
 """Winograd F(4x4, 3x3) transforms; the maths, and the array versions these are tested
-against, are in minicnn/ops/conv/winograd.py."""
+against, are in minicnn/maths/conv/winograd.py."""
 
 from __future__ import annotations
 

@@ -42,8 +42,13 @@ def dropout(x, rate: float):
     scale = 1 / (1 - rate)
     fast = kernel_for("dropout", x)
     if fast is not None:
-        bits = device_rng(np).bit_generator.random_raw((x.size + 1) // 2).view(np.uint32)
-        return fast(x, bits[: x.size], min(round(rate * 2**32), 2**32 - 1), scale)
+        xp = get_array_module(x)  # the bits are drawn where x lies: no copy to the GPU
+        gen = device_rng(xp)
+        if xp is np:
+            bits = gen.bit_generator.random_raw((x.size + 1) // 2).view(np.uint32)[: x.size]
+        else:
+            bits = gen.integers(0, 2**32, size=x.size, dtype=np.uint64).astype(np.uint32)
+        return fast(x, bits, min(round(rate * 2**32), 2**32 - 1), scale)
     xp = get_array_module(x)
     keep = device_rng(xp).random(x.shape, dtype=x.dtype) >= rate
     return x * (keep * x.dtype.type(scale)), keep

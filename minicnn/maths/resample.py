@@ -84,6 +84,9 @@ def affine_resample(x, transforms, interpolation="bilinear", fill_mode="reflect"
 def affine_resample_backward(gy, transforms, interpolation="bilinear", fill_mode="reflect"):
     """The adjoint of affine_resample in its input: each output's gradient added back onto the
     input pixels it read, with the same weights (the fill value takes none)."""
+    fast = kernel_for("affine_resample_backward", gy)
+    if fast is not None:
+        return fast(gy, transforms, interpolation, fill_mode)
     xp = get_array_module(gy)
     n, h, w, c = gy.shape
     image = xp.broadcast_to(xp.arange(n)[:, None, None], (n, h, w))
