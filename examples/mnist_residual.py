@@ -20,7 +20,7 @@ x_test = x_test.astype("float32")[..., None] / 255
 
 def conv_bn_relu(x, filters):
     x = layers.Conv2D(filters, 3, use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
     return layers.ReLU()(x)
 
 
@@ -28,10 +28,10 @@ def residual_block(x, filters):
     """Two 3x3 convolutions with BatchNormalization, and the block's input added back."""
     shortcut = x
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.add([shortcut, x])
     return layers.ReLU()(x)
 
@@ -47,7 +47,13 @@ outputs = layers.Dense(10, activation="softmax")(x)
 model = keras.Model(inputs, outputs, name="mnist_resnet")
 model.summary()
 
-model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+steps = args.epochs * -(-len(x_train) * 9 // 10 // 128)  # batches of 128 in 90% of the set
+schedule = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps)
+model.compile(
+    optimizer=keras.optimizers.Adam(schedule),
+    loss="sparse_categorical_crossentropy",
+    metrics=["accuracy"],
+)
 model.fit(x_train, y_train, batch_size=128, epochs=args.epochs, validation_split=0.1)
 loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
 print(f"Test loss: {loss:.4f}")

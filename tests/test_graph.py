@@ -337,3 +337,20 @@ def test_summary_and_plan_of_a_graph():
     lines = []
     chain.summary(print_fn=lines.append)
     assert "Connected to" not in lines[0] and "input_layer" not in lines[0]
+
+
+def test_branches_and_two_outputs_forward_is_the_layers_run_by_hand(rng):
+    model = branches()
+    x = rng.standard_normal((3, 7, 7, 1)).astype(np.float32)
+    get = model.get_layer
+    flat = model.layers[-2]
+    by_hand = get("out")(flat(get("cat")([get("a")(x), get("b")(x)])))
+    np.testing.assert_allclose(model.predict(x, verbose=0), by_hand, rtol=1e-5, atol=1e-6)
+    model = two_in_two_out()
+    image, meta = rng.standard_normal((4, 6, 6, 1)).astype(np.float32), rng.standard_normal((4, 4)).astype(np.float32)  # fmt: skip
+    get = model.get_layer
+    m = get("meta_dense")(meta)
+    joint = get("joint")([get("conv")(image).reshape(4, -1), m])  # Flatten is a reshape
+    digit, parity = model.predict({"meta": meta, "image": image}, verbose=0)
+    np.testing.assert_allclose(digit, get("digit")(joint), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(parity, get("parity")(m * m), rtol=1e-5, atol=1e-6)

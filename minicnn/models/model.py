@@ -169,7 +169,11 @@ class Model(Trainer, Layer):
         raise ValueError(f"No such layer: {name}. Existing layers are: {[x.name for x in layers]}.")
 
     def leaf_layers(self) -> list[Layer]:
-        """Every layer that computes, nested models opened up, each once, in Keras's order."""
+        """Every layer that computes, nested models opened up, each once, in Keras's order
+        (worked out once per graph: a plan's key asks for it on every batch)."""
+        cached = getattr(self, "_leaves", None)
+        if cached is not None and cached[0] is self.graph and cached[0] is not None:
+            return cached[1]
         out, seen = [], set()
         for layer in self.layers if self.graph is not None else []:
             inner = layer.leaf_layers() if isinstance(layer, Model) else [layer]
@@ -177,6 +181,7 @@ class Model(Trainer, Layer):
                 if id(x) not in seen and not isinstance(x, InputLayer):
                     seen.add(id(x))
                     out.append(x)
+        self._leaves = (self.graph, out)
         return out
 
     @property

@@ -37,6 +37,7 @@ class Graph:
             raise ValueError("A model's inputs must be distinct tensors")
         self.inputs, self.outputs = list(inputs), list(outputs)
         self.nodes = self._order()  # without the inputs' own nodes
+        self.layers = self._layers()  # a graph never changes: worked out once
 
     def _order(self) -> list:
         known = {id(t) for t in self.inputs}
@@ -63,8 +64,7 @@ class Graph:
                 stack.extend((t.node, False) for t in reversed(node.inputs))
         return order
 
-    @property
-    def layers(self) -> list:
+    def _layers(self) -> list:
         """Every layer once, in Keras's order: by decreasing depth (distance from the outputs,
         so the inputs come first), in traversal order within a depth."""
         nodes = [t.node for t in self.inputs] + self.nodes
