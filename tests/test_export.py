@@ -4,6 +4,7 @@ Skipped without onnx and onnxruntime (CI installs both)."""
 
 import numpy as np
 import pytest
+from referee import need
 
 import minicnn
 from minicnn import Sequential
@@ -30,8 +31,8 @@ from minicnn.layers import (
 )
 from minicnn.utils import set_random_seed
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+onnx = need("onnx")
+ort = need("onnxruntime")
 
 WORST = []
 

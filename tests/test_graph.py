@@ -6,6 +6,7 @@ to identical weights."""
 import numpy as np
 import pytest
 from gradcheck import check, model_gradients, model_loss, numerical_gradient
+from referee import need
 
 import minicnn as keras
 from minicnn import layers
@@ -245,7 +246,7 @@ def test_sequential_and_the_same_chain_written_functionally_train_identically(rn
 
 
 def test_small_residual_cnn_gradients_against_pytorch(rng):
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     keras.set_floatx("float64")
     try:
         model = residual()

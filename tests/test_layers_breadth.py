@@ -4,6 +4,7 @@ here, and PyTorch where it has the op (skipped without torch)."""
 import numpy as np
 import pytest
 from gradcheck import build
+from referee import need
 from test_gradients import gradcheck_layer
 
 import minicnn
@@ -195,7 +196,7 @@ def test_global_pools_and_reshape_match_numpy(rng):
 
 
 def test_against_pytorch(rng):
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     F = torch.nn.functional
     x = rng.standard_normal((4, 8, 7, 3))
     xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)  # NCHW

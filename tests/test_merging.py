@@ -4,6 +4,7 @@ differences (broadcasting included), and Add and Concatenate against PyTorch aut
 import numpy as np
 import pytest
 from gradcheck import check, numerical_gradient
+from referee import need
 
 import minicnn as keras
 from minicnn import backend, layers
@@ -75,7 +76,7 @@ def test_functional_forms_and_symbolic_shapes():
 
 
 def test_add_and_concatenate_against_pytorch(rng):
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     xs = [rng.standard_normal((2, 3, 4, 5)) for _ in range(3)]
     r = rng.standard_normal((2, 3, 4, 15))
     for layer, fn, rr in (
