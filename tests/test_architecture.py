@@ -35,6 +35,7 @@ RANKS = {
     "minicnn.metrics": 3,
     "minicnn.state": 3,
     "minicnn.layers": 4,
+    "minicnn.ops": 4,  # keras.ops: beside the layers (its ops are layer-like graph nodes)
     "minicnn.plan": 5,
     "minicnn.models": 6,
     "minicnn.saving": 7,

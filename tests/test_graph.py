@@ -313,17 +313,11 @@ def test_graph_errors_name_what_is_wrong():
         layers.Dense(2)(keras.Input(shape=(4, 4)))
     with pytest.raises(TypeError, match="symbolic"):
         np.asarray(a)
-    with pytest.raises(TypeError, match="merging layers"):
-        a + b  # noqa: B018
+    assert (a + b).shape == (None, 4)  # keras.ops, as in Keras
     with pytest.raises(ValueError, match="No such layer: nope"):
         keras.Model(a, layers.Dense(2)(a)).get_layer("nope")
-    with pytest.raises(NotImplementedError, match="subclassed models"):
-
-        class Mine(keras.Model):
-            def call(self, x):
-                return x
-
-        Mine()
+    with pytest.raises(ValueError, match="needs inputs and outputs"):
+        keras.Model()
 
 
 def test_summary_and_plan_of_a_graph():

@@ -10,6 +10,7 @@ from minicnn.layers.core import (
     Flatten,
     Input,
     InputLayer,
+    Lambda,
     ReLU,
     Softmax,
 )
@@ -83,6 +84,7 @@ _REGISTRY = {cls.__name__: cls for cls in _CLASSES}
 __all__ = [
     "Layer",
     "Input",
+    "Lambda",
     "KerasTensor",
     "Node",
     "add",

@@ -93,6 +93,7 @@ class Layer:
         self.params: dict = {}
         self.state: dict = {}
         self.inbound_nodes: list[Node] = []
+        self.losses: list = []  # add_loss values of eager calls
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -137,6 +138,34 @@ class Layer:
         """The shapes ``build`` would give the weights, in Keras order, without making them."""
         return {}
 
+    def call(self, inputs, training=None):
+        """Keras's way to define a layer: written with keras.ops and other layers, traced once
+        on symbolic inputs (``minicnn.ops.trace``) so its backward is theirs. Built-in layers
+        give ``forward``/``backward`` instead; a custom layer may too, for maths no op covers."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither call() nor forward()")
+
+    def traces_call(self) -> bool:
+        """Whether this layer is defined by ``call`` (a custom layer as Keras writes one) rather
+        than by a hand-written ``forward``/``backward``."""
+        return type(self).call is not Layer.call and type(self).forward is Layer.forward
+
+    def traced_graph(self, shapes: list, single: bool, training):
+        """The graph of ``call`` for inputs of ``shapes``, in mode ``training``: traced once
+        and kept. Its outputs are call's, then the values given to ``add_loss``."""
+        from minicnn.ops.trace import traced_graph
+
+        return traced_graph(self, self.call, shapes, single, training)
+
+    def add_loss(self, loss) -> None:
+        """A term added to the model's loss (traced in call: Keras's activity regularisation)."""
+        from minicnn.ops.core import current_trace
+
+        trace = current_trace()
+        if trace is not None:
+            trace.losses.append(loss)
+        else:
+            self.losses.append(loss)
+
     def forward(self, x, training: bool = False):
         """-> (y, ctx): the output, and what ``backward`` needs (None when not training)."""
         return x, None
@@ -169,6 +198,11 @@ class Layer:
         shapes = [(None, *a.shape[1:]) for a in arrays]
         shape = shapes[0] if single else shapes
         self.maybe_build(shape, be)
+        if self.traces_call():  # eagerly: keras.ops and the layers compute on the arrays
+            from minicnn.ops.trace import takes_training
+
+            kwargs = {"training": bool(training)} if takes_training(self.call) else {}
+            return self.call(arrays[0] if single else arrays, **kwargs)
         self.compute_output_shape(shape)
         y, _ = self.forward(arrays[0] if single else arrays, training=bool(training))
         return y
@@ -181,11 +215,17 @@ class Layer:
             )
         shape = flat[0].shape if single else [t.shape for t in flat]
         self.maybe_build(shape)
-        out = self.compute_output_shape(shape)
+        if self.traces_call():  # the outputs' shapes are those of call traced on these inputs
+            graph = self.traced_graph([t.shape for t in flat], single, training)
+            outs = [t.shape for t in graph.outputs[: graph.n_outputs]]
+            out = outs[0] if graph.single_output else outs
+        else:
+            out = self.compute_output_shape(shape)
         shapes = out if isinstance(out, list) else [out]
         index = len(self.inbound_nodes)
+        dtype = getattr(self, "out_dtype", None) or floatx()  # an op's may be bool or int
         outputs = [
-            KerasTensor(s, floatx(), f"{self.name}_{index}_{i}", (self, index, i))
+            KerasTensor(s, dtype, f"{self.name}_{index}_{i}", (self, index, i))
             for i, s in enumerate(shapes)
         ]
         self.inbound_nodes.append(Node(self, list(flat), outputs, single, training))

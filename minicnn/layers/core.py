@@ -188,3 +188,32 @@ class Dropout(Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate}
+
+
+class Lambda(Layer):
+    """``Lambda(function)``: ``function(inputs, **arguments)`` written with keras.ops, traced
+    once on symbolic inputs like a custom layer's call (its backward is the ops' own). A given
+    ``output_shape`` (no batch axis) is checked against the traced one. Lambda layers are not
+    saved: a file never carries code to run."""
+
+    def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
+        super().__init__(**kwargs)
+        if not callable(function):
+            raise TypeError(f"Lambda: function must be callable. Received: {function!r}")
+        if mask is not None:
+            raise ValueError("Lambda: masks are not supported in minicnn. Received: mask=...")
+        self.function, self.arguments = function, dict(arguments or {})
+        self.declared_shape = None if output_shape is None or callable(output_shape) else tuple(output_shape)  # fmt: skip
+
+    def call(self, inputs):
+        out = self.function(inputs, **self.arguments)
+        if self.declared_shape is not None and hasattr(out, "shape"):
+            if tuple(out.shape[1:]) != self.declared_shape:
+                raise ValueError(
+                    f'Lambda "{self.name}": output_shape={self.declared_shape} but the function '
+                    f"gives {tuple(out.shape[1:])} (no batch axis)"
+                )
+        return out
+
+    def __repr__(self) -> str:
+        return f"Lambda({getattr(self.function, '__name__', 'function')}, name={self.name!r})"

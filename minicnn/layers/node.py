@@ -48,15 +48,73 @@ class KerasTensor:
     def __len__(self):
         raise TypeError(f"{self!r} is symbolic: use .shape instead of len()")
 
-    def _no_operator(self, *args):
-        raise TypeError(
-            "Arithmetic on symbolic tensors (keras.ops) is not implemented in minicnn yet: "
-            "use the merging layers (keras.layers.Add, Subtract, Multiply, ...) instead"
-        )
+    # Arithmetic records keras.ops nodes, as in Keras (NumPy defers to these, not the reverse)
+    __array_ufunc__ = None
 
-    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _no_operator
-    __truediv__ = __rtruediv__ = __matmul__ = __rmatmul__ = __neg__ = __pow__ = _no_operator
-    __getitem__ = _no_operator
+    def __add__(self, other):
+        return _ops().add(self, other)
+
+    def __radd__(self, other):
+        return _ops().add(other, self)
+
+    def __sub__(self, other):
+        return _ops().subtract(self, other)
+
+    def __rsub__(self, other):
+        return _ops().subtract(other, self)
+
+    def __mul__(self, other):
+        return _ops().multiply(self, other)
+
+    def __rmul__(self, other):
+        return _ops().multiply(other, self)
+
+    def __truediv__(self, other):
+        return _ops().divide(self, other)
+
+    def __rtruediv__(self, other):
+        return _ops().divide(other, self)
+
+    def __matmul__(self, other):
+        return _ops().matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return _ops().matmul(other, self)
+
+    def __pow__(self, other):
+        return _ops().power(self, other)
+
+    def __rpow__(self, other):
+        return _ops().power(other, self)
+
+    def __neg__(self):
+        return _ops().negative(self)
+
+    def __abs__(self):
+        return _ops().absolute(self)
+
+    def __lt__(self, other):
+        return _ops().less(self, other)
+
+    def __le__(self, other):
+        return _ops().less_equal(self, other)
+
+    def __gt__(self, other):
+        return _ops().greater(self, other)
+
+    def __ge__(self, other):
+        return _ops().greater_equal(self, other)
+
+    def __getitem__(self, key):
+        return _ops().get_item(self, key)
+
+    __hash__ = object.__hash__  # identity: a tensor is a node's output, not a value
+
+
+def _ops():
+    from minicnn import ops  # keras.ops sits beside the layers; imported when first used
+
+    return ops
 
 
 class Node:

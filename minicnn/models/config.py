@@ -25,6 +25,11 @@ MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
 def _entry(layer) -> dict:
     kind = type(layer).__name__
+    if kind == "Lambda":
+        raise ValueError(
+            f'Lambda layer "{layer.name}" cannot be saved: its function is code, and minicnn '
+            "files never carry code to run. Write it as a Layer subclass with get_config"
+        )
     if kind not in MODEL_CLASSES and kind not in layers_module._REGISTRY:
         raise ValueError(f'Layer "{layer.name}" ({kind}) cannot be saved: minicnn knows its built-in layers only')  # fmt: skip
     kind = kind if kind == "Sequential" or kind not in MODEL_CLASSES else "Functional"
@@ -34,6 +39,9 @@ def _entry(layer) -> dict:
 def functional_config(model) -> dict:
     from minicnn.models.summary import _node_index
 
+    ops = sorted({n.layer.op_name for n in model.graph.nodes if getattr(n.layer, "is_op", False)})
+    if ops:
+        raise ValueError(f"Model '{model.name}' calls keras.ops ({', '.join(ops)}) outside a layer: minicnn cannot save such a graph yet; put them in a Layer subclass with get_config")  # fmt: skip
     index = _node_index(model)
     nodes = [t.node for t in model.inputs] + model.graph.nodes
 

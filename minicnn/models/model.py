@@ -13,11 +13,12 @@ from __future__ import annotations
 from minicnn import data
 from minicnn.backend import floatx, get_backend
 from minicnn.layers import InputLayer, Layer
-from minicnn.layers.base import unique_name
+from minicnn.layers.base import snake_case, unique_name
+from minicnn.layers.graph import Graph
 from minicnn.layers.node import KerasTensor
 from minicnn.models.compile import Objectives
 from minicnn.models.trainer import Trainer
-from minicnn.plan import Graph, Plan
+from minicnn.plan import Plan
 
 
 def _structure(value, what: str):
@@ -42,16 +43,16 @@ class Model(Trainer, Layer):
         return super().__new__(cls)
 
     def __init__(self, inputs=None, outputs=None, name=None, backend=None, trainable=True, **kwargs):  # fmt: skip
-        if inputs is None or outputs is None:
-            if type(self) in (Model, Functional) or not hasattr(self, "_layers"):
-                raise NotImplementedError(
-                    "minicnn builds models functionally, keras.Model(inputs, outputs), or as a "
-                    "keras.Sequential; subclassed models (a keras.Model subclass with call()) "
-                    "are not implemented yet"
-                    if type(self) not in (Model, Functional)
-                    else "keras.Model() needs inputs and outputs: keras.Model(inputs, outputs)"
+        if (inputs is None or outputs is None) and not hasattr(self, "_layers"):
+            if not self.traces_call():
+                raise ValueError(
+                    "keras.Model() needs inputs and outputs, keras.Model(inputs, outputs), or a "
+                    "subclass that defines call(). Received: "
+                    f"inputs={'None' if inputs is None else '...'}, outputs={'None' if outputs is None else '...'}"
                 )
-        super().__init__(name=name or unique_name(self.default_name), **kwargs)
+        own = type(self) in (Model, Functional) or "default_name" in vars(type(self))
+        default = self.default_name if own else snake_case(type(self).__name__)  # subclassed
+        super().__init__(name=name or unique_name(default), **kwargs)
         self._trainable = bool(trainable)
         self.backend = get_backend(backend)
         self.optimizer = None
@@ -169,15 +170,15 @@ class Model(Trainer, Layer):
         raise ValueError(f"No such layer: {name}. Existing layers are: {[x.name for x in layers]}.")
 
     def leaf_layers(self) -> list[Layer]:
-        """Every layer that computes, nested models opened up, each once, in Keras's order
-        (worked out once per graph: a plan's key asks for it on every batch)."""
+        """Every layer that computes, nested models and traced layers opened up, each once, in
+        Keras's order (worked out once per graph: a plan's key asks for it on every batch)."""
         cached = getattr(self, "_leaves", None)
         if cached is not None and cached[0] is self.graph and cached[0] is not None:
             return cached[1]
         out, seen = [], set()
-        for layer in self.layers if self.graph is not None else []:
-            inner = layer.leaf_layers() if isinstance(layer, Model) else [layer]
-            for x in inner:
+        own = [self] if self.params or self.state else []  # a subclassed model's add_weight
+        for layer in own + (self.layers if self.graph is not None else []):
+            for x in [layer] if layer is self else _leaves_of(layer):
                 if id(x) not in seen and not isinstance(x, InputLayer):
                     seen.add(id(x))
                     out.append(x)
@@ -209,6 +210,28 @@ class Model(Trainer, Layer):
     def maybe_build(self, input_shape, backend=None) -> None:
         if self.graph is None:
             self.build(input_shape)
+
+    def build(self, input_shape=None) -> None:
+        """A subclassed model: trace its call() on inputs of ``input_shape`` (batch axis first),
+        which gives its graph; a functional model is built already."""
+        if self.graph is not None:
+            return
+        if not self.traces_call() or input_shape is None:
+            raise ValueError(f"Model '{self.name}' cannot be built: give input_shape to build() for a subclassed model")  # fmt: skip
+        shapes = input_shape if isinstance(input_shape, list) else [tuple(input_shape)]
+        shapes = [s if s and s[0] is None else (None, *s) for s in map(tuple, shapes)]
+        single = not isinstance(input_shape, list)
+        graph = self.traced_graph(shapes, single, False)
+        outs = graph.outputs[: graph.n_outputs]
+        self.set_graph(graph.inputs[0] if single else graph.inputs, outs[0] if graph.single_output else outs)  # fmt: skip
+
+    def graph_for(self, training: bool) -> Graph:
+        """The graph a plan runs in this mode: a subclassed model's call traced for it."""
+        graph = self._graph("a plan")
+        if not self.traces_call():
+            return graph
+        single = self._input_struct is None
+        return self.traced_graph([t.shape for t in graph.inputs], single, bool(training))
 
     def __call__(self, inputs, training=None, **kwargs):
         """On symbolic tensors: one node of this model in a bigger graph. On arrays: its
@@ -244,7 +267,9 @@ class Model(Trainer, Layer):
             tuning.apply()  # the allocator and thread settings, on first use
             if len(self._plans) > 16:
                 self._plans.clear()
-            plan = Plan(self._graph("a plan"), n, bool(training), heads, self.backend.xp, floatx())
+            plan = Plan(
+                self.graph_for(training), n, bool(training), heads, self.backend.xp, floatx()
+            )
             self._plans[key] = plan
         return plan
 
@@ -252,7 +277,7 @@ class Model(Trainer, Layer):
         """The outputs for device batches ``xs`` (one per input), softmax heads included."""
         plan = self.plan(xs[0].shape[0], training)
         outs, _ = plan.forward(xs, training)
-        return self.probabilities(outs, plan.logits)
+        return self.probabilities(outs[: plan.n_outputs], plan.logits)
 
     @staticmethod
     def probabilities(outs: list, logits) -> list:
@@ -298,10 +323,11 @@ class Model(Trainer, Layer):
         ]
 
     def require_compiled(self, method: str) -> None:
-        if self.objectives is None:
+        self.check_own_loop()
+        if not self.compiled:
             raise RuntimeError(f"You must call compile() before {method}()")
-        if self.graph is None:
-            raise ValueError(f"The model has no layers or input shape yet: add layers and give an Input before {method}()")  # fmt: skip
+        if self.graph is None and not self.traces_call() and not getattr(self, "_layers", None):
+            raise ValueError(f"The model has no layers: add() some before {method}()")
 
     # -- serialisation -------------------------------------------------------------------------
 
@@ -315,6 +341,16 @@ class Model(Trainer, Layer):
         return (
             f"<{type(self).__name__} name={self.name!r} layers={n} backend={self.backend.name!r}>"
         )
+
+
+def _leaves_of(layer) -> list:
+    """A layer's computing layers: a model's, a traced layer itself and those its call uses."""
+    if isinstance(layer, Model):
+        return layer.leaf_layers()
+    if layer.traces_call():
+        inner = [x for g in layer.__dict__.get("_traces", {}).values() for x in g.layers]
+        return [layer, *(y for x in inner if not isinstance(x, InputLayer) for y in _leaves_of(x))]
+    return [layer]
 
 
 class Functional(Model):

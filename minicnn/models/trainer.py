@@ -12,6 +12,11 @@ from minicnn.models.compile import Objectives
 from minicnn.progbar import Progbar
 
 
+def _outputs_in(loss) -> int:
+    """How many outputs a loss argument is written for (to check it before the model is built)."""
+    return len(loss) if isinstance(loss, (list, tuple, dict)) else 1
+
+
 class Trainer:
     """Mixed into Model: what a user calls."""
 
@@ -45,15 +50,56 @@ class Trainer:
             raise ValueError(f"weighted_metrics (sample weights) are not supported. Received: weighted_metrics={weighted_metrics!r}")  # fmt: skip
         if steps_per_execution != 1:
             raise ValueError(f"steps_per_execution must be 1: each step runs as it is called. Received: steps_per_execution={steps_per_execution!r}")  # fmt: skip
-        self._graph("a loss to compile")
-        objectives = Objectives(self.output_keys(), loss, loss_weights, metrics)  # all checks first
+        args = (loss, loss_weights, metrics)
+        if self.graph is not None:  # every check first, nothing changed before
+            objectives = Objectives(self.output_keys(), *args)
+        else:  # a model not built yet: its outputs are named when it is (first fit or build)
+            objectives = None
+            Objectives(list(loss) if isinstance(loss, dict) else ["output"] * _outputs_in(loss), *args)  # fmt: skip
         self.optimizer = optimizers.get(optimizer)
-        self.objectives = objectives
+        self._compile_args, self.objectives = args, objectives
         self._plans.clear()
+
+    # Keras's hooks for a custom loop: minicnn runs its own plan and cannot take them yet
+    def train_step(self, data):
+        raise NotImplementedError("minicnn runs its own training step; train_step cannot be called")  # fmt: skip
+
+    def test_step(self, data):
+        raise NotImplementedError("minicnn runs its own evaluation step; test_step cannot be called")  # fmt: skip
+
+    def predict_step(self, data):
+        raise NotImplementedError("minicnn runs its own prediction step; predict_step cannot be called")  # fmt: skip
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        raise NotImplementedError("minicnn computes the compiled loss itself; compute_loss cannot be called")  # fmt: skip
+
+    def check_own_loop(self) -> None:
+        """Refuse a model that overrides Keras's step hooks: their gradients would come from
+        user code minicnn cannot differentiate (it has no autograd), so they would be ignored."""
+        mine = [h for h in ("train_step", "test_step", "predict_step", "compute_loss") if getattr(type(self), h) is not getattr(Trainer, h)]  # fmt: skip
+        if mine:
+            raise NotImplementedError(
+                f"{type(self).__name__} overrides {', '.join(mine)}: minicnn has no autograd to "
+                "differentiate a custom training loop, so it runs its own plan instead; put the "
+                "model's maths in call() (layers and keras.ops) and its loss in compile()"
+            )
+
+    @property
+    def objectives(self):
+        """What compile set, per output (``models.compile.Objectives``); made when the model
+        is built if it was compiled before."""
+        made = self.__dict__.get("_objectives")
+        if made is None and self.__dict__.get("_compile_args") and self.graph is not None:
+            made = self._objectives = Objectives(self.output_keys(), *self._compile_args)
+        return made
+
+    @objectives.setter
+    def objectives(self, value) -> None:
+        self._objectives = value
 
     @property
     def compiled(self) -> bool:
-        return self.objectives is not None
+        return self.__dict__.get("_compile_args") is not None
 
     @property
     def metrics(self) -> list:
@@ -108,6 +154,7 @@ class Trainer:
         or dict like the model's outputs."""
         if steps is not None or callbacks:
             raise ValueError("predict(): steps and callbacks are not supported; predict takes arrays")  # fmt: skip
+        self.check_own_loop()
         batch_size = 32 if batch_size is None else batch_size
         xs = self.check_inputs(x)
         batches = data.batch_ranges(xs[0].shape[0], batch_size)

@@ -1,9 +1,7 @@
-"""A model's graph: its input and output tensors, and the nodes between them in an order that runs
-(each node after every node it reads from), as Keras's ``Function`` keeps them.
-
-``flatten`` then lays a graph out for a plan: every call of a leaf layer once, with nested
-models (a Sequential inside a model, a tower called twice) opened up into their own calls, and
-each value named by an integer.
+"""A graph laid out for a plan (``flatten``): every call of a leaf layer once, with nested
+models (a Sequential inside a model, a tower called twice) and traced custom layers opened up
+into their own calls, and each value named by an integer. The graph itself (nodes in an order
+that runs) is ``minicnn.layers.graph.Graph``.
 """
 
 from __future__ import annotations
@@ -11,86 +9,7 @@ from __future__ import annotations
 import itertools
 from typing import NamedTuple
 
-from minicnn.layers import InputLayer
-from minicnn.layers.node import KerasTensor
-
-
-class Graph:
-    """The nodes from ``inputs`` to ``outputs`` (lists of KerasTensors made by ``keras.Input``
-    and by layer calls), in topological order; refused with a message naming the tensor if an
-    output cannot be computed from the inputs alone."""
-
-    def __init__(self, inputs: list, outputs: list):
-        for t in [*inputs, *outputs]:
-            if not isinstance(t, KerasTensor):
-                raise TypeError(
-                    "A model's inputs and outputs must be symbolic tensors (from keras.Input and "
-                    f"layer calls). Received: {t!r}"
-                )
-        for t in inputs:
-            if not isinstance(t.history[0], InputLayer):
-                raise ValueError(
-                    f"A model's inputs must come from keras.Input(...). Received: {t!r}, the "
-                    f'output of layer "{t.history[0].name}"'
-                )
-        if len({id(t) for t in inputs}) != len(inputs):
-            raise ValueError("A model's inputs must be distinct tensors")
-        self.inputs, self.outputs = list(inputs), list(outputs)
-        self.nodes = self._order()  # without the inputs' own nodes
-        self.layers = self._layers()  # a graph never changes: worked out once
-
-    def _order(self) -> list:
-        known = {id(t) for t in self.inputs}
-        order, done = [], set()
-        for out in self.outputs:
-            stack = [(out.node, False)]
-            while stack:  # depth first, each node after its parents (post-order)
-                node, expanded = stack.pop()
-                if id(node) in done:
-                    continue
-                if expanded:
-                    done.add(id(node))
-                    order.append(node)
-                    continue
-                if isinstance(node.layer, InputLayer):
-                    if id(node.outputs[0]) not in known:
-                        raise ValueError(
-                            f'Graph disconnected: the output {out!r} needs input "{node.layer.name}", '
-                            "which is not one of the model's inputs"
-                        )
-                    done.add(id(node))
-                    continue
-                stack.append((node, True))
-                stack.extend((t.node, False) for t in reversed(node.inputs))
-        return order
-
-    def _layers(self) -> list:
-        """Every layer once, in Keras's order: by decreasing depth (distance from the outputs,
-        so the inputs come first), in traversal order within a depth."""
-        nodes = [t.node for t in self.inputs] + self.nodes
-        depth = {id(n): 0 for n in nodes}
-        for node in reversed(self.nodes):  # consumers before the nodes they read from
-            for parent in node.parents:
-                depth[id(parent)] = max(depth[id(parent)], depth[id(node)] + 1)
-        order = sorted(range(len(nodes)), key=lambda i: (-depth[id(nodes[i])], i))
-        seen, out = set(), []
-        for i in order:
-            layer = nodes[i].layer
-            if id(layer) not in seen:
-                seen.add(id(layer))
-                out.append(layer)
-        return out
-
-    def is_chain(self) -> bool:
-        """One input, one output, each node reading one tensor and each layer called once:
-        what Keras's summary prints without a "Connected to" column."""
-        layers = [n.layer for n in self.nodes]
-        return (
-            len(self.inputs) == len(self.outputs) == 1
-            and all(len(n.inputs) == 1 for n in self.nodes)
-            and len({id(x) for x in layers}) == len(layers)
-            and all(n.parents[0] is p for n, p in zip(self.nodes[1:], self.nodes))
-        )
+from minicnn.layers.graph import Graph
 
 
 class Call(NamedTuple):
@@ -108,24 +27,37 @@ class Flat(NamedTuple):
     calls: list  # Calls, in an order that runs
     outputs: list  # value ids of the model's outputs
     shapes: dict  # value id -> shape (batch axis None)
+    losses: list  # value ids of the add_loss terms of traced calls
 
 
-def flatten(graph: Graph) -> Flat:
-    """The graph's leaf-layer calls, nested models opened up, values numbered from 0."""
+def inner_graph(layer, node, mode):
+    """The graph a node opens into: a traced call's for its inputs and mode, a model's own, or
+    None for a leaf layer."""
+    if layer.traces_call():
+        return layer.traced_graph([t.shape for t in node.inputs], node.single, mode)
+    graph = getattr(layer, "graph", None)
+    return graph if isinstance(graph, Graph) else None
+
+
+def flatten(graph: Graph, training: bool = False) -> Flat:
+    """The graph's leaf-layer calls, nested models and traced calls opened up (for mode
+    ``training`` where a call fixes none), values numbered from 0."""
     counter = itertools.count()
-    calls, shapes = [], {}
+    calls, shapes, losses = [], {}, []
 
     def expand(g: Graph, input_ids: list, fixed) -> list:
         scope = {id(t): i for t, i in zip(g.inputs, input_ids)}
         for node in g.nodes:
             ins = [scope[id(t)] for t in node.inputs]
-            training = fixed if fixed is not None else node.training  # the outer call wins
-            inner = getattr(node.layer, "graph", None)
-            if isinstance(inner, Graph):  # a model used as a layer
-                outs = expand(inner, ins, training)
+            training_ = fixed if fixed is not None else node.training  # the outer call wins
+            inner = inner_graph(node.layer, node, training if training_ is None else training_)
+            if inner is not None:  # a model used as a layer, or a traced call
+                outs = expand(inner, ins, training_)
+                losses.extend(outs[inner.n_outputs :])
+                outs = outs[: inner.n_outputs]
             else:
                 outs = [next(counter) for _ in node.outputs]
-                calls.append(Call(node.layer, tuple(ins), tuple(outs), node.single, training))
+                calls.append(Call(node.layer, tuple(ins), tuple(outs), node.single, training_))
             for t, o in zip(node.outputs, outs):
                 scope[id(t)] = o
                 shapes[o] = t.shape
@@ -135,4 +67,5 @@ def flatten(graph: Graph) -> Flat:
     for t, i in zip(graph.inputs, inputs):
         shapes[i] = t.shape
     outputs = expand(graph, inputs, None)
-    return Flat(inputs, calls, outputs, shapes)
+    losses.extend(outputs[graph.n_outputs :])
+    return Flat(inputs, calls, outputs[: graph.n_outputs], shapes, losses)

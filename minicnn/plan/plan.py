@@ -22,6 +22,7 @@ from collections import defaultdict
 import numpy as np
 
 from minicnn import maths
+from minicnn.ops.core import WeightRead
 from minicnn.plan.graph import Graph, flatten
 from minicnn.plan.steps import (
     BatchNormStep,
@@ -29,6 +30,7 @@ from minicnn.plan.steps import (
     DenseStep,
     LayerStep,
     SkipStep,
+    WeightStep,
     is_relu_layer,
 )
 
@@ -39,8 +41,9 @@ class Plan:
 
     def __init__(self, graph: Graph, n: int, training: bool, heads=(), xp=np, dtype="float32"):
         self.training, self.n = training, n
-        flat = flatten(graph)
-        self.inputs, self.outputs = flat.inputs, flat.outputs
+        flat = flatten(graph, training)
+        self.inputs, self.n_outputs = flat.inputs, len(flat.outputs)
+        self.outputs = flat.outputs + flat.losses  # the model's outputs, then add_loss terms
         readers = defaultdict(list)
         for i, call in enumerate(flat.calls):
             for v in call.inputs:
@@ -54,7 +57,6 @@ class Plan:
                 continue
             need_gx = any(grad[v] for v in call.inputs)
             chain = self._chain(flat, i, readers)
-            layers = [flat.calls[j].layer for j in chain]
             last = flat.calls[chain[-1]]
             logits = (  # a softmax head nothing else reads: its loss takes the logits
                 last.outputs[0] in heads
@@ -67,9 +69,8 @@ class Plan:
             step = self._step(call, chain, flat, need_gx, logits, xp, dtype)
             taken.update(chain)
             step.outputs = flat.calls[chain[-1]].outputs  # a fused chain gives its last value
-            trains = any(layer.trainable and layer.params for layer in layers)
             for v in step.outputs:
-                grad[v] = need_gx or trains
+                grad[v] = need_gx or step.trains
             self.steps.append(step)
         last = {}
         for k, step in enumerate(self.steps):
@@ -127,6 +128,8 @@ class Plan:
             return BatchNormStep(call, need_gx, relu)
         if logits:
             return SkipStep(call, need_gx)
+        if isinstance(call.layer, WeightRead):
+            return WeightStep(call, need_gx)
         return LayerStep(call, need_gx)
 
     # -- running it ----------------------------------------------------------------------------
@@ -142,7 +145,10 @@ class Plan:
             y, ctx = step.forward([values[v] for v in step.inputs], mode)
             if watch is not None:
                 watch(step, y)
-            values[step.outputs[0]] = y
+            if len(step.outputs) == 1:
+                values[step.outputs[0]] = y
+            else:  # a call with several outputs (ops.split)
+                values.update(zip(step.outputs, y))
             tape.append(ctx)
             for v in set(step.inputs):
                 if self.last_reader[v] == k and v not in outputs:
@@ -160,7 +166,11 @@ class Plan:
         for k in range(len(self.steps) - 1, -1, -1):
             step, ctx = self.steps[k], tape[k]
             tape[k] = None  # the largest arrays of the step: let them go once used
-            gy = g.pop(step.outputs[0], None)
+            if len(step.outputs) == 1:
+                gy = g.pop(step.outputs[0], None)
+            else:  # several outputs: None where no gradient reached one
+                gy = [g.pop(v, None) for v in step.outputs]
+                gy = None if all(x is None for x in gy) else gy
             if gy is None or not (step.trains or step.need_gx):
                 continue
             gxs, wgrads = step.backward(gy, ctx)

@@ -196,6 +196,23 @@ class BatchNormStep(Step):
         ]
 
 
+class WeightStep(Step):
+    """A traced call reading its own weight (``ops.core.WeightRead``): the value is the
+    weight, and the gradient that reaches it is the owner layer's."""
+
+    @property
+    def trains(self) -> bool:
+        op = self.layer
+        return op.owner.trainable and op.weight in op.owner.params
+
+    def forward(self, xs, training):
+        return self.layer.value(), None
+
+    def backward(self, gy, ctx):
+        op = self.layer
+        return [], [(op.owner, op.weight, gy)]
+
+
 class SkipStep(Step):
     """A softmax layer ending a model whose loss takes the logits: its input passes through."""
 

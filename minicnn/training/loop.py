@@ -20,7 +20,7 @@ from minicnn.backend import floatx
 from minicnn.callbacks import CallbackList, History, TerminateOnNaN
 from minicnn.progbar import Progbar
 from minicnn.state import TrainingState
-from minicnn.training.step import NonFiniteError, TrainStep
+from minicnn.training.step import NonFiniteError, TrainStep, added_losses
 from minicnn.training.strategy import Local
 
 
@@ -261,8 +261,10 @@ def _score(model, xs, ys, batch_size, verbose, strategy) -> dict:
         plan = model.plan(hi - lo, False)
         outs, _ = plan.forward([model.as_batch(a, lo, hi) for a in xs], False)
         ts = objectives.targets([None if t is None else t[lo:hi] for t in ys_host], units, xp, dtype)  # fmt: skip
-        loss, parts, _ = objectives.forward_backward(outs, ts, plan.logits)
-        totals.add(loss, parts, objectives.scores(outs, ts, plan.logits), hi - lo)
+        n = plan.n_outputs
+        loss, parts, _ = objectives.forward_backward(outs[:n], ts, plan.logits)
+        loss, _ = added_losses(loss, outs[n:])
+        totals.add(loss, parts, objectives.scores(outs[:n], ts, plan.logits), hi - lo)
         if bar:
             bar.update(step + 1, totals.logs, items=totals.seen)
     strategy.reduce_totals(totals)

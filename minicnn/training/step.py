@@ -51,9 +51,13 @@ class TrainStep:
         model = self.model
         plan = model.plan(xbs[0].shape[0], True)
         outs, tape = plan.forward(xbs, True)
-        loss, parts, gouts = model.objectives.forward_backward(outs, tbs, plan.logits)
-        scores = model.objectives.scores(outs, tbs, plan.logits)
-        grads = plan.backward(tape, gouts)
+        n = plan.n_outputs
+        loss, parts, gouts = model.objectives.forward_backward(outs[:n], tbs, plan.logits)
+        loss, extra = added_losses(
+            loss, outs[n:]
+        )  # add_loss terms of traced calls, as Keras adds them
+        scores = model.objectives.scores(outs[:n], tbs, plan.logits)
+        grads = plan.backward(tape, gouts + extra)
         return loss, parts, scores, [grads.get((id(layer), k)) for layer, k in self.params]
 
     def reduce_gradients(self, grads: list, loss, n: int):
@@ -115,6 +119,15 @@ class TrainStep:
             if g is not None and not bool(xp.isfinite(g).all()):
                 return f'the gradient of layer "{layer.name}" ({type(layer).__name__}) weight "{k}" is not finite'  # fmt: skip
         return "a value is not finite"
+
+
+def added_losses(loss, terms: list):
+    """The loss with the add_loss ``terms`` summed in, and each term's gradient (ones)."""
+    grads = []
+    for term in terms:
+        loss = loss + term.sum()
+        grads.append(get_array_module(term).ones_like(term))
+    return loss, grads
 
 
 class _FoundError(Exception):

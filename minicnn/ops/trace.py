@@ -1,0 +1,71 @@
+"""Tracing: a custom layer's ``call`` (or a Lambda's function, or a subclassed model's ``call``)
+run once on symbolic inputs, so that its layers and keras.ops record graph nodes. The graph
+that comes out is what the plan runs for that call, its backward the ops' and layers' own; it
+is made once per input shape and mode (a ``call`` may branch on ``training``, never on
+values).
+
+A call that cannot be traced (it converts a symbolic tensor to NumPy, or branches on a value)
+fails here with a TypeError naming the layer and the line of its call that did it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import traceback
+
+from minicnn.layers.core import InputLayer
+from minicnn.ops.core import tracing
+
+
+def takes_training(fn) -> bool:
+    try:
+        return "training" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def trace(owner, fn, shapes: list, single: bool, training, what: str = "call()"):
+    """(symbolic inputs, outputs, add_loss values) of ``fn`` traced for inputs of ``shapes``
+    (batch axis first), in mode ``training`` (True, False or None)."""
+    placeholders = [InputLayer(shape=tuple(s[1:]), name=f"{owner.name}_input_{i}").output for i, s in enumerate(shapes)]  # fmt: skip
+    args = placeholders[0] if single else placeholders
+    kwargs = {"training": training} if takes_training(fn) else {}
+    with tracing(owner) as collected:
+        try:
+            out = fn(args, **kwargs)
+        except TypeError as e:  # a symbolic tensor refused to act as data (layers/node.py)
+            frames = traceback.extract_tb(e.__traceback__)
+            refused = frames and frames[-1].filename.replace("\\", "/").endswith("layers/node.py")
+            if not refused and "KerasTensor" not in str(e):  # the layer's own error: as it is
+                raise
+            raise TypeError(_explain(owner, what, e)) from e
+    return placeholders, out, collected.losses
+
+
+def _explain(owner, what: str, error: Exception) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    mine = [f for f in frames if "/minicnn/" not in f.filename.replace("\\", "/")]
+    where = f" at {mine[-1].filename}:{mine[-1].lineno} ({mine[-1].line})" if mine else ""
+    return (
+        f'Layer "{owner.name}" ({type(owner).__name__}): its {what} could not be traced into '
+        f"graph nodes{where}: {error}. minicnn runs a {what} once on symbolic inputs, so it must "
+        "be written with keras.ops and layers: no NumPy on its inputs, no Python branch on "
+        "their values (a branch on `training` is fine)"
+    )
+
+
+def traced_graph(owner, fn, shapes: list, single: bool, training):
+    """The Graph of ``fn`` traced for ``shapes`` in mode ``training``, kept on ``owner`` (one
+    per input shape and mode). ``graph.n_outputs`` counts fn's outputs; the add_loss values
+    follow them; ``graph.single_output``: fn gave one tensor, not a list."""
+    from minicnn.layers.graph import Graph
+
+    key = (tuple(tuple(s) for s in shapes), single, training)
+    cache = owner.__dict__.setdefault("_traces", {})
+    if key not in cache:
+        inputs, out, losses = trace(owner, fn, list(shapes), single, training)
+        outs = list(out) if isinstance(out, (list, tuple)) else [out]
+        graph = Graph(inputs, outs + list(losses))
+        graph.n_outputs, graph.single_output = len(outs), not isinstance(out, (list, tuple))
+        cache[key] = graph
+    return cache[key]
