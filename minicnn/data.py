@@ -19,8 +19,9 @@ from minicnn.backend import Backend, floatx, rng
 
 def batch_ranges(n: int, batch_size) -> list[tuple[int, int]]:
     """[lo, hi) of each batch of ``n`` samples; the last one holds what is left."""
-    if not isinstance(batch_size, int) or batch_size <= 0:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:  # fmt: skip
         raise ValueError(f"batch_size must be a positive int. Received: batch_size={batch_size!r}")
+    batch_size = int(batch_size)  # NumPy's integers too, as Keras takes them
     return [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
 
@@ -65,6 +66,8 @@ def as_real_array(x, what: str = "x"):
 def check_targets(y, n: int, loss, units: int, backend: Backend, what: str = "y"):
     """y, checked against ``n`` inputs and an output of ``units`` classes by ``loss``."""
     y = np.asarray(y) if not hasattr(y, "shape") else y
+    if y.dtype == bool or not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):  # fmt: skip
+        raise ValueError(f"{what} must hold real numbers (integer labels or float targets). Received: dtype {y.dtype}")  # fmt: skip
     if y.shape[:1] != (n,):
         raise ValueError(
             f"x and {what} must have the same number of samples. Received: {n} inputs and "

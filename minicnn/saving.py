@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import tokenize
 import zipfile
 
 import numpy as np
@@ -143,13 +144,13 @@ def load_checkpoint(path, backend=None) -> Checkpoint:
         )
     try:
         epoch, history, state = training["epoch"], training["history"], training["rng"]
-        if not isinstance(epoch, int) or epoch < 0 or not isinstance(history, dict):
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0 or not isinstance(history, dict):  # fmt: skip
             raise TypeError("epoch must be a non-negative int and history a dict")
         if any(not isinstance(v, list) or len(v) != epoch for v in history.values()):
             raise ValueError(f"each history entry must hold {epoch} values")
         generator = np.random.PCG64()
         generator.state = state  # checked here, before the real generator changes
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise ModelFileError(f"{path}: the training state is invalid ({e})") from None
     set_rng_state(generator.state)
     model.training_state = TrainingState(epoch, dict(history), [], {**training, "epoch": epoch})
@@ -171,7 +172,7 @@ def _read_array(zf: zipfile.ZipFile, member: str, shape: tuple, path) -> np.ndar
             if version not in read_header:
                 raise ValueError(f"unsupported .npy version {version}")
             got_shape, fortran, got_dtype = read_header[version](f)
-        except ValueError as e:
+        except (ValueError, SyntaxError, tokenize.TokenError, MemoryError, RecursionError) as e:
             raise ModelFileError(f"{path}: {member} has a damaged array header ({e})") from None
         if got_dtype not in _DTYPES or fortran or tuple(got_shape) != shape:
             raise ModelFileError(
@@ -187,18 +188,32 @@ def _read_array(zf: zipfile.ZipFile, member: str, shape: tuple, path) -> np.ndar
         data = f.read(nbytes)
     if len(data) != nbytes:
         raise ModelFileError(f"{path}: {member} is truncated")
-    return np.frombuffer(data, dtype=dtype).reshape(shape)
+    array = np.frombuffer(data, dtype=dtype).reshape(shape)
+    if not np.isfinite(array).all():  # a model that answers NaN to every image is broken
+        bad = int(np.size(array) - np.isfinite(array).sum())
+        raise ModelFileError(f"{path}: {member} holds {bad} NaN or infinite values: the weights are broken")  # fmt: skip
+    return array
+
+
+MAX_FLOPS = 1e10  # work per image a file may ask for: ~100x the best recipe's network
 
 
 def _check_sizes(architecture: dict, zf: zipfile.ZipFile, path) -> None:
     """Refuse, before any weight is allocated, an architecture needing more bytes than the file
-    holds: weights are stored uncompressed, so a true file is at least that large. A file that
-    declares a 10^12-element weight is turned away here, not by running out of memory."""
-    need, _ = model_config.weight_bytes(architecture)  # shapes only: nothing is allocated
+    holds (weights are stored uncompressed, so a true file is at least that large: a declared
+    10^12-element weight is turned away here, not by running out of memory), or more work per
+    image than MAX_FLOPS (a pool or kernel window is checked against its input as the layers
+    check it: a 457-byte file asking for a 1 x 10^9 pool never runs)."""
+    need, flops, _ = model_config.cost(architecture)  # shapes only: nothing is allocated
     size = os.path.getsize(path)
     if need > size:
         raise ModelFileError(
             f"{path}: the architecture needs {need:,} bytes of weights but the file has {size:,}"
+        )
+    if flops > MAX_FLOPS:
+        raise ModelFileError(
+            f"{path}: the architecture asks for {flops:.3g} operations per image; a model file "
+            f"may ask for at most {MAX_FLOPS:.0e}"
         )
 
 
@@ -250,14 +265,14 @@ def _read_model(path, backend, compile):
             )
         try:
             meta = json.loads(zf.read(info).decode("utf-8"))
-        except (ValueError, zipfile.BadZipFile, OSError, EOFError) as e:
+        except (ValueError, zipfile.BadZipFile, OSError, EOFError, RecursionError) as e:
             raise ModelFileError(f"{path}: model.json is damaged ({e!r})") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ModelFileError(
                 f"{path} is not a minicnn model file (format {meta.get('format') if isinstance(meta, dict) else None!r})"
             )
         version = meta.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:  # fmt: skip
             raise ModelFileError(
                 f"{path} has format version {version!r}; this minicnn reads versions up to "
                 f"{FORMAT_VERSION}: upgrade minicnn to load it"
@@ -284,9 +299,10 @@ def _read_model(path, backend, compile):
                 _compile(model, meta["compile"])
                 if meta.get("optimizer_state") is not None:
                     _load_optimizer_state(model, meta["optimizer_state"], zf, path)
+            _check_members(zf, meta, path)  # last: the checks above name what is missing
         except ModelFileError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile, OSError, EOFError) as e:  # fmt: skip
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError, zipfile.BadZipFile, OSError, EOFError) as e:  # fmt: skip
             raise ModelFileError(
                 f"{path}: the model description is invalid ({type(e).__name__}: {e})"
             ) from None
@@ -294,6 +310,21 @@ def _read_model(path, backend, compile):
     if training is not None and not isinstance(training, dict):
         raise ModelFileError(f"{path}: the training state is invalid (not an object)")
     return model, training
+
+
+def _check_members(zf: zipfile.ZipFile, meta: dict, path) -> None:
+    """Every member of the zip is one minicnn wrote for this model, once: nothing extra, no
+    name twice (a second member of the same name would shadow the first one read)."""
+    names = [i.filename for i in zf.infolist()]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ModelFileError(f"{path}: the members {twice} appear more than once")
+    slots = (meta.get("optimizer_state") or {}).get("slots", [])
+    expected = {"model.json", *(f"weights/{i}.npy" for i in range(len(meta["weights"])))}
+    expected |= {f"optimizer/{i}.npy" for i in range(len(slots))}
+    extra = sorted(set(names) - expected)
+    if extra:
+        raise ModelFileError(f"{path}: members minicnn did not write for this model: {extra[:5]}")
 
 
 def _compile(model, c: dict) -> None:

@@ -70,6 +70,12 @@ class Conv2D(ActivationMixin, Layer):
                 f'Layer "{self.name}" (Conv2D): a {self.kernel_size} kernel with padding="valid" '
                 f"needs an image at least that large. Received: input shape {input_shape}"
             )
+        if kh > 2 * h + 1 or kw > 2 * w + 1:  # "same": every tap past 2x the map reads padding
+            raise ValueError(
+                f'Layer "{self.name}" (Conv2D): a {self.kernel_size} kernel is more than twice '
+                f"the {h}x{w} map it convolves: its outer taps would read only padding. "
+                f"Received: input shape {input_shape}"
+            )
         oh = maths.conv_output_length(h, kh, sy, self.padding)
         ow = maths.conv_output_length(w, kw, sx, self.padding)
         return (n, oh, ow, self.filters)

@@ -26,10 +26,10 @@ class _Pooling2D(Layer):
         (ph, pw), (sy, sx) = self.pool_size, self.strides
         oh = maths.conv_output_length(h, ph, sy, self.padding)
         ow = maths.conv_output_length(w, pw, sx, self.padding)
-        if oh <= 0 or ow <= 0:
+        if oh <= 0 or ow <= 0 or ph > 2 * h or pw > 2 * w:  # past 2x the map: only padding
             raise ValueError(
                 f'Layer "{self.name}" ({type(self).__name__}): pool_size {self.pool_size} does not fit the '
-                f"input with padding={self.padding!r}. Received: input shape {input_shape}"
+                f"input with padding={self.padding!r} (a window at most twice the map, {h}x{w}). Received: input shape {input_shape}"
             )
         return (n, oh, ow, c)
 

@@ -8,7 +8,7 @@
   "build_input_shape"}``;
 - a model inside a model is a layer entry whose class is "Functional" or "Sequential".
 
-Rebuilding walks the same structure twice: once with shapes only (``weight_bytes``: how many
+Rebuilding walks the same structure twice: once with shapes only (``cost``: how many
 weight bytes the model will hold, so a file can be refused before anything is allocated), then
 for real, calling each layer on symbolic tensors in an order where its inputs exist.
 """
@@ -180,18 +180,36 @@ def _rebuild(struct, outputs: dict):
 # -- the weights a config asks for, without making any ----------------------------------------
 
 
-def weight_bytes(entry: dict, input_shapes=None, itemsize: int = 4) -> tuple[int, object]:
-    """(bytes of every weight the model in ``entry`` holds, its output shapes), found by
-    propagating shapes through fresh, unbuilt layers: nothing is allocated."""
+def _flops(layer, shapes, out) -> float:
+    """What one image costs in one call of ``layer``, from shapes alone: 2 x multiply-adds for
+    convolutions and Dense, window reads for pools, one pass per value otherwise."""
+    per = lambda s: math.prod(d for d in s[1:] if d is not None)  # noqa: E731
+    ins = shapes if isinstance(shapes, list) else [shapes]
+    outs = out if isinstance(out, list) else [out]
+    kind = type(layer).__name__
+    if kind == "Conv2D":
+        return 2.0 * per(outs[0]) * math.prod(layer.kernel_size) * ins[0][-1]
+    if kind == "Dense":
+        return 2.0 * per(ins[0]) * layer.units
+    if kind in ("MaxPooling2D", "AveragePooling2D"):
+        return float(per(outs[0]) * math.prod(layer.pool_size))
+    return float(sum(per(s) for s in ins) + sum(per(s) for s in outs))
+
+
+def cost(entry: dict, input_shapes=None, itemsize: int = 4) -> tuple[int, float, object]:
+    """(bytes of every weight the model in ``entry`` holds, the work of one image through it,
+    its output shapes), found by propagating shapes through fresh, unbuilt layers: nothing
+    is allocated, and every layer checks its input as it does when built."""
     if "class_name" not in entry:
         entry = {"class_name": "Sequential", "config": _legacy(entry)}
     kind, config = entry["class_name"], entry["config"]
-    total, counted = 0, set()
+    total, flops, counted = 0, 0.0, set()
 
     def weigh(layer, shapes):
-        nonlocal total
-        if isinstance(layer, dict):  # a nested model: its own bytes, counted once
-            size, out = weight_bytes(layer, shapes, itemsize)
+        nonlocal total, flops
+        if isinstance(layer, dict):  # a nested model: its bytes counted once, its work per call
+            size, work, out = cost(layer, shapes, itemsize)
+            flops += work
             if id(layer) not in counted:
                 counted.add(id(layer))
                 total += size
@@ -199,7 +217,9 @@ def weight_bytes(entry: dict, input_shapes=None, itemsize: int = 4) -> tuple[int
         if id(layer) not in counted:
             counted.add(id(layer))
             total += sum(math.prod(s) for s in layer.weight_shapes(shapes).values()) * itemsize
-        return layer.compute_output_shape(shapes)
+        out = layer.compute_output_shape(shapes)
+        flops += _flops(layer, shapes, out)
+        return out
 
     if kind == "Sequential":
         shape = (
@@ -210,9 +230,9 @@ def weight_bytes(entry: dict, input_shapes=None, itemsize: int = 4) -> tuple[int
                 shape = (None, *e["config"]["shape"])
                 continue
             if shape is None:
-                return 0, None  # never built: no weights yet
+                return 0, 0.0, None  # never built: no weights yet
             shape = weigh(e if e.get("class_name") in MODEL_CLASSES else layers_module.deserialize(e), tuple(shape))  # fmt: skip
-        return total, shape
+        return total, flops, shape
     made = {e["name"]: (e if e.get("class_name") in MODEL_CLASSES else layers_module.deserialize(e)) for e in config["layers"]}  # fmt: skip
     shapes = {}
     for name, layer in made.items():
@@ -225,4 +245,4 @@ def weight_bytes(entry: dict, input_shapes=None, itemsize: int = 4) -> tuple[int
         return out if isinstance(out, list) else [out]
 
     outputs = _walk(config, made, call, shapes)
-    return total, _rebuild(config["output_layers"], outputs)
+    return total, flops, _rebuild(config["output_layers"], outputs)
