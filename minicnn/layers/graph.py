@@ -77,6 +77,16 @@ class Graph:
                 out.append(layer)
         return out
 
+    def node_index(self) -> dict:
+        """{id(node): its index among its layer's calls in this graph}: the [node] of a
+        "layer[node][tensor]" reference, which Keras numbers per model."""
+        index, count = {}, {}
+        for node in [t.node for t in self.inputs] + self.nodes:
+            k = count.get(id(node.layer), 0)
+            index[id(node)] = k
+            count[id(node.layer)] = k + 1
+        return index
+
     def is_chain(self) -> bool:
         """One input, one output, each node reading one tensor and each layer called once:
         what Keras's summary prints without a "Connected to" column."""

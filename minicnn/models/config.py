@@ -37,12 +37,10 @@ def _entry(layer) -> dict:
 
 
 def functional_config(model) -> dict:
-    from minicnn.models.summary import _node_index
-
     ops = sorted({n.layer.op_name for n in model.graph.nodes if getattr(n.layer, "is_op", False)})
     if ops:
         raise ValueError(f"Model '{model.name}' calls keras.ops ({', '.join(ops)}) outside a layer: minicnn cannot save such a graph yet; put them in a Layer subclass with get_config")  # fmt: skip
-    index = _node_index(model)
+    index = model.graph.node_index()
     nodes = [t.node for t in model.inputs] + model.graph.nodes
 
     def ref(t) -> dict:

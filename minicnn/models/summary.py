@@ -46,24 +46,13 @@ def table(headers: list[str], rows: list[list[str]], right=(2,)) -> list[str]:
     return out
 
 
-def _node_index(model) -> dict:
-    """{id(node): its index among its layer's calls inside this model} (Keras renumbers so)."""
-    index, count = {}, {}
-    nodes = [t.node for t in model.inputs] + model.graph.nodes
-    for node in nodes:
-        k = count.get(id(node.layer), 0)
-        index[id(node)] = k
-        count[id(node.layer)] = k + 1
-    return index
-
-
 def summary(model, print_fn, show_plan: bool = False, plan_batch: int = 32) -> None:
     headers = ["Layer (type)", "Output Shape", "Param #"]
     built = model.graph is not None
     chain = not built or (model.graph.is_chain() or type(model).__name__ == "Sequential")
     rows = []
     if built:
-        index = _node_index(model)
+        index = model.graph.node_index()
         nodes = [t.node for t in model.inputs] + model.graph.nodes
         layers = model.layers
         if type(model).__name__ != "Sequential" and not chain:
