@@ -13,7 +13,8 @@ thousand times what a digit needs here), waiting for a free slot included; past 
 gets a 503 and ``/api/health`` says ``busy`` while the late prediction still runs.
 
     POST /api/predict   body: PNG or JPEG bytes -> {"digit", "probabilities", "input"}
-    GET  /api/health    -> {"status": "ok", "model": ...}
+    GET  /api/health    -> {"status": "ok", "model": ...} (503 "warming" until the model has
+                           answered a first, blank digit, right after the server starts)
     GET  /              the page (minicnn/web/: HTML, CSS and JS, no build step, no CDN)
 
 Every error is {"error": message, "status": code}.
@@ -70,6 +71,18 @@ class DigitReader:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._starting = threading.Lock()
+        self.ready = threading.Event()  # set once the model has answered a first image
+
+    def warm_up(self) -> None:
+        """Answer one blank digit, so that the first real request finds the model's plan made
+        and its libraries loaded; until then /api/health says "warming"."""
+        try:
+            with self._predicting:
+                preprocessing.predict_digit(self.model, np.zeros((28, 28), np.float32))
+        except Exception:  # noqa: BLE001  (a model that fails here fails each request, in JSON)
+            pass
+        finally:
+            self.ready.set()
 
     def read(self, data: bytes) -> dict:
         """The answer for one image; ImageError, DigitModelError or BusyError otherwise. The
@@ -167,7 +180,10 @@ class Handler(JSONHandler):
         path = self.route()
         if path == "/api/health":
             late = self.reader.stuck_for()
-            if late:  # the model has not answered an image for longer than its time limit
+            if not self.reader.ready.is_set():  # the first answer is still being prepared
+                answer = {"status": "warming", "model": self.reader.name}
+                self.send_json(HTTPStatus.SERVICE_UNAVAILABLE, answer)
+            elif late:  # the model has not answered an image for longer than its time limit
                 message = (
                     f"a prediction has run {late:.1f} s past its {self.reader.seconds:g} s limit"
                 )
@@ -272,9 +288,11 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def make_server(model, name: str, host: str = "127.0.0.1", port: int = 8000, quiet=False, **limits):
-    """A ready server (bound, not yet serving); port 0 picks a free one. A model whose input is
-    not a prepared digit's raises DigitModelError here. ``limits``, to test them small:
+def make_server(model, name: str, host: str = "127.0.0.1", port: int = 8000, quiet=False, warm=True, **limits):  # fmt: skip
+    """A server (bound, not yet serving); port 0 picks a free one. A model whose input is not a
+    prepared digit's raises DigitModelError here. ``warm``: answer a blank digit on a thread
+    of its own first (``server.ready`` is set when it has; health says "warming" till then).
+    ``limits``, to test them small:
     ``predict_seconds``, ``max_connections``, and the handler's ``request_seconds`` and
     ``timeout`` (a socket's)."""
     reader = DigitReader(model, name, limits.pop("predict_seconds", PREDICT_SECONDS))
@@ -292,7 +310,19 @@ def make_server(model, name: str, host: str = "127.0.0.1", port: int = 8000, qui
             **limits,
         },
     )
-    return JSONServer((host, port), handler, quiet=quiet, max_connections=connections)
+    server = JSONServer((host, port), handler, quiet=quiet, max_connections=connections)
+    server.ready = reader.ready  # set once the warm-up below has answered
+    if warm:
+        threading.Thread(target=reader.warm_up, daemon=True, name="minicnn-warm-up").start()
+    else:
+        reader.ready.set()
+    return server
+
+
+def _announce(server, shown: str) -> None:
+    """Print the address once the model is warm (health says "warming" until then)."""
+    server.ready.wait()
+    print(f"Open http://{shown}:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
 
 
 def serve(model, name: str, host: str, port: int) -> None:
@@ -300,7 +330,7 @@ def serve(model, name: str, host: str, port: int) -> None:
     server = make_server(model, name, host, port)
     shown = f"[{host}]" if ":" in host else host
     print(f"minicnn serve: reading digits with {name}", flush=True)
-    print(f"Open http://{shown}:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
+    threading.Thread(target=_announce, args=(server, shown), daemon=True).start()
     # Both signals stop it the same way, also when started from a script that ignores SIGINT
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)

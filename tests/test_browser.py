@@ -58,6 +58,7 @@ def url(trained_model):
     from minicnn.server import make_server
 
     srv = make_server(trained_model, "seed model, 1 epoch", port=0, quiet=True)
+    assert srv.ready.wait(60)
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     yield f"http://127.0.0.1:{srv.server_address[1]}/"

@@ -349,3 +349,28 @@ def test_branches_and_two_outputs_forward_is_the_layers_run_by_hand(rng):
     digit, parity = model.predict({"meta": meta, "image": image}, verbose=0)
     np.testing.assert_allclose(digit, get("digit")(joint), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(parity, get("parity")(m * m), rtol=1e-5, atol=1e-6)
+
+
+def test_a_few_images_at_inference_run_the_array_code_and_agree_with_the_kernels(rng):
+    """The plan for inference on at most SMALL_BATCH images asks for no kernel (their hand-offs
+    and, cold, their compilation cost more than they save): a fresh process predicting one
+    image never imports numba. Both paths give the same answers to float32 rounding."""
+    import subprocess
+    import sys
+
+    from minicnn.plan.plan import SMALL_BATCH
+
+    model = residual()
+    assert not model.plan(1, False).kernels and model.plan(SMALL_BATCH + 1, False).kernels
+    assert model.plan(1, True).kernels  # training always asks for them
+    x = rng.random((SMALL_BATCH + 3, 6, 5, 2), dtype=np.float32)
+    np.testing.assert_allclose(model.predict(x, batch_size=1, verbose=0), model.predict(x, batch_size=len(x), verbose=0), rtol=2e-5, atol=2e-6)  # fmt: skip
+    code = (
+        "import sys, numpy as np, minicnn\n"
+        "from minicnn.cli import build_seed_model\n"
+        "m = build_seed_model()\n"
+        "m.predict(np.zeros((1, 28, 28, 1), np.float32), verbose=0)\n"
+        "print('numba' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

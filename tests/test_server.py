@@ -59,6 +59,7 @@ def model_path(seed_model_file):
 @pytest.fixture(scope="module")
 def server(model_path):
     srv = make_server(load_model(model_path), "test-model", port=0, quiet=True)
+    assert srv.ready.wait(60)  # warmed up: health says "ok" from here
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     yield srv
@@ -351,3 +352,46 @@ def test_default_model_prefers_the_best_recipe(tmp_path, monkeypatch):
     assert str(default_model()) == "runs/mnist_best/model.minicnn"
     monkeypatch.setenv("MINICNN_MODEL", "elsewhere.minicnn")
     assert str(default_model()) == "elsewhere.minicnn"
+
+
+def test_health_says_warming_until_the_model_has_answered(model_path):
+    """The server warms the model up before it reports ready: health is 503 "warming" until a
+    first blank digit has been answered, then "ok", and the first real answer needs no plan."""
+    import threading
+
+    from minicnn import load_model
+
+    model = load_model(model_path)
+    gate = threading.Event()
+    real = model.predict
+
+    def held(x, **kwargs):
+        gate.wait(30)
+        return real(x, **kwargs)
+
+    model.predict = held
+    srv = make_server(model, "warming-model", port=0, quiet=True)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        status, answer = _get(srv, "/api/health")
+        assert status == 503 and answer == {"status": "warming", "model": "warming-model"}
+        gate.set()
+        assert srv.ready.wait(30)
+        status, answer = _get(srv, "/api/health")
+        assert status == 200 and answer["status"] == "ok"
+        assert len(model._plans) == 1  # the warm-up's plan, for one image
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(10)
+
+
+def _get(srv, path):
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1], timeout=30)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    return response.status, json.loads(response.read())

@@ -37,7 +37,9 @@ class Running:
     """A server on a free loopback port, served on a thread until the block ends."""
 
     def __init__(self, model, **limits):
-        self.srv = make_server(model, "test-model", port=0, quiet=True, **limits)
+        warm = not isinstance(model, FakeModel)  # a fake's answers are the test's, not a warm-up's
+        self.srv = make_server(model, "test-model", port=0, quiet=True, warm=warm, **limits)
+        self.srv.ready.wait(60)
         self.port = self.srv.server_address[1]
         self.thread = threading.Thread(target=self.srv.serve_forever, kwargs={"poll_interval": 0.05})  # fmt: skip
 

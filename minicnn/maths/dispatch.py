@@ -7,17 +7,34 @@ are tested against (``MINICNN_KERNELS=numpy`` selects it).
 
 from __future__ import annotations
 
+import contextlib
+
 from minicnn import kernels, tuning
 from minicnn.backend import get_array_module
 
 _first = True
+_array_code = 0  # > 0 while a plan runs on array code alone (array_code())
 
 
 def kernel_for(name: str, x):
     """The fast version of op ``name`` for ``x``'s device and dtype, or None to use array code.
     The first ask applies minicnn's process settings (``minicnn.tuning``) before a kernel loads."""
     global _first
+    if _array_code:
+        return None
     if _first:
         _first = False
         tuning.apply()
     return kernels.lookup(name, get_array_module(x), x.dtype)
+
+
+@contextlib.contextmanager
+def array_code():
+    """Run the array code only, no hand-written kernel (a plan for a few images at inference:
+    a kernel's thread hand-offs, and a cold cache's compilation, cost more than it saves)."""
+    global _array_code
+    _array_code += 1
+    try:
+        yield
+    finally:
+        _array_code -= 1

@@ -86,7 +86,8 @@ def summary(model, print_fn, show_plan: bool = False, plan_batch: int = 32) -> N
         for training in (True, False):
             plan = model.plan(plan_batch, training)
             mode = "training" if training else "inference"
-            out.append(f"\nPlan ({mode}, batch {plan_batch}): {len(plan.steps)} steps")
+            code = "hand-written kernels" if plan.kernels else "array code only"
+            out.append(f"\nPlan ({mode}, batch {plan_batch}): {len(plan.steps)} steps, {code}")
             heads = ["Step", "Layers", "Algorithm", "Fused", "Keeps for backward"]
             steps = [[str(i), f"{names}\n({kinds})", algo or "-", fused or "-", keeps or "-"]
                      for i, (names, kinds, algo, fused, keeps) in enumerate(plan.describe())]  # fmt: skip

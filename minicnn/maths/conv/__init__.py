@@ -44,7 +44,7 @@ def conv_algorithm(x, kernel_shape, strides, pads=(0, 0, 0, 0)) -> str:
     return choose_algorithm(x.shape, kernel_shape, strides, pads, get_array_module(x), x.dtype)
 
 
-def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float32) -> str:
+def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float32, kernels_on=True) -> str:  # fmt: skip
     """Which algorithm convolves inputs of ``x_shape`` (N, H, W, C) on ``xp``'s device with a
     kernel of ``kernel_shape`` (kh, kw, C, F):
 
@@ -72,7 +72,7 @@ def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float
         return "im2col" if forced == "shifted" and not stride1 else forced
     if xp is not np:
         return "im2col"
-    numba = kernels.lookup("conv_direct", np, np.dtype(dtype)) is not None
+    numba = kernels_on and kernels.lookup("conv_direct", np, np.dtype(dtype)) is not None
     n, h, w = x_shape[:3]
     oh = (h + pads[0] + pads[1] - kh) // strides[0] + 1
     ow = (w + pads[2] + pads[3] - kw) // strides[1] + 1
