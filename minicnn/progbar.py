@@ -40,8 +40,10 @@ class Progbar:
         item_name: str = "img",
         delay: float = 0.0,
         count_format=None,
+        verbose: int = 1,
     ):
-        self.target = target
+        self.target = target  # None: not known (a generator), "N/Unknown" until the end
+        self.verbose = verbose  # 2: the final line alone, without the bar (Keras's verbose=2)
         self.unit = unit
         self.width = width
         self.interval = interval
@@ -59,15 +61,19 @@ class Progbar:
         self.items = 0
         self.finished = False
 
-    def update(self, current: int, values=None, items: int | None = None, finalize: bool = False):
-        """Progress to ``current`` of ``target``. ``values``: a dict, or a callable returning one."""
+    def update(self, current: int, values=None, items: int | None = None, finalize=None):
+        """Progress to ``current`` of ``target``. ``values``: a dict, or a callable returning one.
+        ``finalize``: whether this is the last line (None: when ``current`` reaches ``target``)."""
         now = time.perf_counter()
         if items is not None:
             self.items = items
         if current >= 1 and self.first_done is None:
             self.first_done, self.first_items = now, self.items
-        done = finalize or current >= self.target
-        if self.finished or (not done and (not self.live or now - self.last_draw < self.interval)):
+        if finalize is None:
+            finalize = self.target is not None and current >= self.target
+        done = finalize
+        live = self.live and self.verbose == 1
+        if self.finished or (not done and (not live or now - self.last_draw < self.interval)):
             return
         if now - self.start < self.delay and not self.drawn:
             self.finished = done
@@ -97,16 +103,12 @@ class Progbar:
         self.clock_end = time.perf_counter()
 
     def _line(self, current, now, vals, done) -> str:
-        frac = min(current / self.target, 1.0) if self.target else 1.0
-        filled = int(self.width * frac)
-        bar = (
-            "━" * filled
-            + ("╸" if filled < self.width else "")
-            + "━" * max(self.width - filled - 1, 0)
-        )
-        if self.live and not done:
-            bar = f"\x1b[1m{bar[:filled]}\x1b[0m\x1b[2m{bar[filled:]}\x1b[0m"
-        parts = [f"{self.count_format(current, self.target)} {bar}"]
+        if self.target is None:
+            parts = [f"{current:7d}/Unknown"]
+        elif self.verbose == 2:
+            parts = [f"{self.count_format(current, self.target)} -"]
+        else:
+            parts = [f"{self.count_format(current, self.target)} {self._bar(current, done)}"]
         steps = current - 1
         end = self.clock_end or now
         timed = end - self.first_done if self.first_done is not None else 0.0
@@ -119,7 +121,7 @@ class Progbar:
                     if per_step >= 1e-3
                     else f"{per_step * 1e6:.0f}us/{self.unit}"
                 )
-        elif per_step is not None:
+        elif per_step is not None and self.target is not None:
             parts.append(f"ETA {format_duration(per_step * (self.target - current))}")
         text = " ".join(parts)
         if per_step is not None and self.items and timed > 0:
@@ -127,3 +129,11 @@ class Progbar:
         for k, v in vals.items():
             text += f" - {k}: {format_value(float(v))}"
         return text
+
+    def _bar(self, current, done) -> str:
+        frac = min(current / self.target, 1.0) if self.target else 1.0
+        filled = int(self.width * frac)
+        bar = "━" * filled + ("╸" if filled < self.width else "") + "━" * max(self.width - filled - 1, 0)  # fmt: skip
+        if self.live and not done:
+            bar = f"\x1b[1m{bar[:filled]}\x1b[0m\x1b[2m{bar[filled:]}\x1b[0m"
+        return bar

@@ -20,6 +20,14 @@ class TrainingState:
     history: dict = dataclasses.field(default_factory=dict)  # {log name: one value per epoch}
     callbacks: list = dataclasses.field(default_factory=list)  # this run's callback objects
     resumed: dict | None = None  # the checkpoint record this run continues, if any
+    stopped: str | None = None  # "interrupted" or "non-finite" when fit was cut short
+
+    def restore(self, record: dict) -> None:
+        """Continue the run a checkpoint ``record`` holds (BackupAndRestore, from
+        ``on_train_begin``): fit then starts at its epoch, and each callback takes up its state."""
+        self.epoch = int(record["epoch"])
+        self.history = {k: list(v) for k, v in record["history"].items()}
+        self.resumed = record
 
     def callback_state(self, callback) -> dict:
         """The state the checkpoint saved for ``callback`` (matched by class, in order)."""
@@ -30,8 +38,9 @@ class TrainingState:
         k = next((i for i, c in enumerate(same) if c is callback), None)
         return saved[k] if k is not None and k < len(saved) else {}
 
-    def record(self, epoch: int, monitor: str | None = None, best=None) -> dict:
-        """What a checkpoint after ``epoch`` epochs keeps of the run (JSON-able)."""
+    def record(self, epoch: int, monitor: str | None = None, best=None, batch=None) -> dict:
+        """What a checkpoint after ``epoch`` epochs (and ``batch`` batches of the next, when
+        written mid-epoch) keeps of the run (JSON-able)."""
         callbacks = [{"class": type(cb).__name__, "state": cb.get_state()} for cb in self.callbacks]
         return {
             "epoch": int(epoch),
@@ -40,4 +49,5 @@ class TrainingState:
             "monitor": monitor,
             "best": best,
             "callbacks": [c for c in callbacks if c["state"]],
+            **({} if batch is None else {"batch": int(batch)}),
         }

@@ -9,7 +9,6 @@ import numpy as np
 from minicnn import data, optimizers
 from minicnn.backend import floatx
 from minicnn.models.compile import Objectives
-from minicnn.progbar import Progbar
 
 
 def _outputs_in(loss) -> int:
@@ -151,25 +150,11 @@ class Trainer:
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """The outputs (probabilities for a softmax head) as NumPy arrays: one array, or a list
-        or dict like the model's outputs."""
-        if steps is not None or callbacks:
-            raise ValueError("predict(): steps and callbacks are not supported; predict takes arrays")  # fmt: skip
+        or dict like the model's outputs: ``minicnn.training.predict``."""
+        from minicnn import training
+
         self.check_own_loop()
-        batch_size = 32 if batch_size is None else batch_size
-        xs = self.check_inputs(x)
-        batches = data.batch_ranges(xs[0].shape[0], batch_size)
-        show = verbose == "auto" or bool(verbose)
-        bar = Progbar(len(batches), items_per_step=batch_size) if show else None
-        parts: list[list] = [[] for _ in self.outputs]
-        for step, (lo, hi) in enumerate(batches):
-            outs = self.run([self.as_batch(a, lo, hi) for a in xs], training=False)
-            for part, out in zip(parts, outs):
-                part.append(out)
-            if bar:
-                bar.update(step + 1, items=hi)
-        xp = self.backend.xp
-        flat = [self.backend.to_numpy(xp.concatenate(p)) for p in parts]  # one copy to the host
-        return self._restructure(flat, self._output_struct)
+        return training.predict(self, x, batch_size, verbose, steps, callbacks)
 
     def predict_on_batch(self, x):
         return self.predict(x, batch_size=max(len(data.first(x)), 1), verbose=0)

@@ -17,44 +17,11 @@ import numpy as np
 
 from minicnn import data
 from minicnn.backend import floatx
-from minicnn.callbacks import CallbackList, History, TerminateOnNaN
-from minicnn.progbar import Progbar
+from minicnn.callbacks import BackupAndRestore, CallbackList, History, ProgbarLogger, TerminateOnNaN
 from minicnn.state import TrainingState
-from minicnn.training.step import NonFiniteError, TrainStep, added_losses
+from minicnn.training.scoring import Totals, array_batches, test_loop
+from minicnn.training.step import NonFiniteError, TrainStep
 from minicnn.training.strategy import Local
-
-
-class Totals:
-    """Running sums of a pass over batches, on the device (reading them would sync a GPU every
-    batch): the loss and each per-output loss weighted by batch size, and each metric's sum
-    and count. ``names``: the log name of each loss, then of each metric."""
-
-    def __init__(self, xp, objectives):
-        self.loss_names = ["loss", *(n for _, n in objectives.loss_names())]
-        self.loss_index = [None, *(i for i, _ in objectives.loss_names())]
-        self.metric_names = [n for *_, n in objectives.metric_names()]
-        k = len(self.loss_names) + 2 * len(self.metric_names)
-        self.sums = xp.zeros(k, dtype=np.float64)  # float64: no overflow, no drift
-        self.seen = 0
-
-    def add(self, loss, parts, scores, n: int) -> None:
-        w = np.float64(n)
-        values = [loss * w, *(parts[i] * w for i in self.loss_index[1:])]
-        for s, c in scores:
-            values += [s, c]
-        for j, v in enumerate(values):
-            self.sums[j] += v
-        self.seen += n
-
-    def logs(self) -> dict:
-        """As Python floats, sorted by name as Keras gives them (this reads the device)."""
-        sums = [float(v) for v in self.sums]
-        k = len(self.loss_names)
-        logs = {name: sums[j] / self.seen for j, name in enumerate(self.loss_names)}
-        for j, name in enumerate(self.metric_names):
-            count = sums[k + 2 * j + 1]
-            logs[name] = sums[k + 2 * j] / count if count else 0.0
-        return dict(sorted(logs.items()))
 
 
 def fit(
@@ -132,14 +99,16 @@ def fit(
         )
     callbacks = list(callbacks or [])
     check_finite = terminate_on_nan or any(isinstance(c, TerminateOnNaN) for c in callbacks)
+    if distribute is not None and any(isinstance(c, BackupAndRestore) for c in callbacks):
+        raise ValueError("BackupAndRestore is not supported with distribute=: each process would have to restore the same backup; use ModelCheckpoint and load_checkpoint")  # fmt: skip
     callbacks = [c for c in callbacks if strategy.keep_callback(c)]
     verbose = verbose if strategy.is_chief else 0
-    history = History()
-    params = {"epochs": epochs, "steps": steps, "verbose": verbose}
     resumed = model.training_state
     resumed = resumed.resumed if resumed and resumed.resumed and resumed.epoch == initial_epoch else None  # fmt: skip
-    run = TrainingState(initial_epoch, {}, [history, *callbacks], resumed)
-    cbs = CallbackList(run.callbacks, model, params, run)  # checks each is a Callback
+    run = TrainingState(initial_epoch, {}, [], resumed)
+    cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=model, training_state=run, verbose=verbose, epochs=epochs, steps=steps)  # fmt: skip
+    run.callbacks = cbs.callbacks
+    history = cbs.history
 
     # All checks passed: from here on, the model changes.
     be = model.backend
@@ -152,58 +121,64 @@ def fit(
     model.training_state = run
     if resumed:  # continuing a checkpoint's run: its History goes on from there
         history.epoch = list(range(initial_epoch))
-        history.history = run.history = {k: list(v) for k, v in resumed["history"].items()}
-        for cb in run.callbacks:
-            state = run.callback_state(cb)
-            if state:
-                cb.set_state(state)
-    history.history = run.history
+        run.history = {k: list(v) for k, v in resumed["history"].items()}
+        history.history = {k: list(v) for k, v in resumed["history"].items()}
     model.stop_training = False
+    training_logs: dict = {}
     cbs.on_train_begin()
+    initial_epoch = run.epoch  # BackupAndRestore may have moved it to its backup's
+    for cb in run.callbacks if run.resumed else []:
+        state = run.callback_state(cb)
+        if state:
+            cb.set_state(state)
     with _deferred_interrupt() as interrupted:
         step_fn.interrupt = interrupted
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
-            batches = source.epoch(epoch)  # draws this epoch's shuffle
-            bar = _progbar(model, steps, verbose, epoch, epochs, batch_size)
             totals = Totals(be.xp, model.objectives)
-            for step, (xbs, tbs) in enumerate(batches):
+            reader = totals.reader(strategy.size)
+            for step, (xbs, tbs) in enumerate(source.epoch(epoch)):  # draws this epoch's shuffle
+                cbs.on_train_batch_begin(step)
                 try:
                     loss, parts, scores = step_fn(xbs, tbs)
                 except NonFiniteError as e:
-                    where = f"step {step + 1} of epoch {epoch + 1}: {e}"
-                    _stop(model, bar, "non-finite", where, cbs)
+                    _stop(model, run, "non-finite", f"step {step + 1} of epoch {epoch + 1}: {e}", cbs, training_logs)  # fmt: skip
                     return history
                 totals.add(loss, parts, scores, xbs[0].shape[0])
-                last = step + 1 == steps  # its line waits for validation; the epoch is done
-                if bar and not last:
-                    bar.update(step + 1, totals.logs, items=totals.seen * strategy.size)
-                cbs.on_train_batch_end(step, None)
-                if not last and (step_fn.interrupted or model.stop_training):
-                    why = "interrupted" if step_fn.interrupted else "stopped"
-                    what = "interrupted" if step_fn.interrupted else "a callback stopped training"
-                    _stop(model, bar, why, f"{what} after step {step + 1}/{steps} of epoch {epoch + 1}", cbs)  # fmt: skip
+                cbs.on_train_batch_end(step, reader)
+                if step + 1 < steps and step_fn.interrupted:
+                    where = f"interrupted after step {step + 1}/{steps} of epoch {epoch + 1}"
+                    _stop(model, run, "interrupted", where, cbs, training_logs)
                     return history
+                if model.stop_training:
+                    break
             strategy.reduce_totals(totals)
             logs = totals.logs()
-            if bar:
-                bar.stop_clock()
-            if validation_data is not None:
-                val = _score(model, vxs, vys, batch_size, 0, strategy)
+            if validation_data is not None and _should_eval(epoch, validation_freq):
+                val = test_loop(model, array_batches(model, vxs, vys, batch_size, strategy), cbs, strategy)  # fmt: skip
                 logs.update({f"val_{k}": v for k, v in val.items()})
-            if bar:
-                bar.update(steps, logs, items=totals.seen, finalize=True)
             strategy.end_epoch(model)
             run.epoch = epoch + 1
+            for k, v in logs.items():
+                run.history.setdefault(k, []).append(v)
             cbs.on_epoch_end(epoch, logs)
+            training_logs = logs
             if strategy.agree(interrupted()):
-                _stop(model, None, "interrupted", f"interrupted after epoch {epoch + 1}", cbs)
+                _stop(model, run, "interrupted", f"interrupted after epoch {epoch + 1}", cbs, training_logs)  # fmt: skip
                 return history
             if model.stop_training:
                 break
-    cbs.on_train_end()
     model.optimizer.finalize([layer.params[k] for layer, k in model.trainable_params()])
+    cbs.on_train_end(training_logs)
     return history
+
+
+def _should_eval(epoch: int, validation_freq) -> bool:
+    """Keras's rule: validate after epoch k (from 1) if k is a multiple of an int
+    ``validation_freq``, or if k is in a list of them."""
+    if isinstance(validation_freq, (list, tuple)):
+        return epoch + 1 in validation_freq
+    return (epoch + 1) % validation_freq == 0
 
 
 def _int(value, what: str) -> int:
@@ -216,59 +191,6 @@ def _int(value, what: str) -> int:
 def _one(arrays: list):
     """One array for one input or output, else the list (as a user gives them)."""
     return arrays[0] if len(arrays) == 1 else arrays
-
-
-def evaluate(
-    model,
-    x=None,
-    y=None,
-    batch_size=None,
-    verbose="auto",
-    sample_weight=None,
-    steps=None,
-    callbacks=None,
-    return_dict: bool = False,
-    *,
-    distribute=None,
-):
-    """The loss and metrics over (x, y), in batches; no weight changes. With ``distribute``,
-    each process scores its own share and the sums are added up."""
-    for name, value in (("sample_weight", sample_weight), ("steps", steps), ("callbacks", callbacks)):  # fmt: skip
-        if value is not None:
-            raise ValueError(f"evaluate(): {name} is not supported by minicnn yet. Received: {name}={value!r}")  # fmt: skip
-    strategy = distribute or Local()
-    batch_size = 32 if batch_size is None else _int(batch_size, "batch_size")
-    model.require_compiled("evaluate")
-    xs = model.check_inputs(x)
-    ys = model.check_targets(y, xs[0].shape[0])
-    logs = _score(model, xs, ys, batch_size, 1 if verbose == "auto" else verbose, strategy)
-    return model.result(logs, return_dict)
-
-
-def _score(model, xs, ys, batch_size, verbose, strategy) -> dict:
-    """The logs of one pass over checked (xs, ys): loss, per-output losses, metrics."""
-    first, end = strategy.shard(xs[0].shape[0])  # all of it, on one process
-    batches = [(first + a, first + b) for a, b in data.batch_ranges(max(end - first, 1), batch_size)]  # fmt: skip
-    batches = batches if end > first else []
-    be = model.backend
-    xp, dtype, objectives = be.xp, floatx(), model.objectives
-    units = [t.shape[-1] for t in model.outputs]
-    show = verbose and strategy.is_chief
-    bar = Progbar(len(batches), items_per_step=batch_size) if show else None
-    totals = Totals(xp, objectives)
-    ys_host = [None if t is None else be.to_numpy(t) for t in ys]
-    for step, (lo, hi) in enumerate(batches):
-        plan = model.plan(hi - lo, False)
-        outs, _ = plan.forward([model.as_batch(a, lo, hi) for a in xs], False)
-        ts = objectives.targets([None if t is None else t[lo:hi] for t in ys_host], units, xp, dtype)  # fmt: skip
-        n = plan.n_outputs
-        loss, parts, _ = objectives.forward_backward(outs[:n], ts, plan.logits)
-        loss, _ = added_losses(loss, outs[n:])
-        totals.add(loss, parts, objectives.scores(outs[:n], ts, plan.logits), hi - lo)
-        if bar:
-            bar.update(step + 1, totals.logs, items=totals.seen)
-    strategy.reduce_totals(totals)
-    return totals.logs()
 
 
 def train_on_batch(model, x, y):
@@ -285,29 +207,19 @@ def train_on_batch(model, x, y):
     return model.result(totals.logs())
 
 
-def _stop(model, bar, why: str, message: str, cbs) -> None:
+def _stop(model, run, why: str, message: str, cbs, logs: dict) -> None:
     """End fit early: say why on stderr, with where the last checkpoint is, and record it."""
     saved = [cb.last_saved for cb in cbs.callbacks if getattr(cb, "last_saved", None)]
-    if why != "stopped":
-        message += (
-            f". The last checkpoint is {saved[-1]}" if saved else ". No checkpoint was written"
-        )
+    message += f". The last checkpoint is {saved[-1]}" if saved else ". No checkpoint was written"
     if why == "non-finite":
         message += "; the model keeps its weights from before this step"
     model.history.stopped, model.history.message = why, message
-    if bar:
-        bar.newline()
-    if why != "stopped":
-        print(f"Training stopped: {message}", file=sys.stderr, flush=True)
-    cbs.on_train_end()
-
-
-def _progbar(model, steps, verbose, epoch, epochs, batch_size):
-    if not verbose:
-        return None
-    print(f"Epoch {epoch + 1}/{epochs}")
-    interval = 0.05 if model.backend.name == "numpy" else 0.25  # reading values syncs a GPU
-    return Progbar(steps, interval=interval, items_per_step=batch_size)
+    run.stopped = why
+    for cb in cbs.callbacks:
+        if isinstance(cb, ProgbarLogger):
+            cb.newline()
+    print(f"Training stopped: {message}", file=sys.stderr, flush=True)
+    cbs.on_train_end(logs)
 
 
 @contextlib.contextmanager

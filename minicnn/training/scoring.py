@@ -1,0 +1,183 @@
+"""How a model is scored and run without training: ``evaluate`` (and fit's validation pass)
+and ``predict``, each a loop over batches with Keras's callback hooks around it, and
+``Totals``, the running sums a pass keeps on the device.
+
+Hooks, as Keras 3's torch trainer calls them (keras/src/backend/torch/trainer.py, v3.15.1:
+evaluate lines 378-388, predict lines 438-447): ``on_test_begin``, then per batch
+``on_test_batch_begin(step)`` and ``on_test_batch_end(step, running logs)``, then
+``on_test_end(logs)``; ``on_predict_begin``, ``on_predict_batch_begin(step)``,
+``on_predict_batch_end(step, {"outputs": the batch's outputs})``, ``on_predict_end``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn import data
+from minicnn.backend import floatx
+from minicnn.callbacks import CallbackList
+from minicnn.training.step import added_losses
+
+
+class Totals:
+    """Running sums of a pass over batches, on the device (reading them would sync a GPU every
+    batch): the loss and each per-output loss weighted by batch size, and each metric's sum
+    and count. ``names``: the log name of each loss, then of each metric."""
+
+    def __init__(self, xp, objectives):
+        self.loss_names = ["loss", *(n for _, n in objectives.loss_names())]
+        self.loss_index = [None, *(i for i, _ in objectives.loss_names())]
+        self.metric_names = [n for *_, n in objectives.metric_names()]
+        k = len(self.loss_names) + 2 * len(self.metric_names)
+        self.sums = xp.zeros(k, dtype=np.float64)  # float64: no overflow, no drift
+        self.seen = 0
+
+    def add(self, loss, parts, scores, n: int) -> None:
+        w = np.float64(n)
+        values = [loss * w, *(parts[i] * w for i in self.loss_index[1:])]
+        for s, c in scores:
+            values += [s, c]
+        for j, v in enumerate(values):
+            self.sums[j] += v
+        self.seen += n
+
+    def logs(self) -> dict:
+        """As Python floats, sorted by name as Keras gives them (this reads the device)."""
+        sums = [float(v) for v in self.sums]
+        k = len(self.loss_names)
+        logs = {name: sums[j] / self.seen if self.seen else 0.0 for j, name in enumerate(self.loss_names)}  # fmt: skip
+        for j, name in enumerate(self.metric_names):
+            count = sums[k + 2 * j + 1]
+            logs[name] = sums[k + 2 * j] / count if count else 0.0
+        return dict(sorted(logs.items()))
+
+    def reader(self, processes: int = 1) -> Reader:
+        """What a batch-end hook is handed: ``reader()`` reads the logs so far."""
+        return Reader(self.logs, lambda: self.seen * processes)
+
+
+class Reader:
+    """A batch's logs, read only when called (a callback that reads them, or the progress bar
+    when it redraws); ``samples``: how many samples the pass has seen so far."""
+
+    def __init__(self, read, samples):
+        self._read, self._samples = read, samples
+
+    def __call__(self) -> dict:
+        return self._read()
+
+    @property
+    def samples(self) -> int:
+        return self._samples()
+
+
+def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None, callbacks=None, return_dict: bool = False, *, distribute=None):  # fmt: skip
+    """The loss and metrics over (x, y), in batches; no weight changes. With ``distribute``,
+    each process scores its own share and the sums are added up. ``callbacks`` get the test
+    hooks (and a ProgbarLogger draws the bar unless ``verbose=0``)."""
+    from minicnn.training.loop import _int
+    from minicnn.training.strategy import Local
+
+    for name, value in (("sample_weight", sample_weight), ("steps", steps)):
+        if value is not None:
+            raise ValueError(f"evaluate(): {name} is not supported by minicnn yet. Received: {name}={value!r}")  # fmt: skip
+    strategy = distribute or Local()
+    batch_size = 32 if batch_size is None else _int(batch_size, "batch_size")
+    model.require_compiled("evaluate")
+    xs = model.check_inputs(x)
+    ys = model.check_targets(y, xs[0].shape[0])
+    verbose = 1 if verbose == "auto" else verbose
+    callbacks = [c for c in (callbacks or []) if strategy.keep_callback(c)]
+    batches = array_batches(model, xs, ys, batch_size, strategy)
+    show = verbose if strategy.is_chief else 0
+    cbs = CallbackList(callbacks, add_progbar=show != 0, model=model, verbose=show, epochs=1, steps=len(batches))  # fmt: skip
+    logs = test_loop(model, batches, cbs, strategy)
+    return model.result(logs, return_dict)
+
+
+def array_batches(model, xs, ys, batch_size, strategy) -> list:
+    """(input batches, target batches) of checked arrays, this process's share, each moved to
+    the device as it is used (an evaluation set stays where it is)."""
+    first, end = strategy.shard(xs[0].shape[0])  # all of it, on one process
+    if end <= first:
+        return []
+    be = model.backend
+    units = [t.shape[-1] for t in model.outputs]
+    ys_host = [None if t is None else be.to_numpy(t) for t in ys]
+
+    def batch(lo, hi):
+        ts = model.objectives.targets([None if t is None else t[lo:hi] for t in ys_host], units, be.xp, floatx())  # fmt: skip
+        return [model.as_batch(a, lo, hi) for a in xs], ts
+
+    ranges = data.batch_ranges(end - first, batch_size)
+    return _Lazy([(first + a, first + b) for a, b in ranges], batch)
+
+
+class _Lazy:
+    """A sized sequence whose items are made when read."""
+
+    def __init__(self, keys, make):
+        self.keys, self.make = keys, make
+
+    def __len__(self):
+        return len(self.keys)
+
+    def __iter__(self):
+        return (self.make(*k) for k in self.keys)
+
+
+def test_loop(model, batches, cbs, strategy) -> dict:
+    """One pass over ``batches`` of (xbs, tbs), with the test hooks; -> the logs."""
+    xp, objectives = model.backend.xp, model.objectives
+    totals = Totals(xp, objectives)
+    reader = totals.reader(strategy.size)
+    model.stop_evaluating = False
+    cbs.on_test_begin()
+    for step, (xbs, tbs) in enumerate(batches):
+        cbs.on_test_batch_begin(step)
+        plan = model.plan(xbs[0].shape[0], False)
+        outs, _ = plan.forward(xbs, False)
+        n = plan.n_outputs  # the outputs after them are add_loss terms of traced calls
+        loss, parts, _ = objectives.forward_backward(outs[:n], tbs, plan.logits)
+        loss, _ = added_losses(loss, outs[n:])
+        totals.add(loss, parts, objectives.scores(outs[:n], tbs, plan.logits), xbs[0].shape[0])
+        cbs.on_test_batch_end(step, reader)
+        if model.stop_evaluating:
+            break
+    strategy.reduce_totals(totals)
+    logs = totals.logs()
+    cbs.on_test_end(logs)
+    return logs
+
+
+def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+    """The outputs (probabilities for a softmax head) as NumPy arrays: one array, or a list or
+    dict like the model's outputs; ``callbacks`` get the predict hooks."""
+    if steps is not None:
+        raise ValueError(f"predict(): steps is not supported by minicnn yet. Received: steps={steps!r}")  # fmt: skip
+    batch_size = 32 if batch_size is None else batch_size
+    xs = model.check_inputs(x)
+    ranges = data.batch_ranges(xs[0].shape[0], batch_size)
+    verbose = 1 if verbose == "auto" else verbose
+    cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=model, verbose=verbose, epochs=1, steps=len(ranges))  # fmt: skip
+    be = model.backend
+    parts: list[list] = [[] for _ in model.outputs]
+    model.stop_predicting = False
+    cbs.on_predict_begin()
+    seen = 0
+    for step, (lo, hi) in enumerate(ranges):
+        cbs.on_predict_batch_begin(step)
+        outs = model.run([model.as_batch(a, lo, hi) for a in xs], training=False)
+        for part, out in zip(parts, outs):
+            part.append(out)
+        seen = hi
+
+        def read(outs=outs):
+            return {"outputs": model._restructure([be.to_numpy(o) for o in outs], model._output_struct)}  # fmt: skip
+
+        cbs.on_predict_batch_end(step, Reader(read, lambda seen=seen: seen))
+        if model.stop_predicting:
+            break
+    cbs.on_predict_end()
+    flat = [be.to_numpy(be.xp.concatenate(p)) for p in parts]  # one copy to the host
+    return model._restructure(flat, model._output_struct)
