@@ -241,3 +241,161 @@ def test_fit_progress_bar_is_a_progbar_logger(toy, capsys):
     model.fit(x, y, batch_size=16, epochs=2, verbose=0)
     model.predict(x, verbose=0)
     assert capsys.readouterr().out == ""
+
+
+# -- ModelCheckpoint, BackupAndRestore, TensorBoard ---------------------------------------------
+
+
+def test_model_checkpoint_every_n_batches(toy, tmp_path):
+    from minicnn import load_checkpoint
+    from minicnn.callbacks import ModelCheckpoint
+
+    x, y = toy
+    cb = ModelCheckpoint(tmp_path / "c-{epoch}-{batch}-{loss:.1f}.minicnn", save_freq=2)
+    compiled().fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[cb])  # 5 batches an epoch
+    names = sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.iterdir())
+    assert names == ["c-1-2", "c-1-4", "c-2-1", "c-2-3", "c-2-5"]  # Keras counts across epochs
+    mid = load_checkpoint(next(tmp_path.glob("c-2-3-*")))
+    assert mid.epoch == 1 and mid.model.optimizer.iterations == 8  # 1 epoch done, 3 of the next
+    with pytest.raises(ValueError, match="save_freq"):
+        ModelCheckpoint(tmp_path / "c.minicnn", save_freq="batch")
+
+
+def test_model_checkpoint_initial_value_threshold_and_mode(toy, tmp_path):
+    from minicnn.callbacks import ModelCheckpoint
+
+    x, y = toy
+    never = ModelCheckpoint(tmp_path / "never.minicnn", monitor="loss", save_best_only=True, initial_value_threshold=0.0)  # fmt: skip
+    high = ModelCheckpoint(tmp_path / "max-{epoch}.minicnn", monitor="loss", mode="max", save_best_only=True)  # fmt: skip
+    history = compiled().fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[never, high])
+    assert not (tmp_path / "never.minicnn").exists() and never.best == 0.0
+    losses = history.history["loss"]
+    kept = [e + 1 for e in range(3) if losses[e] == max(losses[: e + 1])]
+    assert sorted(p.name for p in tmp_path.glob("max-*")) == [f"max-{e}.minicnn" for e in kept]
+
+
+BACKUP_SCRIPT = """
+import json, os, signal, sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+from test_faults import data, new_model
+from minicnn.callbacks import BackupAndRestore, Callback, EarlyStopping
+from minicnn.utils import set_random_seed
+
+mode, backup, out = sys.argv[1:4]
+
+class Kill(Callback):  # the process dies in the middle of epoch 3
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 2 and batch == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+x, y = data()
+set_random_seed(7 if mode != "resume" else 99)  # a rerun's own seed must not matter
+model = new_model()
+stop = EarlyStopping(monitor="val_loss", patience=10)
+callbacks = [BackupAndRestore(backup, delete_checkpoint=False), stop] + ([Kill()] if mode == "broken" else [])
+history = model.fit(x, y, batch_size=32, epochs=5, validation_split=0.25, verbose=0, callbacks=callbacks)
+np.savez(out, *model.get_weights())
+json.dump({{"epoch": history.epoch, "history": history.history, "iterations": model.optimizer.iterations, "wait": stop.wait}}, open(out + ".json", "w"))
+"""
+
+
+def test_backup_and_restore_resumes_a_killed_fit_bit_exactly(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(BACKUP_SCRIPT.format(tests=os.path.dirname(__file__)))
+
+    def run(mode, backup, out):
+        return subprocess.run([sys.executable, str(script), mode, str(tmp_path / backup), str(tmp_path / out)], capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    full = run("full", "b-full", "full.npz")
+    assert full.returncode == 0, full.stderr
+    broken = run("broken", "b", "never.npz")
+    assert broken.returncode == -9 and not (tmp_path / "never.npz").exists()
+    assert (tmp_path / "b" / "latest.minicnn").exists()
+    resumed = run("resume", "b", "resumed.npz")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = np.load(tmp_path / "full.npz"), np.load(tmp_path / "resumed.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a.files) and len(a.files) == 4
+    fa, fb = (json.loads((tmp_path / f"{n}.npz.json").read_text()) for n in ("full", "resumed"))
+    assert fb["epoch"] == [2, 3, 4] and fa["iterations"] == fb["iterations"] == 5 * 5
+    assert {k: v[2:] for k, v in fa["history"].items()} == fb["history"]  # Keras: the epochs run
+    assert fa["wait"] == fb["wait"]  # EarlyStopping took up its state too
+
+
+def test_backup_and_restore_files(toy, tmp_path):
+    from minicnn.callbacks import BackupAndRestore
+
+    x, y = toy
+    keep = BackupAndRestore(tmp_path / "keep", double_checkpoint=True, delete_checkpoint=False)
+    gone = BackupAndRestore(tmp_path / "gone")
+    model = compiled()
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[keep, gone])
+    assert not (tmp_path / "gone").exists()  # removed when fit ends normally, as in Keras
+    assert sorted(p.name for p in (tmp_path / "keep").iterdir()) == ["latest.minicnn", "latest.minicnn.bkp"]  # fmt: skip
+    # a fit of as many epochs with the same backup has nothing left to run
+    again = model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[keep])
+    assert again.epoch == [] and model.optimizer.iterations == 10
+    (tmp_path / "keep" / "latest.minicnn").write_bytes(b"damaged")
+    fresh = compiled()
+    with pytest.warns(UserWarning, match="restoring the previous backup"):
+        history = fresh.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[keep])
+    assert history.epoch == [1] and fresh.optimizer.iterations == 10  # from epoch 1's backup
+    with pytest.raises(ValueError, match="backup_dir"):
+        BackupAndRestore("")
+
+
+def test_tensorboard_without_its_package_fails_naming_it(monkeypatch, tmp_path):
+    import importlib.util
+
+    from minicnn.callbacks import TensorBoard
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("tensorboard", "tensorboardX") else real(name, *a))  # fmt: skip
+    with pytest.raises(ImportError, match="tensorboard or the tensorboardX package"):
+        TensorBoard(tmp_path)
+    with pytest.raises(NotImplementedError, match="histogram_freq"):
+        TensorBoard(tmp_path, histogram_freq=1)
+
+
+@pytest.mark.parametrize("package", ["tensorboardX", "tensorboard"])
+def test_tensorboard_writes_keras_scalars(toy, tmp_path, monkeypatch, package):
+    """Runs where tensorboard (and tensorboardX) are installed: neither is a dependency."""
+    import importlib.util
+
+    loader = pytest.importorskip("tensorboard.backend.event_processing.event_file_loader")
+    pytest.importorskip(package)
+    from minicnn.callbacks import TensorBoard, loggers
+
+    other = {"tensorboardX": "tensorboard", "tensorboard": "tensorboardX"}[package]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == other else real(name, *a))  # fmt: skip
+    assert loggers._writer_package() == package
+
+    x, y = toy
+    model = compiled()
+    history = model.fit(x, y, batch_size=16, epochs=2, validation_split=0.2, verbose=0, callbacks=[TensorBoard(tmp_path, update_freq=1)])  # fmt: skip
+
+    def scalars(folder):
+        out = {}
+        for path in sorted((tmp_path / folder).iterdir()):
+            for event in loader.EventFileLoader(str(path)).Load():
+                for v in event.summary.value:
+                    value = v.simple_value if v.HasField("simple_value") else None
+                    if value is None and v.tensor.float_val:
+                        value = v.tensor.float_val[0]
+                    if value is not None:
+                        out.setdefault(v.tag, []).append((event.step, value))
+        return out
+
+    train, val = scalars("train"), scalars("validation")
+    assert [v for _, v in train["epoch_loss"]] == pytest.approx(history.history["loss"])
+    assert [s for s, _ in train["epoch_loss"]] == [0, 1] and len(train["batch_loss"]) == 4
+    assert [v for _, v in val["epoch_accuracy"]] == pytest.approx(history.history["val_accuracy"])
+    assert "epoch_learning_rate" in train and "evaluation_loss_vs_iterations" in val

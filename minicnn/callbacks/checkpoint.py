@@ -136,7 +136,8 @@ class ModelCheckpoint(Callback):
 class BackupAndRestore(Callback):
     """Back a run up in ``backup_dir`` (at each epoch's end, or every ``save_freq`` batches) so
     that a fit that breaks (a crash, a killed process) continues where the backup left it when
-    the same fit is run again with this callback, as Keras's does: the new fit starts at the
+    the same fit is run again with this callback, as Keras's does (an epoch's backup is written
+    once every callback has ended that epoch): the new fit starts at the
     backed-up epoch, with the model's weights, the optimizer's state, the random generator and
     the other callbacks' state (EarlyStopping's patience, say) put back, so a run backed up at
     each epoch's end ends bit-for-bit where the unbroken run ends (on the CPU). Its History
@@ -201,6 +202,7 @@ class BackupAndRestore(Callback):
         self.training_state.restore(saved.training_state.resumed)
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._write_pending()
         self._current_epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
@@ -208,8 +210,14 @@ class BackupAndRestore(Callback):
             self._save(self._current_epoch, batch + 1)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.save_freq == "epoch":
-            self._save(epoch + 1, None)
+        # written once every callback has ended this epoch (at the next epoch's start, or at the
+        # end of fit), so the backup holds their state after it, EarlyStopping's count included
+        self._pending = epoch + 1 if self.save_freq == "epoch" else None
+
+    def _write_pending(self) -> None:
+        if getattr(self, "_pending", None) is not None:
+            self._save(self._pending, None)
+        self._pending = None
 
     def _save(self, epochs_done: int, batch: int | None) -> None:
         os.makedirs(self.backup_dir, exist_ok=True)
@@ -219,6 +227,7 @@ class BackupAndRestore(Callback):
         self.model.save(self.path, training=record)
 
     def on_train_end(self, logs=None):
+        self._write_pending()
         stopped = self.training_state is not None and self.training_state.stopped
         if self.delete_checkpoint and not stopped and os.path.isdir(self.backup_dir):
             shutil.rmtree(self.backup_dir)
