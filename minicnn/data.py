@@ -1,11 +1,12 @@
 """From the arrays a user passes to batches on the device: the input checks, and one epoch's
 batches (shuffle, gather, cast, the last partial batch).
 
-The training loop only asks a data source for ``len(source)`` (steps per epoch) and
-``source.epoch()`` (an iterator of ``(xb, tb)`` batches). ``ArrayData`` is the source for
-in-memory arrays; sharding across processes (each rank a slice of the same shuffled order) or a
-Python generator or ``Sequence`` input are other sources with the same two methods, and need no
-change to the loop.
+A data source has ``num_batches`` (batches in one pass, None when unknown) and
+``iterator(epoch)`` (one pass of ``(xbs, tbs)`` batches), with ``on_epoch_begin``/``on_epoch_end``;
+``minicnn.data_adapters.Epochs`` walks any of them as Keras's epoch iterator does, and the
+training loop asks it only for ``num_batches`` and ``epoch(i)``. ``ArrayData`` is the source for
+in-memory arrays (sharded across processes: each rank a slice of the same shuffled order); a
+Python generator and a ``PyDataset`` are the others (``minicnn.data_adapters``).
 """
 
 from __future__ import annotations
@@ -114,18 +115,34 @@ class ArrayData:
     def __len__(self) -> int:
         return len(self.ranges)
 
+    @property
+    def num_batches(self) -> int:
+        return len(self.ranges)
+
+    def on_epoch_begin(self) -> None:
+        pass
+
+    def on_epoch_end(self) -> None:
+        pass
+
+    def iterator(self, index: int = 0):
+        return self.epoch(index)
+
     def epoch(self, index: int = 0):
         """The permutation is drawn now, at the start of epoch ``index``; -> an iterator of
-        (xbs, tbs): lists, one batch per input and per output."""
+        (xbs, tbs): lists, one batch per input and per output. ``shuffle="batch"`` (Keras's):
+        the batches keep their place and each one's rows are drawn in a new order."""
+        gen = rng() if self.seed is None else np.random.default_rng([self.seed, 0, index])
         order = None
-        if self.shuffle:
-            gen = rng() if self.seed is None else np.random.default_rng([self.seed, 0, index])
+        if self.shuffle and self.shuffle != "batch":
             order = self.backend.asarray(gen.permutation(self.n))
-        return self._batches(order)
+        return self._batches(order, gen if self.shuffle == "batch" else None)
 
-    def _batches(self, order):
+    def _batches(self, order, within=None):
         dtype = floatx()
         for lo, hi in self.ranges:
             rows = slice(lo, hi) if order is None else order[lo:hi]
+            if within is not None:
+                rows = self.backend.asarray(lo + within.permutation(hi - lo))
             xbs = [x[rows].astype(dtype, copy=False) for x in self.xs]
             yield xbs, [None if t is None else t[rows] for t in self.ts]

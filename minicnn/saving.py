@@ -146,8 +146,10 @@ def load_checkpoint(path, backend=None) -> Checkpoint:
         epoch, history, state = training["epoch"], training["history"], training["rng"]
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0 or not isinstance(history, dict):  # fmt: skip
             raise TypeError("epoch must be a non-negative int and history a dict")
-        if any(not isinstance(v, list) or len(v) != epoch for v in history.values()):
-            raise ValueError(f"each history entry must hold {epoch} values")
+        if any(not isinstance(v, list) or len(v) > epoch for v in history.values()):
+            raise ValueError(
+                f"each history entry must hold {epoch} values (or fewer: validation_freq)"
+            )
         generator = np.random.PCG64()
         generator.state = state  # checked here, before the real generator changes
     except (KeyError, TypeError, ValueError, OverflowError) as e:

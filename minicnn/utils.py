@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn import backend
+from minicnn.data_adapters import PyDataset
+
+Sequence = PyDataset  # Keras 3 exports it under both names
+__all__ = ["to_categorical", "set_random_seed", "PyDataset", "Sequence"]
 
 
 def to_categorical(y, num_classes: int | None = None, dtype="float32") -> np.ndarray:

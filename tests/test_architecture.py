@@ -31,6 +31,7 @@ RANKS = {
     "minicnn.optimizers": 3,
     "minicnn.progbar": 3,
     "minicnn.data": 3,
+    "minicnn.data_adapters": 3,  # generators and PyDatasets as sources, and Keras's epoch rules
     "minicnn.utils": 3,
     "minicnn.metrics": 3,
     "minicnn.state": 3,

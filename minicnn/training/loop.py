@@ -15,11 +15,18 @@ import threading
 
 import numpy as np
 
-from minicnn import data
 from minicnn.backend import floatx
-from minicnn.callbacks import BackupAndRestore, CallbackList, History, ProgbarLogger, TerminateOnNaN
+from minicnn.callbacks import (
+    BackupAndRestore,
+    Callback,
+    CallbackList,
+    History,
+    ProgbarLogger,
+    TerminateOnNaN,
+)
 from minicnn.state import TrainingState
-from minicnn.training.scoring import Totals, array_batches, test_loop
+from minicnn.training import inputs
+from minicnn.training.scoring import Totals, test_loop
 from minicnn.training.step import NonFiniteError, TrainStep
 from minicnn.training.strategy import Local
 
@@ -59,37 +66,17 @@ def fit(
     ``distribute``: None (this process alone) or ``minicnn.distributed.DataParallel()``, to
     train one model on every process of an MPI job; ``batch_size`` is then each process's share.
     """
-    unsupported = {"class_weight": class_weight, "sample_weight": sample_weight, "steps_per_epoch": steps_per_epoch, "validation_steps": validation_steps, "validation_batch_size": validation_batch_size}  # fmt: skip
-    for name, value in unsupported.items():
+    for name, value in {"class_weight": class_weight, "sample_weight": sample_weight}.items():
         if value is not None:
             raise ValueError(f"fit(): {name} is not supported by minicnn yet. Received: {name}={value!r}")  # fmt: skip
-    if validation_freq != 1:
-        raise ValueError(f"fit(): validation_freq must be 1 (every epoch). Received: validation_freq={validation_freq!r}")  # fmt: skip
     strategy = distribute or Local()
-    batch_size = 32 if batch_size is None else _int(batch_size, "batch_size")
+    batch_size = inputs.positive(batch_size, "batch_size", "fit()")
     epochs, initial_epoch = _int(epochs, "epochs"), _int(initial_epoch, "initial_epoch")
+    steps_per_epoch = inputs.positive(steps_per_epoch, "steps_per_epoch", "fit()")
+    validation_steps = inputs.positive(validation_steps, "validation_steps", "fit()")
+    validation_batch_size = inputs.positive(validation_batch_size, "validation_batch_size", "fit()")  # fmt: skip
+    _check_validation_freq(validation_freq)
     verbose = 1 if verbose == "auto" else verbose
-    model.require_compiled("fit")
-    xs = model.check_inputs(x)
-    n = xs[0].shape[0]
-    ys = model.check_targets(y, n)
-    if not isinstance(validation_split, (int, float)) or not 0 <= validation_split < 1:
-        raise ValueError(f"validation_split must be in [0, 1). Received: {validation_split!r}")
-    if validation_split and validation_data is None:
-        cut = int(n * (1 - validation_split))  # Keras takes the last samples
-        if cut == 0 or cut == n:
-            raise ValueError(
-                f"validation_split={validation_split} of {n} samples leaves {cut} to train on "
-                f"and {n - cut} to validate: both need at least one"
-            )
-        validation_data = (_one([a[cut:] for a in xs]), _one([None if t is None else t[cut:] for t in ys]))  # fmt: skip
-        xs, ys, n = [a[:cut] for a in xs], [None if t is None else t[:cut] for t in ys], cut
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data must be a tuple (x_val, y_val)")
-        vxs = model.check_inputs(validation_data[0], "validation x")
-        vys = model.check_targets(validation_data[1], vxs[0].shape[0], "validation y")
-    steps = len(data.batch_ranges(n, batch_size))
     if epochs < 0:
         raise ValueError(f"epochs must be a non-negative int. Received: epochs={epochs!r}")
     if not 0 <= initial_epoch <= epochs:
@@ -97,6 +84,12 @@ def fit(
             f"initial_epoch must be an int in [0, epochs={epochs}]. "
             f"Received: initial_epoch={initial_epoch!r}"
         )
+    for cb in callbacks or []:
+        if not isinstance(cb, Callback):
+            raise ValueError(f"callbacks must be minicnn.callbacks.Callback instances. Received: {cb!r}")  # fmt: skip
+    model.require_compiled("fit")
+    source, val_source = inputs.fit_data(model, x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch, validation_steps, validation_batch_size, strategy)  # fmt: skip
+    steps = source.num_batches
     callbacks = list(callbacks or [])
     check_finite = terminate_on_nan or any(isinstance(c, TerminateOnNaN) for c in callbacks)
     if distribute is not None and any(isinstance(c, BackupAndRestore) for c in callbacks):
@@ -114,9 +107,6 @@ def fit(
     be = model.backend
     strategy.setup(model)
     step_fn = strategy.make_step(model, check_finite)
-    units = [t.shape[-1] for t in model.outputs]
-    targets = model.objectives.targets([None if t is None else be.to_numpy(t) for t in ys], units, be.xp, floatx())  # fmt: skip
-    source = strategy.source(xs, targets, batch_size, shuffle, be)  # the set moves to the device
     model.history = history
     model.training_state = run
     if resumed:  # continuing a checkpoint's run: its History goes on from there
@@ -146,7 +136,7 @@ def fit(
                     return history
                 totals.add(loss, parts, scores, xbs[0].shape[0])
                 cbs.on_train_batch_end(step, reader)
-                if step + 1 < steps and step_fn.interrupted:
+                if step + 1 != steps and step_fn.interrupted:
                     where = f"interrupted after step {step + 1}/{steps} of epoch {epoch + 1}"
                     _stop(model, run, "interrupted", where, cbs, training_logs)
                     return history
@@ -154,8 +144,10 @@ def fit(
                     break
             strategy.reduce_totals(totals)
             logs = totals.logs()
-            if validation_data is not None and _should_eval(epoch, validation_freq):
-                val = test_loop(model, array_batches(model, vxs, vys, batch_size, strategy), cbs, strategy)  # fmt: skip
+            if val_source is not None and _should_eval(epoch, validation_freq):
+                if epoch > initial_epoch:
+                    val_source.reset()  # Keras's evaluate starts each pass anew
+                val = test_loop(model, val_source.epoch(epoch), cbs, strategy)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             strategy.end_epoch(model)
             run.epoch = epoch + 1
@@ -173,6 +165,13 @@ def fit(
     return history
 
 
+def _check_validation_freq(validation_freq) -> None:
+    ok = isinstance(validation_freq, (list, tuple)) and all(isinstance(e, (int, np.integer)) and not isinstance(e, bool) for e in validation_freq)  # fmt: skip
+    ok = ok or (isinstance(validation_freq, (int, np.integer)) and not isinstance(validation_freq, bool) and validation_freq >= 1)  # fmt: skip
+    if not ok:
+        raise ValueError(f"Expected `validation_freq` to be a list or int. Received: validation_freq={validation_freq!r} of the type {type(validation_freq)}.")  # fmt: skip
+
+
 def _should_eval(epoch: int, validation_freq) -> bool:
     """Keras's rule: validate after epoch k (from 1) if k is a multiple of an int
     ``validation_freq``, or if k is in a list of them."""
@@ -186,11 +185,6 @@ def _int(value, what: str) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{what} must be an int. Received: {what}={value!r}")
     return int(value)
-
-
-def _one(arrays: list):
-    """One array for one input or output, else the list (as a user gives them)."""
-    return arrays[0] if len(arrays) == 1 else arrays
 
 
 def train_on_batch(model, x, y):

@@ -72,58 +72,58 @@ class Reader:
 
 
 def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None, callbacks=None, return_dict: bool = False, *, distribute=None):  # fmt: skip
-    """The loss and metrics over (x, y), in batches; no weight changes. With ``distribute``,
-    each process scores its own share and the sums are added up. ``callbacks`` get the test
-    hooks (and a ProgbarLogger draws the bar unless ``verbose=0``)."""
-    from minicnn.training.loop import _int
+    """The loss and metrics over (x, y) (arrays, or a generator or PyDataset of batches, for
+    ``steps`` batches if given), in batches; no weight changes. With ``distribute``, each
+    process scores its own share of arrays and the sums are added up. ``callbacks`` get the
+    test hooks (and a ProgbarLogger draws the bar unless ``verbose=0``)."""
+    from minicnn.training import inputs
     from minicnn.training.strategy import Local
 
-    for name, value in (("sample_weight", sample_weight), ("steps", steps)):
-        if value is not None:
-            raise ValueError(f"evaluate(): {name} is not supported by minicnn yet. Received: {name}={value!r}")  # fmt: skip
+    if sample_weight is not None:
+        raise ValueError(f"evaluate(): sample_weight is not supported by minicnn yet. Received: sample_weight={sample_weight!r}")  # fmt: skip
     strategy = distribute or Local()
-    batch_size = 32 if batch_size is None else _int(batch_size, "batch_size")
+    batch_size = inputs.positive(batch_size, "batch_size", "evaluate()")
+    steps = inputs.positive(steps, "steps", "evaluate()")
     model.require_compiled("evaluate")
-    xs = model.check_inputs(x)
-    ys = model.check_targets(y, xs[0].shape[0])
+    source = inputs.eval_data(model, x, y, batch_size, steps, strategy)
     verbose = 1 if verbose == "auto" else verbose
     callbacks = [c for c in (callbacks or []) if strategy.keep_callback(c)]
-    batches = array_batches(model, xs, ys, batch_size, strategy)
     show = verbose if strategy.is_chief else 0
-    cbs = CallbackList(callbacks, add_progbar=show != 0, model=model, verbose=show, epochs=1, steps=len(batches))  # fmt: skip
-    logs = test_loop(model, batches, cbs, strategy)
+    cbs = CallbackList(callbacks, add_progbar=show != 0, model=model, verbose=show, epochs=1, steps=source.num_batches)  # fmt: skip
+    logs = test_loop(model, source.epoch(0), cbs, strategy)
     return model.result(logs, return_dict)
 
 
-def array_batches(model, xs, ys, batch_size, strategy) -> list:
-    """(input batches, target batches) of checked arrays, this process's share, each moved to
-    the device as it is used (an evaluation set stays where it is)."""
-    first, end = strategy.shard(xs[0].shape[0])  # all of it, on one process
-    if end <= first:
-        return []
-    be = model.backend
-    units = [t.shape[-1] for t in model.outputs]
-    ys_host = [None if t is None else be.to_numpy(t) for t in ys]
+class ArrayBatches:
+    """Checked arrays as evaluate's and predict's source: this process's share in order, each
+    batch moved to the device as it is used (an evaluation set stays where it is); batches
+    are (xbs, tbs), or xbs alone without targets (predict)."""
 
-    def batch(lo, hi):
-        ts = model.objectives.targets([None if t is None else t[lo:hi] for t in ys_host], units, be.xp, floatx())  # fmt: skip
-        return [model.as_batch(a, lo, hi) for a in xs], ts
+    def __init__(self, model, xs, ys, batch_size, strategy):
+        self.model, self.xs = model, xs
+        be = model.backend
+        self.ys = None if ys is None else [None if t is None else be.to_numpy(t) for t in ys]
+        first, end = strategy.shard(xs[0].shape[0])  # all of it, on one process
+        ranges = data.batch_ranges(end - first, batch_size) if end > first else []
+        self.ranges = [(first + a, first + b) for a, b in ranges]
+        self.num_batches = len(self.ranges)
 
-    ranges = data.batch_ranges(end - first, batch_size)
-    return _Lazy([(first + a, first + b) for a, b in ranges], batch)
+    def iterator(self, epoch: int = 0):
+        model = self.model
+        be, units = model.backend, [t.shape[-1] for t in model.outputs]
+        for lo, hi in self.ranges:
+            xbs = [model.as_batch(a, lo, hi) for a in self.xs]
+            if self.ys is None:
+                yield xbs
+                continue
+            ys = [None if t is None else t[lo:hi] for t in self.ys]
+            yield xbs, model.objectives.targets(ys, units, be.xp, floatx())
 
+    def on_epoch_begin(self):
+        pass
 
-class _Lazy:
-    """A sized sequence whose items are made when read."""
-
-    def __init__(self, keys, make):
-        self.keys, self.make = keys, make
-
-    def __len__(self):
-        return len(self.keys)
-
-    def __iter__(self):
-        return (self.make(*k) for k in self.keys)
+    def on_epoch_end(self):
+        pass
 
 
 def test_loop(model, batches, cbs, strategy) -> dict:
@@ -152,25 +152,26 @@ def test_loop(model, batches, cbs, strategy) -> dict:
 
 def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
     """The outputs (probabilities for a softmax head) as NumPy arrays: one array, or a list or
-    dict like the model's outputs; ``callbacks`` get the predict hooks."""
-    if steps is not None:
-        raise ValueError(f"predict(): steps is not supported by minicnn yet. Received: steps={steps!r}")  # fmt: skip
-    batch_size = 32 if batch_size is None else batch_size
-    xs = model.check_inputs(x)
-    ranges = data.batch_ranges(xs[0].shape[0], batch_size)
+    dict like the model's outputs; x is arrays, or a generator or PyDataset of batches (their
+    x only is read), for ``steps`` batches if given; ``callbacks`` get the predict hooks."""
+    from minicnn.training import inputs
+
+    batch_size = inputs.positive(batch_size, "batch_size", "predict()")
+    steps = inputs.positive(steps, "steps", "predict()")
+    source = inputs.predict_data(model, x, batch_size, steps)
     verbose = 1 if verbose == "auto" else verbose
-    cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=model, verbose=verbose, epochs=1, steps=len(ranges))  # fmt: skip
+    cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=model, verbose=verbose, epochs=1, steps=source.num_batches)  # fmt: skip
     be = model.backend
     parts: list[list] = [[] for _ in model.outputs]
     model.stop_predicting = False
     cbs.on_predict_begin()
     seen = 0
-    for step, (lo, hi) in enumerate(ranges):
+    for step, xbs in enumerate(source.epoch(0)):
         cbs.on_predict_batch_begin(step)
-        outs = model.run([model.as_batch(a, lo, hi) for a in xs], training=False)
+        outs = model.run(xbs, training=False)
         for part, out in zip(parts, outs):
             part.append(out)
-        seen = hi
+        seen += xbs[0].shape[0]
 
         def read(outs=outs):
             return {"outputs": model._restructure([be.to_numpy(o) for o in outs], model._output_struct)}  # fmt: skip
@@ -179,5 +180,7 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
         if model.stop_predicting:
             break
     cbs.on_predict_end()
+    if not parts[0]:
+        raise ValueError("predict() got no batches: the input gave none")
     flat = [be.to_numpy(be.xp.concatenate(p)) for p in parts]  # one copy to the host
     return model._restructure(flat, model._output_struct)
