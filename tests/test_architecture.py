@@ -35,6 +35,7 @@ RANKS = {
     "minicnn.utils": 3,
     "minicnn.metrics": 3,
     "minicnn.state": 3,
+    "minicnn.variables": 3,  # Keras's variable-like views of a layer's weights
     "minicnn.layers": 4,
     "minicnn.ops": 4,  # keras.ops: beside the layers (its ops are layer-like graph nodes)
     "minicnn.plan": 5,

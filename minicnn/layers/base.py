@@ -21,6 +21,7 @@ with Keras models as they are.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 from collections import defaultdict
@@ -32,6 +33,19 @@ from minicnn.backend import Backend, floatx, get_array_module, get_backend
 from minicnn.layers.node import KerasTensor, Node, flatten_tensors
 
 _counters: dict[str, itertools.count] = defaultdict(itertools.count)
+_scope: list[str] = []  # the models whose build is under way, outermost first (weights' paths)
+
+
+@contextlib.contextmanager
+def name_scope(name: str):
+    """Layers built inside get Keras's weight paths under ``name`` ("sequential/dense/kernel")."""
+    _scope.append(name)
+    try:
+        yield
+    finally:
+        _scope.pop()
+
+
 _ALLOWED = ("input_shape", "input_dim", "batch_input_shape")
 
 
@@ -114,6 +128,7 @@ class Layer:
             return
         self.backend = self.backend or backend or get_backend()
         self.compute_output_shape(input_shape)  # a misfit input is refused before any weight
+        self.path_prefix = "".join(f"{n}/" for n in _scope)  # as Keras's name scope sets paths
         self.build(input_shape)
         self.build_shape = input_shape
         self.built = True
@@ -305,6 +320,21 @@ class Layer:
 
     def count_params(self) -> int:
         return int(sum(self._weight(n).size for n in self.weight_names))
+
+    @property
+    def weights(self) -> list:
+        """Keras's variables (``minicnn.variables.Variable``), views of this layer's arrays."""
+        from minicnn.variables import weights_of
+
+        return weights_of([self])
+
+    @property
+    def trainable_weights(self) -> list:
+        return [v for v in self.weights if v.trainable] if self.trainable else []
+
+    @property
+    def non_trainable_weights(self) -> list:
+        return [v for v in self.weights if not v.trainable] if self.trainable else self.weights
 
     # -- serialisation -------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ whose graph is built from its layers once the input shape is known (an ``Input``
 from __future__ import annotations
 
 from minicnn.layers import InputLayer, Layer
+from minicnn.layers.base import name_scope
 from minicnn.layers.node import KerasTensor
 from minicnn.models.model import Model
 
@@ -99,12 +100,13 @@ class Sequential(Model):
                 node.layer.inbound_nodes.remove(node)
         self._own_nodes = []
         x = self._input_layer.output
-        for layer in self._layers:
-            if layer.backend is None:
-                layer.backend = self.backend
-            x = layer(x)
-            node = x.node
-            self._own_nodes.append(node)
+        with name_scope(self.name):  # Keras: "sequential/dense/kernel"
+            for layer in self._layers:
+                if layer.backend is None:
+                    layer.backend = self.backend
+                x = layer(x)
+                node = x.node
+                self._own_nodes.append(node)
         self.set_graph(self._input_layer.output, x)
 
     def get_config(self) -> dict:

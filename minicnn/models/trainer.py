@@ -57,6 +57,7 @@ class Trainer:
             Objectives(list(loss) if isinstance(loss, dict) else ["output"] * _outputs_in(loss), *args)  # fmt: skip
         self.optimizer = optimizers.get(optimizer)
         self._compile_args, self.objectives = args, objectives
+        self._metrics_built = False  # Keras builds its per-output loss trackers at the first fit
         self._plans.clear()
 
     # Keras's hooks for a custom loop: minicnn runs its own plan and cannot take them yet
@@ -165,8 +166,40 @@ class Trainer:
     # -- weights -------------------------------------------------------------------------------
 
     def trainable_params(self) -> list:
-        """(layer, name) of every weight the optimizer updates, in the order it keeps them."""
+        """(layer, name) of every weight the optimizer updates, in the order it keeps them: the
+        trained weights of each trainable layer, none when the model itself is frozen."""
+        if not self.trainable:
+            return []
         return [(layer, k) for layer in self.leaf_layers() if layer.trainable for k in layer.params]
+
+    @property
+    def weights(self) -> list:
+        """Keras's variables of every layer, in get_weights's order (views of the arrays)."""
+        from minicnn.variables import weights_of
+
+        return weights_of(self.leaf_layers())
+
+    @property
+    def trainable_weights(self) -> list:
+        """What fit trains: the trained weights of trainable layers (none if the model is
+        frozen). As in Keras, a layer set trainable inside a frozen nested model is included."""
+        return [v for v in self.weights if v.trainable] if self.trainable else []
+
+    @property
+    def non_trainable_weights(self) -> list:
+        return [v for v in self.weights if not v.trainable] if self.trainable else self.weights
+
+    @property
+    def metrics_names(self) -> list[str]:
+        """Keras 3's: [] before compile; "loss", then "compile_metrics" when compile was given
+        metrics; then, once fit or evaluate has run, each output's loss for several outputs."""
+        args = self.__dict__.get("_compile_args")
+        if args is None:
+            return []
+        names = ["loss"] + (["compile_metrics"] if args[2] is not None else [])
+        if self.__dict__.get("_metrics_built") and self.objectives is not None:
+            names += [n for _, n in self.objectives.loss_names()]
+        return names
 
     def get_weights(self) -> list[np.ndarray]:
         """Every layer's weights in Keras's order and layouts, as NumPy arrays."""

@@ -90,6 +90,7 @@ def fit(
     model.require_compiled("fit")
     source, val_source = inputs.fit_data(model, x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch, validation_steps, validation_batch_size, strategy)  # fmt: skip
     steps = source.num_batches
+    model._metrics_built = True
     callbacks = list(callbacks or [])
     check_finite = terminate_on_nan or any(isinstance(c, TerminateOnNaN) for c in callbacks)
     if distribute is not None and any(isinstance(c, BackupAndRestore) for c in callbacks):
@@ -190,6 +191,7 @@ def _int(value, what: str) -> int:
 def train_on_batch(model, x, y):
     """One step on one batch; returns the loss, or [loss, ...metrics] as evaluate does."""
     model.require_compiled("train_on_batch")
+    model._metrics_built = True
     xs = model.check_inputs(x)
     ys = model.check_targets(y, xs[0].shape[0])
     be = model.backend

@@ -86,6 +86,7 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weig
     steps = inputs.positive(steps, "steps", "evaluate()")
     model.require_compiled("evaluate")
     source = inputs.eval_data(model, x, y, batch_size, steps, strategy)
+    model._metrics_built = True
     verbose = 1 if verbose == "auto" else verbose
     callbacks = [c for c in (callbacks or []) if strategy.keep_callback(c)]
     show = verbose if strategy.is_chief else 0

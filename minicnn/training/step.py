@@ -29,8 +29,10 @@ class TrainStep:
         self.model = model
         self.check_finite = check_finite
         self.params = model.trainable_params()  # (layer, name), the optimizer's order
+        match_slots(model.optimizer, self.params)
         self._undo: list = []  # copies of weights and optimizer slots, kept across steps
         self.interrupt = lambda: False  # fit sets this to its Ctrl-C flag
+        self._checked = None  # the last plan checked by _refuse_training_through_inference
 
     @property
     def interrupted(self) -> bool:
@@ -50,6 +52,9 @@ class TrainStep:
         scores, gradients in the order of ``self.params``, None for a weight no loss reaches)."""
         model = self.model
         plan = model.plan(xbs[0].shape[0], True)
+        if plan is not self._checked:
+            _refuse_training_through_inference(plan)
+            self._checked = plan
         outs, tape = plan.forward(xbs, True)
         n = plan.n_outputs
         loss, parts, gouts = model.objectives.forward_backward(outs[:n], tbs, plan.logits)
@@ -121,6 +126,34 @@ class TrainStep:
         return "a value is not finite"
 
 
+def _refuse_training_through_inference(plan) -> None:
+    """A call fixed to inference (``base(x, training=False)``) whose layers' weights train is
+    not implemented: its steps keep nothing for backward in that mode."""
+    for step in plan.steps:
+        if step.call.training is False and step.trains:
+            layer = step.call.layer
+            raise NotImplementedError(
+                f'Layer "{layer.name}" is called with training=False but its weights are trainable: '
+                "minicnn cannot train weights through a call fixed to inference mode yet. Freeze "
+                "that model (model.trainable = False), or call it without training=False and "
+                "freeze its BatchNormalization layers, which then run in inference mode"
+            )
+
+
+def match_slots(opt, params: list) -> None:
+    """Keep the optimizer's slots (kept by position) on the weights they were built for when
+    layers were frozen or unfrozen since: a weight frozen now leaves its slots behind; a weight
+    the optimizer never saw cannot join it, as in Keras, until compile() gives a new one."""
+    keys = [(id(layer), k) for layer, k in params]
+    known = getattr(opt, "param_keys", None)
+    if opt.slots is not None and known is not None and known != keys:
+        if not set(keys) <= set(known):
+            new = [f'"{layer.name}" weight "{k}"' for layer, k in params if (id(layer), k) not in known]  # fmt: skip
+            raise ValueError(f"The optimizer cannot recognize {', '.join(new)}: layers were made trainable after it was built. Call compile() again with a new optimizer for the change to take effect")  # fmt: skip
+        opt.slots = [opt.slots[known.index(k)] for k in keys]
+    opt.param_keys = keys
+
+
 def added_losses(loss, terms: list):
     """The loss with the add_loss ``terms`` summed in, and each term's gradient (ones)."""
     grads = []
@@ -136,6 +169,8 @@ class _FoundError(Exception):
 
 def all_finite(arrays) -> bool:
     """True if no array holds NaN or inf; one read on the host (one sync on a GPU)."""
+    if not arrays:  # a model frozen whole updates nothing
+        return True
     xp = get_array_module(arrays[0])
     ok = xp.isfinite(arrays[0]).all()
     for a in arrays[1:]:
