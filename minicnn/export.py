@@ -87,6 +87,11 @@ def to_onnx(model):
     flat = flatten(model.graph)
     for call in flat.calls:
         kind = type(call.layer).__name__
+        if getattr(call.layer, "is_op", False):  # a keras.ops node, not the layer of its name
+            raise ExportError(
+                f"keras.ops.{call.layer.op_name} has no ONNX export yet (in {model.name}); "
+                "exportable: the layers " + ", ".join(sorted([*_EXPORTERS, *_IDENTITY]))
+            )
         if kind not in _EXPORTERS and kind not in _IDENTITY:
             raise ExportError(
                 f'layer "{call.layer.name}" ({kind}) has no ONNX export; exportable: '

@@ -193,3 +193,14 @@ def test_graphs_match_onnx_runtime(tmp_path, rng, name):
     assert len(theirs) == len(ours) == len(model.outputs)
     for a, b in zip(theirs, ours):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+
+
+def test_keras_ops_nodes_are_refused_by_name(tmp_path):
+    """ops.add records an Operation named like the Add layer: it must not export as one."""
+    from minicnn import ops
+
+    inputs = minicnn.Input((4,))
+    model = minicnn.Model(inputs, Dense(2)(ops.add(inputs, 2.0)))
+    with pytest.raises(ExportError, match=r"keras.ops.add has no ONNX export yet"):
+        model.export(tmp_path / "ops.onnx")
+    assert not (tmp_path / "ops.onnx").exists()
