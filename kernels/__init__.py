@@ -43,6 +43,7 @@ OP_NAMES = (
     "dropout",
     "dropout_backward",
     "ema_update",
+    "erf",
 )
 
 _tables: dict[str, dict | None] = {}

@@ -1,20 +1,45 @@
-"""Activation functions by Keras name. Each backward works from the forward's *output* ``y``, so a
-layer caches one array whatever its activation."""
+"""Activation functions by Keras name (``activation="gelu"``) or as Keras's functions
+(``activation=keras.activations.gelu``), each a forward and its backward side by side.
+
+The backward reads one array the forward leaves: its output ``y`` where the derivative is a
+function of it (ReLU, sigmoid, tanh, softplus, ...), else its input ``z`` (GELU, swish, ELU),
+as ``keeps`` says. A layer keeps what ``apply`` returns beside the output, so it holds one
+array whatever its activation. ``forward`` may overwrite z only where it keeps the output
+(ReLU does, in place on a fresh product).
+
+The formulas are Keras 3's (keras/src/backend/numpy/nn.py): ``gelu`` is the exact one by
+default (``approximate=False``, through erf), ``hard_sigmoid`` is relu6(x + 3) / 6, ``elu`` is x
+for x >= 0 else alpha (exp(x) - 1), ``selu`` is scale * elu(x, alpha) with Keras's constants.
+"""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from minicnn import maths
-from minicnn.backend import get_array_module
+from minicnn.backend import floatx, get_array_module
 
 
 class Activation:
     name = "linear"
+    keeps = "output"  # what backward reads: the forward's "output" y or its "input" z
 
     def forward(self, z):
         return z
 
-    def backward(self, gy, y):
+    def backward(self, gy, kept):
         return gy
+
+    def apply(self, z):
+        """-> (y, what backward needs)."""
+        y = self.forward(z)
+        return y, (y if self.keeps == "output" else z)
+
+    def __call__(self, x):
+        """On an array, as Keras's function is called: ``activations.get("gelu")(x)``."""
+        return self.forward(_fresh(x))
 
     def __repr__(self) -> str:
         return f"activations.get({self.name!r})"
@@ -64,18 +89,215 @@ class Softmax(Activation):
         return y * (gy - (gy * y).sum(axis=-1, keepdims=True))
 
 
-_ALL = {cls.name: cls for cls in (Activation, ReLU, Sigmoid, Tanh, Softmax)}
+class ELU(Activation):
+    """z for z >= 0, else alpha (exp(z) - 1); its slope alpha exp(z) there."""
+
+    name = "elu"
+    keeps = "input"  # any alpha (a negative one makes y > 0 for z < 0 too)
+
+    def __init__(self, alpha: float = 1.0):
+        self.alpha = float(alpha)
+
+    def forward(self, z):
+        xp = get_array_module(z)
+        return xp.where(z >= 0, z, self.alpha * xp.expm1(xp.minimum(z, 0)))
+
+    def backward(self, gy, z):
+        xp = get_array_module(z)
+        return gy * xp.where(z >= 0, 1, self.alpha * xp.exp(xp.minimum(z, 0)))
+
+
+class SELU(ELU):
+    """scale * elu(z, alpha), with Keras's alpha and scale."""
+
+    name = "selu"
+    ALPHA, SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+    def __init__(self):
+        super().__init__(self.ALPHA)
+
+    def forward(self, z):
+        return self.SCALE * super().forward(z)
+
+    def backward(self, gy, z):
+        return super().backward(gy * self.SCALE, z)
+
+
+class GELU(Activation):
+    """z * Phi(z), Phi the standard normal's CDF: 0.5 z (1 + erf(z / sqrt 2)); its slope is
+    Phi(z) + z phi(z). ``approximate``: the tanh form 0.5 z (1 + tanh(c (z + 0.044715 z^3))),
+    c = sqrt(2 / pi)."""
+
+    name = "gelu"
+    keeps = "input"
+    C, A = math.sqrt(2 / math.pi), 0.044715
+
+    def __init__(self, approximate: bool = False):
+        self.approximate = bool(approximate)
+
+    def forward(self, z):
+        if self.approximate:
+            return 0.5 * z * (1 + get_array_module(z).tanh(self.C * (z + self.A * z**3)))
+        return 0.5 * z * (1 + maths.erf(z * (1 / math.sqrt(2))))
+
+    def backward(self, gy, z):
+        xp = get_array_module(z)
+        if self.approximate:
+            t = xp.tanh(self.C * (z + self.A * z**3))
+            return gy * (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * self.C * (1 + 3 * self.A * z * z))  # fmt: skip
+        cdf = 0.5 * (1 + maths.erf(z * (1 / math.sqrt(2))))
+        return gy * (cdf + z * xp.exp(-0.5 * z * z) * (1 / math.sqrt(2 * math.pi)))
+
+
+class SiLU(Activation):
+    """swish: z sigmoid(z); its slope s (1 + z (1 - s)), s = sigmoid(z)."""
+
+    name = "silu"
+    keeps = "input"
+
+    def forward(self, z):
+        return z * Sigmoid().forward(z)
+
+    def backward(self, gy, z):
+        s = Sigmoid().forward(z)
+        return gy * s * (1 + z * (1 - s))
+
+
+class Softplus(Activation):
+    """log(1 + exp(z)), as max(z, 0) + log1p(exp(-|z|)); its slope sigmoid(z) = 1 - exp(-y)."""
+
+    name = "softplus"
+
+    def forward(self, z):
+        xp = get_array_module(z)
+        return xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))
+
+    def backward(self, gy, y):
+        return gy * -get_array_module(y).expm1(-y)
+
+
+class Softsign(Activation):
+    """z / (1 + |z|); its slope 1 / (1 + |z|)^2 = (1 - |y|)^2."""
+
+    name = "softsign"
+
+    def forward(self, z):
+        return z / (1 + get_array_module(z).abs(z))
+
+    def backward(self, gy, y):
+        d = 1 - get_array_module(y).abs(y)
+        return gy * d * d
+
+
+class HardSigmoid(Activation):
+    """Keras 3's: relu6(z + 3) / 6 = clip(z / 6 + 1/2, 0, 1); its slope 1/6 where 0 < y < 1."""
+
+    name = "hard_sigmoid"
+
+    def forward(self, z):
+        return get_array_module(z).clip(z * (1 / 6) + 0.5, 0, 1)
+
+    def backward(self, gy, y):
+        return gy * ((y > 0) & (y < 1)) * (1 / 6)
+
+
+class Exponential(Activation):
+    name = "exponential"
+
+    def forward(self, z):
+        return get_array_module(z).exp(z)
+
+    def backward(self, gy, y):
+        return gy * y
+
+
+class LeakyReLU(Activation):
+    """z for z >= 0, else negative_slope * z (Keras's activation defaults to 0.2, its layer to
+    0.3); with a slope >= 0, y > 0 exactly where z > 0."""
+
+    name = "leaky_relu"
+
+    def __init__(self, negative_slope: float = 0.2):
+        if not negative_slope >= 0:
+            raise ValueError(f"leaky_relu: negative_slope must be >= 0. Received: negative_slope={negative_slope!r}")  # fmt: skip
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, z):
+        return get_array_module(z).where(z >= 0, z, self.negative_slope * z)
+
+    def backward(self, gy, y):
+        return get_array_module(y).where(y > 0, gy, gy * self.negative_slope)
+
+
+class ReLU6(Activation):
+    name = "relu6"
+
+    def forward(self, z):
+        return get_array_module(z).clip(z, 0, 6)
+
+    def backward(self, gy, y):
+        return gy * ((y > 0) & (y < 6))
+
+
+_CLASSES = (Activation, ReLU, Sigmoid, Tanh, Softmax, ELU, SELU, GELU, SiLU, Softplus, Softsign,
+            HardSigmoid, Exponential, LeakyReLU, ReLU6)  # fmt: skip
+_ALL = {cls.name: cls for cls in _CLASSES}
+_ALIASES = {"swish": "silu"}  # Keras's own alias
+
+
+def _fresh(x):
+    """A copy of ``x`` as an array of floatx when it is not an array (forward may work in place)."""
+    if not hasattr(x, "dtype"):
+        return np.array(x, dtype=floatx())
+    return get_array_module(x).array(x, copy=True)
+
+
+def _function(cls, doc: str):
+    """Keras's function ``keras.activations.<name>(x)`` on an array (NumPy or CuPy)."""
+
+    def fn(x, **settings):
+        return cls(**settings).forward(_fresh(x))
+
+    fn.__name__ = fn.__qualname__ = cls.name
+    fn.__doc__ = doc
+    return fn
+
+
+linear = _function(Activation, "The identity.")
+relu = _function(ReLU, "max(x, 0).")
+sigmoid = _function(Sigmoid, "1 / (1 + exp(-x)).")
+tanh = _function(Tanh, "tanh(x).")
+softmax = _function(Softmax, "Softmax over the last axis.")
+elu = _function(ELU, "x for x >= 0, else alpha (exp(x) - 1); elu(x, alpha=1.0).")
+selu = _function(SELU, "Keras's scaled ELU.")
+gelu = _function(GELU, "x Phi(x); gelu(x, approximate=False).")
+silu = _function(SiLU, "x sigmoid(x).")
+swish = silu
+softplus = _function(Softplus, "log(1 + exp(x)).")
+softsign = _function(Softsign, "x / (1 + |x|).")
+hard_sigmoid = _function(HardSigmoid, "relu6(x + 3) / 6.")
+exponential = _function(Exponential, "exp(x).")
+leaky_relu = _function(LeakyReLU, "x for x >= 0, else negative_slope x; leaky_relu(x, negative_slope=0.2).")  # fmt: skip
+relu6 = _function(ReLU6, "min(max(x, 0), 6).")
+_FUNCTIONS = {fn: fn.__name__ for fn in (linear, relu, sigmoid, tanh, softmax, elu, selu, gelu,
+              silu, softplus, softsign, hard_sigmoid, exponential, leaky_relu, relu6)}  # fmt: skip
 
 
 def get(identifier, owner: str = "layer") -> Activation:
-    """An activation from its Keras name ("relu", "softmax", ...), None (linear) or an instance."""
+    """An activation from its Keras name ("relu", "gelu", "swish", ...), Keras's function
+    (``keras.activations.gelu``), None (linear) or an instance."""
     if identifier is None:
         return Activation()
     if isinstance(identifier, Activation):
         return identifier
-    if isinstance(identifier, str) and identifier.lower() in _ALL:
-        return _ALL[identifier.lower()]()
+    if callable(identifier) and identifier in _FUNCTIONS:
+        return _ALL[_FUNCTIONS[identifier]]()
+    if isinstance(identifier, str):
+        name = _ALIASES.get(identifier.lower(), identifier.lower())
+        if name in _ALL:
+            return _ALL[name]()
+    names = sorted([*_ALL, *_ALIASES])
     raise ValueError(
-        f"Unknown activation for {owner}: expected one of {sorted(_ALL)}. "
-        f"Received: activation={identifier!r}"
+        f"Unknown activation for {owner}: expected one of {names}. Received: "
+        f"activation={identifier!r} (Keras's functions, minicnn.activations.gelu say, work too)"
     )

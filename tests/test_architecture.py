@@ -27,6 +27,8 @@ RANKS = {
     "minicnn.maths": 2,
     "minicnn.activations": 3,
     "minicnn.initializers": 3,
+    "minicnn.regularizers": 3,
+    "minicnn.constraints": 3,
     "minicnn.losses": 3,
     "minicnn.optimizers": 3,
     "minicnn.progbar": 3,

@@ -9,6 +9,7 @@ Parallel loops split over independent rows or images, so no two threads write th
 from __future__ import annotations
 
 from . import (  # each imports .jit first
+    activation,
     direct,
     elementwise,
     im2col,
@@ -43,4 +44,5 @@ OPS = {
     ("batchnorm_backward", "any"): normalization.batchnorm_backward,
     ("channel_affine", "any"): normalization.channel_affine,
     ("affine_resample", "any"): resample.affine_resample,
+    ("erf", "any"): activation.erf,
 }

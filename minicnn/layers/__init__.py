@@ -1,6 +1,7 @@
 """Layers, with Keras's names and arguments."""
 
 from minicnn._missing import not_implemented
+from minicnn.layers.activations import ELU, LeakyReLU, PReLU
 from minicnn.layers.base import Layer
 from minicnn.layers.convolutional import Conv2D
 from minicnn.layers.core import (
@@ -65,6 +66,9 @@ _CLASSES = (
     Activation,
     ReLU,
     Softmax,
+    LeakyReLU,
+    ELU,
+    PReLU,
     Dropout,
     BatchNormalization,
     Rescaling,

@@ -133,15 +133,22 @@ class Layer:
         self.build_shape = input_shape
         self.built = True
 
-    def add_weight(self, shape=None, initializer="glorot_uniform", dtype=None, trainable=True, name=None):  # fmt: skip
+    def add_weight(self, shape=None, initializer="glorot_uniform", dtype=None, trainable=True, name=None, regularizer=None, constraint=None):  # fmt: skip
         """A weight of ``shape`` drawn by ``initializer``, kept in ``params`` (trained) or
-        ``state``; Keras's signature."""
-        from minicnn import initializers
+        ``state``; Keras's signature. ``regularizer`` (its penalty joins the loss) and
+        ``constraint`` (applied after each update) are kept by weight name in
+        ``weight_regularizers`` and ``weight_constraints``."""
+        from minicnn import constraints, initializers, regularizers
 
-        init = initializers.get(initializer, f'layer "{self.name}"')
+        owner = f'layer "{self.name}"'
+        init = initializers.get(initializer, owner)
+        reg, con = regularizers.get(regularizer, owner), constraints.get(constraint, owner)
         name = name or f"variable_{len(self.params) + len(self.state)}"
         value = (self.backend or get_backend()).asarray(init(tuple(shape), floatx()))
         (self.params if trainable else self.state)[name] = value
+        for table, entry in (("weight_regularizers", reg), ("weight_constraints", con)):
+            if entry is not None:
+                vars(self).setdefault(table, {})[name] = entry
         return value
 
     def compute_output_shape(self, input_shape):

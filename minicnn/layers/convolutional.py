@@ -6,14 +6,15 @@ from typing import NamedTuple
 
 from minicnn import initializers, maths
 from minicnn.layers.base import ActivationMixin, Layer, normalize_padding, normalize_tuple
+from minicnn.layers.options import WeightOptions, channels_last, only_one
 
 
 class ConvCtx(NamedTuple):
     conv: object  # the convolution algorithm's own ctx
-    y: object  # the output, for an activation's backward other than ReLU's; else None
+    y: object  # what an activation other than ReLU reads in backward (``keeps``); else None
 
 
-class Conv2D(ActivationMixin, Layer):
+class Conv2D(ActivationMixin, WeightOptions, Layer):
     """2-D convolution (cross-correlation, as every framework computes it).
 
     x: (N, H, W, C) -> y: (N, oH, oW, F); kernel: (kh, kw, C, F) as in Keras; bias: (F,).
@@ -28,14 +29,26 @@ class Conv2D(ActivationMixin, Layer):
         kernel_size,
         strides=(1, 1),
         padding: str = "valid",
+        data_format=None,
+        dilation_rate=(1, 1),
+        groups=1,
         activation=None,
         use_bias: bool = True,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         owner = f'Layer "{self.name}" (Conv2D)'
+        channels_last(data_format, owner)
+        only_one(dilation_rate, "dilation_rate", owner)
+        only_one(groups, "groups", owner)
+        self._init_weight_options(owner, locals())
         if not isinstance(filters, int) or filters <= 0:
             raise ValueError(
                 f"{owner}: filters must be a positive int. Received: filters={filters!r}"
@@ -52,9 +65,9 @@ class Conv2D(ActivationMixin, Layer):
     def build(self, input_shape):
         kh, kw = self.kernel_size
         kernel = (kh, kw, input_shape[-1], self.filters)
-        self.add_weight(shape=kernel, initializer=self.kernel_initializer, name="kernel")
+        self.add_weight(shape=kernel, initializer=self.kernel_initializer, name="kernel", **self.weight_options("kernel"))  # fmt: skip
         if self.use_bias:
-            self.add_weight(shape=(self.filters,), initializer=self.bias_initializer, name="bias")
+            self.add_weight(shape=(self.filters,), initializer=self.bias_initializer, name="bias", **self.weight_options("bias"))  # fmt: skip
 
     def weight_shapes(self, input_shape):
         shapes = {"kernel": (*self.kernel_size, input_shape[-1], self.filters)}
@@ -91,9 +104,10 @@ class Conv2D(ActivationMixin, Layer):
             x, self.params["kernel"], self.params.get("bias"), self.strides,
             self.pads(*x.shape[1:3]), relu=relu, keep=training,
         )  # fmt: skip
+        kept = None
         if not relu:
-            y = self.activation.forward(y)
-        return y, (ConvCtx(conv, None if relu else y) if training else None)
+            y, kept = self.activation.apply(y)
+        return y, (ConvCtx(conv, kept) if training else None)
 
     def backward(self, gy, ctx, need_gx=True):
         if ctx.y is not None:  # another activation than ReLU (whose mask conv2d_backward applies)
@@ -110,4 +124,5 @@ class Conv2D(ActivationMixin, Layer):
             "padding": self.padding,
             "activation": self.activation.name,
             "use_bias": self.use_bias,
+            **self.weight_options_config(),
         }

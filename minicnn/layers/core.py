@@ -9,6 +9,7 @@ from minicnn import initializers, maths
 from minicnn.backend import floatx
 from minicnn.layers.base import ActivationMixin, Layer
 from minicnn.layers.node import KerasTensor, Node
+from minicnn.layers.options import WeightOptions
 
 
 class InputLayer(Layer):
@@ -53,10 +54,10 @@ def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None) 
 
 class DenseCtx(NamedTuple):
     x: object  # the input, for the kernel's gradient
-    y: object  # the output, for the activation's backward
+    y: object  # what the activation's backward reads: the output, or its input (``keeps``)
 
 
-class Dense(ActivationMixin, Layer):
+class Dense(ActivationMixin, WeightOptions, Layer):
     """y = activation(x @ W + b). x: (N, in) -> y: (N, units); W: (in, units), b: (units,)."""
 
     def __init__(
@@ -66,9 +67,18 @@ class Dense(ActivationMixin, Layer):
         use_bias: bool = True,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        lora_rank=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self._init_weight_options(f'Layer "{self.name}" (Dense)', locals())
+        if lora_rank is not None:
+            raise ValueError(f'Layer "{self.name}" (Dense): lora_rank is not supported by minicnn. Received: lora_rank={lora_rank!r}')  # fmt: skip
         if not isinstance(units, int) or units <= 0:
             raise ValueError(
                 f'Layer "{self.name}": units must be a positive int. Received: units={units!r}'
@@ -81,9 +91,9 @@ class Dense(ActivationMixin, Layer):
 
     def build(self, input_shape):
         kernel = (input_shape[-1], self.units)
-        self.add_weight(shape=kernel, initializer=self.kernel_initializer, name="kernel")
+        self.add_weight(shape=kernel, initializer=self.kernel_initializer, name="kernel", **self.weight_options("kernel"))  # fmt: skip
         if self.use_bias:
-            self.add_weight(shape=(self.units,), initializer=self.bias_initializer, name="bias")
+            self.add_weight(shape=(self.units,), initializer=self.bias_initializer, name="bias", **self.weight_options("bias"))  # fmt: skip
 
     def compute_output_shape(self, input_shape):
         self.check_rank(input_shape, 2, "; add Flatten() before it")
@@ -98,8 +108,8 @@ class Dense(ActivationMixin, Layer):
         z = x @ self.params["kernel"]  # (N, units)
         relu = self.activation.name == "relu"  # fused with the bias add in one pass
         z = maths.bias_relu(z, self.params.get("bias"), relu=relu)
-        y = z if relu else self.activation.forward(z)
-        return y, (DenseCtx(x, y) if training else None)
+        y, kept = (z, z) if relu else self.activation.apply(z)
+        return y, (DenseCtx(x, kept) if training else None)
 
     def backward(self, gy, ctx, need_gx=True):
         gz = self.activation.backward(gy, ctx.y)  # (N, units)
@@ -114,6 +124,7 @@ class Dense(ActivationMixin, Layer):
             "units": self.units,
             "activation": self.activation.name,
             "use_bias": self.use_bias,
+            **self.weight_options_config(),
         }
 
 
@@ -138,8 +149,8 @@ class Activation(ActivationMixin, Layer):
         self._init_activation(activation)
 
     def forward(self, x, training=False):
-        y = self.activation.forward(x.copy())  # activations may work in place; x is not ours
-        return y, (y if training else None)
+        y, kept = self.activation.apply(x.copy())  # activations may work in place; x is not ours
+        return y, (kept if training else None)
 
     def backward(self, gy, ctx, need_gx=True):
         return self.activation.backward(gy, ctx), {}

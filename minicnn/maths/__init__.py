@@ -62,6 +62,7 @@ from minicnn.maths.resample import (
     affine_resample_backward,
 )
 from minicnn.maths.softmax import softmax, softmax_cross_entropy
+from minicnn.maths.special import erf
 
 __all__ = [
     "FILL_MODES",
@@ -90,6 +91,7 @@ __all__ = [
     "dropout",
     "dropout_backward",
     "ema_update",
+    "erf",
     "im2col",
     "matmul_tn",
     "maxpool_backward",

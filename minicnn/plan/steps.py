@@ -91,7 +91,7 @@ LayerStep = Step
 
 class ConvCtx(NamedTuple):
     conv: object  # the algorithm's ctx
-    y: object  # the output, for an activation other than ReLU; else None
+    y: object  # what an activation other than ReLU reads in backward (``keeps``); else None
 
 
 class ConvStep(Step):
@@ -117,9 +117,10 @@ class ConvStep(Step):
         y, cctx = maths.conv2d_forward(
             x, kernel, bias, conv.strides, pads, self.relu, self.algo, keep=training
         )
+        kept = None
         if self.act is not None:
-            y = self.act.forward(y)
-        return y, (ConvCtx(cctx, y if self.act else None) if training else None)
+            y, kept = self.act.apply(y)
+        return y, (ConvCtx(cctx, kept) if training else None)
 
     def backward(self, gy, ctx):
         if self.act is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn import data
+from minicnn import data, regularizers
 from minicnn.backend import floatx
 from minicnn.callbacks import CallbackList
 from minicnn.training.step import added_losses
@@ -133,6 +133,8 @@ def test_loop(model, batches, cbs, strategy) -> dict:
     totals = Totals(xp, objectives)
     reader = totals.reader(strategy.size)
     model.stop_evaluating = False
+    weights = model.trainable_params()  # their penalties join each batch's loss, as in Keras
+    penalty = regularizers.penalty(weights, [layer.params[k] for layer, k in weights])
     cbs.on_test_begin()
     for step, (xbs, tbs) in enumerate(batches):
         cbs.on_test_batch_begin(step)
@@ -141,6 +143,7 @@ def test_loop(model, batches, cbs, strategy) -> dict:
         n = plan.n_outputs  # the outputs after them are add_loss terms of traced calls
         loss, parts, _ = objectives.forward_backward(outs[:n], tbs, plan.logits)
         loss, _ = added_losses(loss, outs[n:])
+        loss = loss if penalty is None else loss + penalty
         totals.add(loss, parts, objectives.scores(outs[:n], tbs, plan.logits), xbs[0].shape[0])
         cbs.on_test_batch_end(step, reader)
         if model.stop_evaluating:

@@ -12,6 +12,7 @@ gradients or update is not finite changes nothing and raises ``NonFiniteError``.
 
 from __future__ import annotations
 
+from minicnn import constraints, regularizers
 from minicnn.backend import get_array_module
 
 
@@ -48,8 +49,9 @@ class TrainStep:
         return loss, parts, scores
 
     def gradients(self, xbs, tbs):
-        """Forward, loss, backward on this batch: (mean loss, per-output losses, metric
-        scores, gradients in the order of ``self.params``, None for a weight no loss reaches)."""
+        """Forward, loss, backward on this batch: (mean loss with the regularization penalties,
+        per-output losses, metric scores, gradients in the order of ``self.params``, None for a
+        weight no loss reaches)."""
         model = self.model
         plan = model.plan(xbs[0].shape[0], True)
         if plan is not self._checked:
@@ -63,7 +65,12 @@ class TrainStep:
         )  # add_loss terms of traced calls, as Keras adds them
         scores = model.objectives.scores(outs[:n], tbs, plan.logits)
         grads = plan.backward(tape, gouts + extra)
-        return loss, parts, scores, [grads.get((id(layer), k)) for layer, k in self.params]
+        grads = [grads.get((id(layer), k)) for layer, k in self.params]
+        # Keras's compute_loss: the weights' regularization penalties join the loss (not the
+        # per-output parts), and their gradients the weights'
+        weights = [layer.params[k] for layer, k in self.params]
+        loss, grads = regularizers.penalties(self.params, weights, loss, grads)
+        return loss, parts, scores, grads
 
     def reduce_gradients(self, grads: list, loss, n: int):
         """The gradients and loss the update and the checks use: this process's own. Data-
@@ -72,13 +79,14 @@ class TrainStep:
         return loss, grads
 
     def apply(self, params: list, grads: list) -> None:
-        """The optimizer's update, undone (with ``check_finite``) if it made a weight or a slot
+        """The optimizer's update, then the weights' constraints; undone (with ``check_finite``) if it made a weight or a slot
         non-finite: finite gradients of ~1e20 still overflow Adam's squared-gradient average.
         The undo copies weights and slots into buffers kept across steps (2.4 MB for the seed
         model, ~0.1 ms a step on the CPU)."""
         opt = self.model.optimizer
         if not self.check_finite:
             opt.apply(params, grads)
+            constraints.apply(self.params, params, grads)  # after the update, as Keras does
             return
         iterations, slots = opt.iterations, opt.slots
         arrays = params + [a for s in slots or [] for a in s.values()]
@@ -87,6 +95,7 @@ class TrainStep:
         for saved, a in zip(self._undo, arrays):
             saved[...] = a
         opt.apply(params, grads)
+        constraints.apply(self.params, params, grads)
         arrays = params + [a for s in opt.slots for a in s.values()]  # slots exist now
         if all_finite(arrays):
             return

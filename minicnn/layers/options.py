@@ -1,0 +1,82 @@
+"""The settings weighted layers share with Keras: each weight's regularizer and constraint
+(``kernel_regularizer=``, ``bias_constraint=``, ...), and the arguments minicnn takes only at
+their one supported value (``data_format="channels_last"``, ``dilation_rate=1``, ``groups=1``),
+refused with a message naming them otherwise."""
+
+from __future__ import annotations
+
+from minicnn import constraints, maths, regularizers
+
+
+class WeightOptions:
+    """For a layer whose weights ``WEIGHTS`` (Keras's argument prefixes: "kernel", "bias",
+    "depthwise", ...) take ``<prefix>_regularizer`` and ``<prefix>_constraint``."""
+
+    WEIGHTS: tuple = ("kernel", "bias")
+
+    def _init_weight_options(self, owner: str, settings: dict) -> None:
+        """Read the ``<prefix>_regularizer`` / ``<prefix>_constraint`` entries of ``settings``
+        (the __init__ arguments); ``activity_regularizer`` only as None."""
+        if settings.get("activity_regularizer") is not None:
+            raise ValueError(
+                f"{owner}: activity_regularizer is not supported by minicnn yet (weight "
+                f"regularizers are). Received: activity_regularizer={settings['activity_regularizer']!r}"
+            )
+        for w in self.WEIGHTS:
+            reg = regularizers.get(settings.get(f"{w}_regularizer"), owner)
+            setattr(self, f"{w}_regularizer", reg)
+            setattr(
+                self, f"{w}_constraint", constraints.get(settings.get(f"{w}_constraint"), owner)
+            )
+
+    def weight_options(self, prefix: str) -> dict:
+        """add_weight's ``regularizer=`` and ``constraint=`` for the weight of ``prefix``."""
+        return {
+            "regularizer": getattr(self, f"{prefix}_regularizer"),
+            "constraint": getattr(self, f"{prefix}_constraint"),
+        }
+
+    def weight_options_config(self) -> dict:
+        """The regularizers and constraints set, in Keras's serialized form (None ones left out:
+        they are the defaults)."""
+        config = {}
+        for w in self.WEIGHTS:
+            for kind, module in (("regularizer", regularizers), ("constraint", constraints)):
+                value = getattr(self, f"{w}_{kind}")
+                if value is not None:
+                    config[f"{w}_{kind}"] = module.serialize(value)
+        return config
+
+
+def channels_last(data_format, owner: str) -> str:
+    """Keras's data_format, which minicnn takes as None or "channels_last" only."""
+    if data_format not in (None, "channels_last"):
+        raise ValueError(
+            f"{owner}: minicnn computes channels-last (N, H, W, C) only. Received: "
+            f"data_format={data_format!r}"
+        )
+    return "channels_last"
+
+
+def only_one(value, name: str, owner: str) -> None:
+    """``dilation_rate`` (an int or a pair) and ``groups``: 1 is all minicnn computes."""
+    ones = (1, (1, 1), [1, 1])
+    if value not in ones:
+        raise ValueError(f"{owner}: {name} other than 1 is not supported by minicnn. Received: {name}={value!r}")  # fmt: skip
+
+
+def window_output(layer, input_shape, kernel_size, strides, padding) -> tuple:
+    """(N, oH, oW) of a window of ``kernel_size`` slid by ``strides`` over an (N, H, W, C)
+    input; a "valid" window larger than the image is refused, naming ``layer``."""
+    n, h, w, _ = input_shape
+    (kh, kw), (sy, sx) = kernel_size, strides
+    if padding == "valid" and (h < kh or w < kw):
+        raise ValueError(
+            f'Layer "{layer.name}" ({type(layer).__name__}): a {tuple(kernel_size)} kernel with '
+            f'padding="valid" needs an image at least that large. Received: input shape {input_shape}'
+        )
+    return (
+        n,
+        maths.conv_output_length(h, kh, sy, padding),
+        maths.conv_output_length(w, kw, sx, padding),
+    )
