@@ -14,6 +14,7 @@ from minicnn.layers.core import (
     Lambda,
     ReLU,
     Softmax,
+    SpatialDropout2D,
 )
 from minicnn.layers.merging import (
     Add,
@@ -32,7 +33,7 @@ from minicnn.layers.merging import (
     subtract,
 )
 from minicnn.layers.node import KerasTensor, Node
-from minicnn.layers.normalization import BatchNormalization
+from minicnn.layers.normalization import BatchNormalization, LayerNormalization
 from minicnn.layers.pooling import (
     AveragePooling2D,
     GlobalAveragePooling2D,
@@ -45,7 +46,7 @@ from minicnn.layers.preprocessing import (
     RandomZoom,
     Rescaling,
 )
-from minicnn.layers.reshaping import Reshape
+from minicnn.layers.reshaping import Cropping2D, Reshape, UpSampling2D, ZeroPadding2D
 
 Convolution2D = Conv2D
 MaxPool2D = MaxPooling2D
@@ -63,6 +64,9 @@ _CLASSES = (
     Dense,
     Flatten,
     Reshape,
+    ZeroPadding2D,
+    Cropping2D,
+    UpSampling2D,
     Activation,
     ReLU,
     Softmax,
@@ -70,7 +74,9 @@ _CLASSES = (
     ELU,
     PReLU,
     Dropout,
+    SpatialDropout2D,
     BatchNormalization,
+    LayerNormalization,
     Rescaling,
     RandomRotation,
     RandomTranslation,

@@ -1,4 +1,4 @@
-"""Input, Dense, Flatten, the activation layers and Dropout."""
+"""Input, Dense, Flatten, the activation layers, Dropout and SpatialDropout2D."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from minicnn import initializers, maths
 from minicnn.backend import floatx
 from minicnn.layers.base import ActivationMixin, Layer
 from minicnn.layers.node import KerasTensor, Node
-from minicnn.layers.options import WeightOptions
+from minicnn.layers.options import WeightOptions, channels_last
 
 
 class InputLayer(Layer):
@@ -199,6 +199,34 @@ class Dropout(Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate}
+
+
+class SpatialDropout2D(Dropout):
+    """Dropout of whole channels: while training, each image's channels are zeroed with
+    probability ``rate`` (one draw per image and channel, for every pixel) and the rest scaled
+    by 1/(1 - rate); inference is the identity. For (N, H, W, C) inputs."""
+
+    def __init__(self, rate: float, data_format=None, seed=None, **kwargs):
+        super().__init__(rate, **kwargs)
+        owner = f'Layer "{self.name}" (SpatialDropout2D)'
+        channels_last(data_format, owner)
+        if seed is not None:
+            raise ValueError(
+                f"{owner}: a per-layer seed is not supported; minicnn draws every mask from its "
+                f"one generator (minicnn.utils.set_random_seed). Received: seed={seed!r}"
+            )
+
+    def compute_output_shape(self, input_shape):
+        self.check_rank(input_shape, 4)
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0:
+            return x, None
+        return maths.spatial_dropout(x, self.rate)  # (y, keep (N, 1, 1, C))
+
+    def backward(self, gy, ctx, need_gx=True):
+        return (gy if ctx is None else maths.spatial_dropout_backward(gy, ctx, self.rate)), {}
 
 
 class Lambda(Layer):

@@ -1,4 +1,4 @@
-"""BatchNormalization, channels-last."""
+"""BatchNormalization (channels-last) and LayerNormalization."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 from minicnn import initializers, maths
 from minicnn.layers.base import Layer
+from minicnn.layers.options import WeightOptions
 
 
 class BatchNormCtx(NamedTuple):
@@ -128,4 +129,109 @@ class BatchNormalization(Layer):
             "epsilon": self.epsilon,
             "center": self.center,
             "scale": self.scale,
+        }
+
+
+class LayerNormalization(WeightOptions, Layer):
+    """Normalise each sample over ``axis`` (an int or a list; Keras's default -1, the features
+    or channels) to zero mean and unit variance, then scale by ``gamma`` and shift by ``beta``,
+    which have the shape of those axes (``minicnn.maths.layernorm``). No moving statistics:
+    training and inference compute the same. Keras's deprecated ``rms_scaling`` is refused."""
+
+    WEIGHTS = ("gamma", "beta")
+
+    def __init__(
+        self,
+        axis=-1,
+        epsilon: float = 1e-3,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
+        **kwargs,
+    ):
+        rms = kwargs.pop("rms_scaling", False)
+        super().__init__(**kwargs)
+        owner = f'Layer "{self.name}" (LayerNormalization)'
+        if rms:
+            raise ValueError(
+                f"{owner}: rms_scaling=True is not supported (Keras deprecates it: it scales by "
+                "the variance, not the root mean square). Received: rms_scaling=True"
+            )
+        axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+        if not axes or not all(isinstance(a, int) and not isinstance(a, bool) for a in axes):
+            raise TypeError(f"{owner}: axis must be an int or a list of ints. Received: axis={axis!r}")  # fmt: skip
+        if not epsilon > 0:
+            raise ValueError(f"{owner}: epsilon must be positive. Received: epsilon={epsilon!r}")
+        self.axis = axis if isinstance(axis, int) else axes
+        self.epsilon, self.center, self.scale = float(epsilon), bool(center), bool(scale)
+        self.initializers = {
+            "gamma": initializers.get(gamma_initializer, owner),
+            "beta": initializers.get(beta_initializer, owner),
+        }
+        self._init_weight_options(owner, locals())
+
+    def axes(self, rank: int) -> tuple:
+        """The normalised axes of an input of ``rank``, sorted, each in 1..rank-1."""
+        axes = [self.axis] if isinstance(self.axis, int) else self.axis
+        out = sorted(a + rank if a < 0 else a for a in axes)
+        if len(set(out)) != len(out) or not all(1 <= a < rank for a in out):
+            raise ValueError(
+                f'Layer "{self.name}" (LayerNormalization): axis must name distinct axes of the '
+                f"input other than the batch. Received: axis={self.axis} for input rank {rank}"
+            )
+        return tuple(out)
+
+    def compute_output_shape(self, input_shape):
+        axes = self.axes(len(input_shape))
+        if self.built and [input_shape[a] for a in axes] != [self.build_shape[a] for a in axes]:
+            raise ValueError(
+                f'Layer "{self.name}" (LayerNormalization) was built for inputs of shape '
+                f"{self.build_shape} along axis {self.axis}. Received: input shape {input_shape}"
+            )
+        return tuple(input_shape)
+
+    def weight_shapes(self, input_shape):
+        shape = tuple(input_shape[a] for a in self.axes(len(input_shape)))
+        shapes = {"gamma": shape} if self.scale else {}
+        return {**shapes, "beta": shape} if self.center else shapes
+
+    def build(self, input_shape):
+        for name, shape in self.weight_shapes(input_shape).items():
+            self.add_weight(shape=shape, initializer=self.initializers[name], name=name, **self.weight_options(name))  # fmt: skip
+
+    def _broadcast(self, name, x):
+        """gamma or beta shaped to broadcast over an input like ``x`` (batch axis left out)."""
+        w = self.params.get(name)
+        if w is None:
+            return None
+        axes = self.axes(x.ndim)
+        return w.reshape([x.shape[a] if a in axes else 1 for a in range(1, x.ndim)])
+
+    def forward(self, x, training=False):
+        gamma, beta = self._broadcast("gamma", x), self._broadcast("beta", x)
+        y, xhat, inv_std = maths.layernorm_forward(x, gamma, beta, self.axes(x.ndim), self.epsilon)
+        return y, ((xhat, inv_std) if training else None)
+
+    def backward(self, gy, ctx, need_gx=True):
+        xhat, inv_std = ctx
+        gamma = self._broadcast("gamma", gy)
+        gx, ggamma, gbeta = maths.layernorm_backward(gy, xhat, inv_std, gamma, self.axes(gy.ndim))
+        grads = {"gamma": ggamma.reshape(self.params["gamma"].shape)} if self.scale else {}
+        if self.center:
+            grads["beta"] = gbeta.reshape(self.params["beta"].shape)
+        return gx, grads
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "axis": self.axis,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+            **self.weight_options_config(),
         }

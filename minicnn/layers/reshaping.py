@@ -1,10 +1,15 @@
-"""Reshape."""
+"""Reshape, and the layers that change an image's size: ZeroPadding2D, Cropping2D, UpSampling2D."""
 
 from __future__ import annotations
 
 import math
 
-from minicnn.layers.base import Layer
+import numpy as np
+
+from minicnn import maths
+from minicnn.backend import get_array_module
+from minicnn.layers.base import Layer, normalize_tuple
+from minicnn.layers.options import channels_last
 
 
 class Reshape(Layer):
@@ -39,3 +44,132 @@ class Reshape(Layer):
 
     def get_config(self):
         return {**super().get_config(), "target_shape": list(self.target_shape)}
+
+
+def _pairs(value, what: str, owner: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Keras's padding/cropping forms: an int, (symmetric_height, symmetric_width), or
+    ((top, bottom), (left, right)), every entry an int >= 0."""
+
+    def pair(v, which):
+        t = (v, v) if isinstance(v, (int, np.integer)) else tuple(v) if hasattr(v, "__len__") else None  # fmt: skip
+        if t is None or len(t) != 2 or not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) and a >= 0 for a in t):  # fmt: skip
+            raise ValueError(
+                f"{owner}: the {which} entry of {what} must be an int >= 0 or a pair of them. "
+                f"Received: {what}={value!r}"
+            )
+        return int(t[0]), int(t[1])
+
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return pair(value, "1st"), pair(value, "2nd")
+    if not hasattr(value, "__len__") or len(value) != 2:
+        raise ValueError(
+            f"{owner}: {what} must be an int, a tuple of 2 ints (symmetric_height, "
+            f"symmetric_width), or a tuple of 2 tuples of 2 ints ((top, bottom), (left, right)). "
+            f"Received: {what}={value!r}"
+        )
+    return pair(value[0], "1st"), pair(value[1], "2nd")
+
+
+class ZeroPadding2D(Layer):
+    """Zeros around each image: ``padding`` rows above and below, columns left and right.
+    (N, H, W, C) -> (N, H + top + bottom, W + left + right, C); its gradient is the slice."""
+
+    def __init__(self, padding=(1, 1), data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        owner = f'Layer "{self.name}" (ZeroPadding2D)'
+        channels_last(data_format, owner)
+        self.padding = _pairs(padding, "padding", owner)
+
+    def compute_output_shape(self, input_shape):
+        self.check_rank(input_shape, 4)
+        (t, b), (le, r) = self.padding
+        n, h, w, c = input_shape
+        return (n, h + t + b, w + le + r, c)
+
+    def forward(self, x, training=False):
+        (t, b), (le, r) = self.padding
+        return maths.pad(x, (t, b, le, r)), x.shape
+
+    def backward(self, gy, x_shape, need_gx=True):
+        (t, _), (le, _) = self.padding
+        return get_array_module(gy).ascontiguousarray(
+            gy[:, t : t + x_shape[1], le : le + x_shape[2]]
+        ), {}
+
+    def get_config(self):
+        return {**super().get_config(), "padding": [list(p) for p in self.padding]}
+
+
+class Cropping2D(Layer):
+    """Rows and columns cut off each image's edges: (N, H, W, C) -> (N, H - top - bottom,
+    W - left - right, C); its gradient is zero on what was cut."""
+
+    def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        owner = f'Layer "{self.name}" (Cropping2D)'
+        channels_last(data_format, owner)
+        self.cropping = _pairs(cropping, "cropping", owner)
+
+    def compute_output_shape(self, input_shape):
+        self.check_rank(input_shape, 4)
+        (t, b), (le, r) = self.cropping
+        n, h, w, c = input_shape
+        if t + b >= h or le + r >= w:
+            raise ValueError(
+                f'Layer "{self.name}" (Cropping2D): values in `cropping` argument should be smaller '
+                f"than the corresponding spatial dimension of the input. Received: "
+                f"input_shape={input_shape}, cropping={self.cropping}"
+            )
+        return (n, h - t - b, w - le - r, c)
+
+    def forward(self, x, training=False):
+        (t, b), (le, r) = self.cropping
+        h, w = x.shape[1:3]
+        y = get_array_module(x).ascontiguousarray(x[:, t : h - b, le : w - r])
+        return y, x.shape
+
+    def backward(self, gy, x_shape, need_gx=True):
+        (t, _), (le, _) = self.cropping
+        gx = get_array_module(gy).zeros(x_shape, dtype=gy.dtype)
+        gx[:, t : t + gy.shape[1], le : le + gy.shape[2]] = gy
+        return gx, {}
+
+    def get_config(self):
+        return {**super().get_config(), "cropping": [list(p) for p in self.cropping]}
+
+
+class UpSampling2D(Layer):
+    """Each image made ``size`` = (fh, fw) times larger: (N, H, W, C) -> (N, H*fh, W*fw, C),
+    by repeating pixels ("nearest", Keras's default) or "bilinear" interpolation as Keras's
+    ``ops.image.resize`` computes it (``minicnn.maths.upsample``)."""
+
+    def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
+        super().__init__(**kwargs)
+        owner = f'Layer "{self.name}" (UpSampling2D)'
+        channels_last(data_format, owner)
+        self.size = normalize_tuple(size, 2, "size", owner)
+        interp = interpolation.lower() if isinstance(interpolation, str) else interpolation
+        if interp not in ("nearest", "bilinear"):
+            raise ValueError(
+                f'{owner}: interpolation must be "nearest" or "bilinear" (minicnn has no bicubic '
+                f"or lanczos resizing). Received: interpolation={interpolation!r}"
+            )
+        self.interpolation = interp
+
+    def compute_output_shape(self, input_shape):
+        self.check_rank(input_shape, 4)
+        n, h, w, c = input_shape
+        return (n, h * self.size[0], w * self.size[1], c)
+
+    def forward(self, x, training=False):
+        if self.interpolation == "nearest":
+            return maths.upsample_nearest(x, *self.size), None
+        return maths.upsample_bilinear(x, *self.size), None
+
+    def backward(self, gy, ctx, need_gx=True):
+        if self.interpolation == "nearest":
+            return maths.upsample_nearest_backward(gy, *self.size), {}
+        return maths.upsample_bilinear_backward(gy, *self.size), {}
+
+    def get_config(self):
+        return {**super().get_config(), "size": list(self.size), "interpolation": self.interpolation}  # fmt: skip

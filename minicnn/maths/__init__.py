@@ -32,6 +32,8 @@ from minicnn.maths.elementwise import (
     dropout_backward,
     matmul_tn,
     relu_backward,
+    spatial_dropout,
+    spatial_dropout_backward,
     sum_rows,
 )
 from minicnn.maths.geometry import (
@@ -41,6 +43,7 @@ from minicnn.maths.geometry import (
     padding_amounts,
     same_padding,
 )
+from minicnn.maths.layernorm import layernorm_backward, layernorm_forward
 from minicnn.maths.normalization import (
     batchnorm_affine,
     batchnorm_backward,
@@ -63,6 +66,10 @@ from minicnn.maths.resample import (
 )
 from minicnn.maths.softmax import softmax, softmax_cross_entropy
 from minicnn.maths.special import erf
+from minicnn.maths.upsample import bilinear_backward as upsample_bilinear_backward
+from minicnn.maths.upsample import bilinear_forward as upsample_bilinear
+from minicnn.maths.upsample import nearest_backward as upsample_nearest_backward
+from minicnn.maths.upsample import nearest_forward as upsample_nearest
 
 __all__ = [
     "FILL_MODES",
@@ -93,6 +100,8 @@ __all__ = [
     "ema_update",
     "erf",
     "im2col",
+    "layernorm_backward",
+    "layernorm_forward",
     "matmul_tn",
     "maxpool_backward",
     "maxpool_forward",
@@ -102,7 +111,13 @@ __all__ = [
     "same_padding",
     "softmax",
     "softmax_cross_entropy",
+    "spatial_dropout",
+    "spatial_dropout_backward",
     "sum_rows",
+    "upsample_bilinear",
+    "upsample_bilinear_backward",
+    "upsample_nearest",
+    "upsample_nearest_backward",
     "placed_grid",
     "placed_grid_adjoint",
     "winograd_grad_input",

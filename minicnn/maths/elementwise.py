@@ -78,3 +78,17 @@ def sum_rows(a):
     if fast is not None:
         return fast(a)
     return a.sum(axis=0)
+
+
+def spatial_dropout(x, rate: float):
+    """Dropout of whole channels: x (N, H, W, C) -> (y, keep), keep (N, 1, 1, C) true with
+    probability 1 - rate (minicnn's seeded generator), y = x * keep / (1 - rate)."""
+    xp = get_array_module(x)
+    n, c = x.shape[0], x.shape[-1]
+    keep = device_rng(xp).random((n, 1, 1, c), dtype=x.dtype) >= rate
+    return x * (keep * x.dtype.type(1 / (1 - rate))), keep
+
+
+def spatial_dropout_backward(gy, keep, rate: float):
+    """The gradient of ``spatial_dropout``: gy * keep / (1 - rate), keep broadcast."""
+    return gy * (keep * gy.dtype.type(1 / (1 - rate)))

@@ -123,3 +123,45 @@ def affine_resample(x, t, fill_mode: str, fill_value: float, interpolation: str)
                     + fy * fx * read(b, y0 + 1, x0 + 1)
                 )
     return y
+
+
+def upsample_bilinear(x, fh: int, fw: int) -> np.ndarray:
+    """TensorFlow's half-pixel bilinear resize by (fh, fw), one output pixel at a time: output
+    row o reads input row s = max((o + 0.5) / fh - 0.5, 0), between floor(s) and
+    min(floor(s) + 1, H - 1); the same for columns."""
+    n, h, w, c = x.shape
+
+    def taps(o, f, size):
+        s = max((o + 0.5) / f - 0.5, 0.0)
+        i0 = math.floor(s)
+        return i0, min(i0 + 1, size - 1), s - i0
+
+    y = np.zeros((n, h * fh, w * fw, c))
+    for p in range(h * fh):
+        r0, r1, ty = taps(p, fh, h)
+        for q in range(w * fw):
+            c0, c1, tx = taps(q, fw, w)
+            y[:, p, q] = (
+                (1 - ty) * ((1 - tx) * x[:, r0, c0] + tx * x[:, r0, c1])
+                + ty * ((1 - tx) * x[:, r1, c0] + tx * x[:, r1, c1])
+            )  # fmt: skip
+    return y
+
+
+def layer_norm(x, gamma, beta, axes, eps: float) -> np.ndarray:
+    """Each sample normalised over ``axes``, one sample at a time: (x - mean) /
+    sqrt(var + eps) * gamma + beta, var the biased variance; gamma and beta have the shape of
+    those axes (None: 1 and 0)."""
+    y = np.zeros(x.shape)
+    keep = [a for a in range(1, x.ndim) if a not in axes]
+    for i in range(x.shape[0]):
+        for rest in np.ndindex(*[x.shape[a] for a in keep]):
+            index = [i] + [slice(None)] * (x.ndim - 1)
+            for a, r in zip(keep, rest):
+                index[a] = r
+            v = x[tuple(index)].astype(np.float64)
+            z = (v - v.mean()) / math.sqrt(v.var() + eps)
+            if gamma is not None:
+                z = z * gamma
+            y[tuple(index)] = z if beta is None else z + beta
+    return y
