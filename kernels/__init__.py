@@ -44,6 +44,9 @@ OP_NAMES = (
     "dropout_backward",
     "ema_update",
     "erf",
+    "depthwise_conv",
+    "depthwise_conv_grad",
+    "depthwise_conv_grad_input",
 )
 
 _tables: dict[str, dict | None] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from . import (  # each imports .jit first
     activation,
+    depthwise,
     direct,
     elementwise,
     im2col,
@@ -45,4 +46,7 @@ OPS = {
     ("channel_affine", "any"): normalization.channel_affine,
     ("affine_resample", "any"): resample.affine_resample,
     ("erf", "any"): activation.erf,
+    ("depthwise_conv", "any"): depthwise.depthwise_conv,
+    ("depthwise_conv_grad", "any"): depthwise.depthwise_conv_grad,
+    ("depthwise_conv_grad_input", "any"): depthwise.depthwise_conv_grad_input,
 }

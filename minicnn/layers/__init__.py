@@ -16,6 +16,7 @@ from minicnn.layers.core import (
     Softmax,
     SpatialDropout2D,
 )
+from minicnn.layers.depthwise import DepthwiseConv2D, SeparableConv2D
 from minicnn.layers.merging import (
     Add,
     Average,
@@ -47,8 +48,11 @@ from minicnn.layers.preprocessing import (
     Rescaling,
 )
 from minicnn.layers.reshaping import Cropping2D, Reshape, UpSampling2D, ZeroPadding2D
+from minicnn.layers.transpose import Conv2DTranspose
 
 Convolution2D = Conv2D
+SeparableConvolution2D = SeparableConv2D
+Convolution2DTranspose = Conv2DTranspose
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
 GlobalAvgPool2D = GlobalAveragePooling2D
@@ -57,6 +61,9 @@ GlobalMaxPool2D = GlobalMaxPooling2D
 _CLASSES = (
     InputLayer,
     Conv2D,
+    Conv2DTranspose,
+    DepthwiseConv2D,
+    SeparableConv2D,
     MaxPooling2D,
     AveragePooling2D,
     GlobalAveragePooling2D,
@@ -105,6 +112,8 @@ __all__ = [
     "minimum",
     "concatenate",
     "Convolution2D",
+    "SeparableConvolution2D",
+    "Convolution2DTranspose",
     "MaxPool2D",
     "AvgPool2D",
     "GlobalAvgPool2D",

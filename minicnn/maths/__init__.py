@@ -18,6 +18,8 @@ Everything the layers, losses and optimizers use is re-exported here, so they wr
 from minicnn.maths.conv import choose_algorithm, conv2d_backward, conv2d_forward, conv_algorithm
 from minicnn.maths.conv.direct import conv_direct, conv_direct_grad, conv_direct_grad_input
 from minicnn.maths.conv.im2col import col2im, im2col
+from minicnn.maths.conv.transpose import transpose_backward as conv2d_transpose_backward
+from minicnn.maths.conv.transpose import transpose_forward as conv2d_transpose_forward
 from minicnn.maths.conv.winograd import (
     placed_grid,
     placed_grid_adjoint,
@@ -26,6 +28,7 @@ from minicnn.maths.conv.winograd import (
     winograd_input,
     winograd_output,
 )
+from minicnn.maths.depthwise import depthwise_backward, depthwise_forward
 from minicnn.maths.elementwise import (
     bias_relu,
     dropout,
@@ -89,12 +92,16 @@ __all__ = [
     "col2im",
     "conv2d_backward",
     "conv2d_forward",
+    "conv2d_transpose_backward",
+    "conv2d_transpose_forward",
     "conv_algorithm",
     "conv_direct",
     "conv_direct_grad",
     "conv_direct_grad_input",
     "conv_output_length",
     "conv_output_shape",
+    "depthwise_backward",
+    "depthwise_forward",
     "dropout",
     "dropout_backward",
     "ema_update",

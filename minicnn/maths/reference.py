@@ -148,6 +148,52 @@ def upsample_bilinear(x, fh: int, fw: int) -> np.ndarray:
     return y
 
 
+def depthwise_conv2d(x, kernel, bias, strides, padding: str) -> np.ndarray:
+    """y[n, p, q, c*M + m] = bias[c*M + m] + sum_{u, v} xpad[n, p*sy + u, q*sx + v, c]
+    kernel[u, v, c, m]: each channel convolved with its own M filters (Keras's layout)."""
+    n, h, w, c = x.shape
+    kh, kw, _, mult = kernel.shape
+    sy, sx = strides
+    (t, bo), (le, r) = pads(h, kh, sy, padding), pads(w, kw, sx, padding)
+    xp = np.zeros((n, h + t + bo, w + le + r, c))
+    xp[:, t : t + h, le : le + w] = x
+    oh, ow = (h + t + bo - kh) // sy + 1, (w + le + r - kw) // sx + 1
+    y = np.zeros((n, oh, ow, c * mult))
+    for i in range(n):
+        for p in range(oh):
+            for q in range(ow):
+                for ch in range(c):
+                    for m in range(mult):
+                        acc = 0.0 if bias is None else bias[ch * mult + m]
+                        for u in range(kh):
+                            for v in range(kw):
+                                acc += xp[i, p * sy + u, q * sx + v, ch] * kernel[u, v, ch, m]
+                        y[i, p, q, ch * mult + m] = acc
+    return y
+
+
+def conv2d_transpose(x, kernel, bias, strides, out_hw, top_left) -> np.ndarray:
+    """The transposed convolution as a scatter: each input pixel (p, q) adds x[n, p, q, c]
+    kernel[u, v, f, c] to output pixel (p*sy + u - top, q*sx + v - left) of an (oH, oW)
+    image, what falls outside is dropped; kernel (kh, kw, F, C) as in Keras."""
+    n, h, w, c = x.shape
+    kh, kw, f, _ = kernel.shape
+    sy, sx = strides
+    oh, ow = out_hw
+    top, left = top_left
+    y = np.zeros((n, oh, ow, f)) + (0.0 if bias is None else bias)
+    for i in range(n):
+        for p in range(h):
+            for q in range(w):
+                for u in range(kh):
+                    for v in range(kw):
+                        a, b = p * sy + u - top, q * sx + v - left
+                        if 0 <= a < oh and 0 <= b < ow:
+                            for ch in range(c):
+                                y[i, a, b] += x[i, p, q, ch] * kernel[u, v, :, ch]
+    return y
+
+
 def layer_norm(x, gamma, beta, axes, eps: float) -> np.ndarray:
     """Each sample normalised over ``axes``, one sample at a time: (x - mean) /
     sqrt(var + eps) * gamma + beta, var the biased variance; gamma and beta have the shape of
