@@ -11,7 +11,8 @@ minicnn's do; elementwise merges and Concatenate take their inputs in the first 
 C, F) becomes (F, C, kh, kw)). "same" padding is written out as explicit, possibly uneven
 pads, as TensorFlow computes them. BatchNormalization becomes ONNX's inference
 BatchNormalization with the moving statistics; Dropout and the augmentation layers vanish, as
-they do in inference. Opset 17; the file passes ``onnx.checker`` with a full check before it
+they do in inference. The activations and the newer layers' exporters are in
+``minicnn.export_layers``. Opset 17; the file passes ``onnx.checker`` with a full check before it
 is written, atomically.
 """
 
@@ -19,14 +20,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn import maths
+from minicnn import export_layers, maths
 from minicnn._version import __version__
 from minicnn.fileio import atomic_write
 from minicnn.plan import flatten
 
 OPSET = 17
-_IDENTITY = ("Dropout", "RandomRotation", "RandomTranslation", "RandomZoom")
-_ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softmax": "Softmax"}
+_IDENTITY = (
+    "Dropout",
+    "RandomRotation",
+    "RandomTranslation",
+    "RandomZoom",
+    *export_layers.IDENTITY,
+)
 _TO_NCHW, _TO_NHWC = [0, 3, 1, 2], [0, 2, 3, 1]
 
 
@@ -70,13 +76,12 @@ class _Graph:
             return value
         return self.node("Transpose", [name], perm=_TO_NCHW if layout == "nchw" else _TO_NHWC), layout  # fmt: skip
 
-    def activation(self, value, name: str):
-        if name == "linear":
-            return value
-        if name not in _ACTIVATIONS:
-            raise ExportError(f"activation {name!r} has no ONNX export")
-        attrs = {"axis": 1 if value[1] == "nchw" else -1} if name == "softmax" else {}
-        return self.node(_ACTIVATIONS[name], [value[0]], **attrs), value[1]
+    def activation(self, value, act):
+        """``value`` through the activation object ``act`` (``export_layers.activation``)."""
+        return export_layers.activation(self, value, act)
+
+    def refuse(self, message: str):
+        raise ExportError(message)
 
 
 def to_onnx(model):
@@ -157,7 +162,7 @@ def _conv(g, layer, x, shape, w):
     if "bias" in w:
         inputs.append(g.const("bias", w["bias"]))
     y = g.node("Conv", inputs, kernel_shape=[kh, kw], strides=[sy, sx], pads=[top, left, bottom, right])  # fmt: skip
-    return g.activation((y, "nchw"), layer.activation.name)
+    return g.activation((y, "nchw"), layer.activation)
 
 
 def _pool(op):
@@ -186,7 +191,7 @@ def _dense(g, layer, x, shape, w):
     y = g.node("MatMul", [x[0], g.const("kernel", w["kernel"])])
     if "bias" in w:
         y = g.node("Add", [y, g.const("bias", w["bias"])])
-    return g.activation((y, x[1]), layer.activation.name)
+    return g.activation((y, x[1]), layer.activation)
 
 
 def _flatten(g, layer, x, shape, w):
@@ -218,7 +223,7 @@ def _rescaling(g, layer, x, shape, w):
 
 
 def _activation(g, layer, x, shape, w):
-    return g.activation(x, layer.activation.name)
+    return g.activation(x, layer.activation)
 
 
 def _merge(op):
@@ -269,4 +274,5 @@ _EXPORTERS = {
     "Minimum": _merge("Min"),
     "Average": _merge("Average"),
     "Concatenate": _concatenate,
+    **export_layers.EXPORTERS,
 }

@@ -44,6 +44,7 @@ RANKS = {
     "minicnn.models": 6,
     "minicnn.saving": 7,
     "minicnn.export": 7,
+    "minicnn.export_layers": 7,  # the exporters of the activations and the newer layers
     "minicnn.callbacks": 8,
     "minicnn.training": 9,
     "minicnn.datasets": 9,
