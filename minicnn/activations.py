@@ -26,6 +26,10 @@ class Activation:
     name = "linear"
     keeps = "output"  # what backward reads: the forward's "output" y or its "input" z
 
+    def get_config(self) -> dict:
+        """The settings that differ from the name's defaults (ELU's alpha, GELU's approximate)."""
+        return {}
+
     def forward(self, z):
         return z
 
@@ -98,6 +102,9 @@ class ELU(Activation):
     def __init__(self, alpha: float = 1.0):
         self.alpha = float(alpha)
 
+    def get_config(self):
+        return {} if self.alpha == 1.0 else {"alpha": self.alpha}
+
     def forward(self, z):
         xp = get_array_module(z)
         return xp.where(z >= 0, z, self.alpha * xp.expm1(xp.minimum(z, 0)))
@@ -115,6 +122,9 @@ class SELU(ELU):
 
     def __init__(self):
         super().__init__(self.ALPHA)
+
+    def get_config(self):
+        return {}
 
     def forward(self, z):
         return self.SCALE * super().forward(z)
@@ -134,6 +144,9 @@ class GELU(Activation):
 
     def __init__(self, approximate: bool = False):
         self.approximate = bool(approximate)
+
+    def get_config(self):
+        return {"approximate": True} if self.approximate else {}
 
     def forward(self, z):
         if self.approximate:
@@ -222,6 +235,9 @@ class LeakyReLU(Activation):
             raise ValueError(f"leaky_relu: negative_slope must be >= 0. Received: negative_slope={negative_slope!r}")  # fmt: skip
         self.negative_slope = float(negative_slope)
 
+    def get_config(self):
+        return {} if self.negative_slope == 0.2 else {"negative_slope": self.negative_slope}
+
     def forward(self, z):
         return get_array_module(z).where(z >= 0, z, self.negative_slope * z)
 
@@ -283,13 +299,26 @@ _FUNCTIONS = {fn: fn.__name__ for fn in (linear, relu, sigmoid, tanh, softmax, e
               silu, softplus, softsign, hard_sigmoid, exponential, leaky_relu, relu6)}  # fmt: skip
 
 
+def serialize(activation: Activation):
+    """Its Keras name, or ``{"class_name": name, "config": settings}`` for an instance whose
+    settings are not the name's defaults (``GELU(approximate=True)``), so a saved model keeps
+    them."""
+    config = activation.get_config()
+    return {"class_name": activation.name, "config": config} if config else activation.name
+
+
 def get(identifier, owner: str = "layer") -> Activation:
     """An activation from its Keras name ("relu", "gelu", "swish", ...), Keras's function
-    (``keras.activations.gelu``), None (linear) or an instance."""
+    (``keras.activations.gelu``), None (linear), an instance, or what ``serialize`` wrote."""
     if identifier is None:
         return Activation()
     if isinstance(identifier, Activation):
         return identifier
+    if isinstance(identifier, dict) and identifier.get("class_name") in _ALL:
+        try:
+            return _ALL[identifier["class_name"]](**dict(identifier.get("config") or {}))
+        except TypeError as e:
+            raise ValueError(f"Unknown activation settings for {owner}: {e}. Received: activation={identifier!r}") from None  # fmt: skip
     if callable(identifier) and identifier in _FUNCTIONS:
         return _ALL[_FUNCTIONS[identifier]]()
     if isinstance(identifier, str):

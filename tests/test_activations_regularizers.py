@@ -405,3 +405,21 @@ def test_unsupported_conv_arguments_fail_naming_them():
     Conv2D(2, 3, data_format="channels_last", dilation_rate=(1, 1), groups=1)
     with pytest.raises(ValueError, match="lora_rank"):
         Dense(2, lora_rank=4)
+
+
+def test_activation_settings_survive_save_and_load(tmp_path, rng):
+    model = Sequential([
+        minicnn.Input((5, 5, 1)),
+        Conv2D(3, 3, activation=activations.GELU(approximate=True)),
+        Activation(activations.ELU(alpha=0.5)),
+        Flatten(),
+        Dense(2, activation=activations.LeakyReLU(0.1)),
+    ])  # fmt: skip
+    assert model.layers[0].get_config()["activation"] == {"class_name": "gelu", "config": {"approximate": True}}  # fmt: skip
+    assert Dense(2, activation="gelu").get_config()["activation"] == "gelu"  # defaults: the name
+    x = rng.standard_normal((4, 5, 5, 1)).astype(np.float32)
+    model.save(tmp_path / "acts.minicnn")
+    again = minicnn.load_model(tmp_path / "acts.minicnn")
+    assert again.layers[0].activation.approximate and again.layers[1].activation.alpha == 0.5
+    assert again.layers[3].activation.negative_slope == 0.1
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -283,3 +283,26 @@ def test_a_decoder_trains(rng):
     history = model.fit(x, y, batch_size=16, epochs=15, verbose=0)
     assert history.history["loss"][-1] < 0.7 * history.history["loss"][0]
     assert max(history.history["accuracy"][-3:]) > 0.8
+
+
+def test_the_three_layers_save_and_load(tmp_path, rng):
+    set_random_seed(4)
+    model = Sequential([
+        minicnn.Input((5, 5, 2)),
+        Conv2DTranspose(4, 3, strides=2, padding="same", output_padding=1, kernel_regularizer="l2"),
+        DepthwiseConv2D((3, 2), depth_multiplier=2, activation="gelu", depthwise_constraint="non_neg"),
+        SeparableConv2D(3, 2, strides=2, padding="same", pointwise_regularizer=minicnn.regularizers.L1(0.02)),
+        Flatten(),
+        Dense(2, activation="softmax"),
+    ])  # fmt: skip
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = rng.random((8, 5, 5, 2), dtype=np.float32)
+    model.fit(x, np.arange(8) % 2, epochs=1, verbose=0)
+    model.save(tmp_path / "conv.minicnn")
+    again = minicnn.load_model(tmp_path / "conv.minicnn")
+    for a, b in zip(again.layers, model.layers):
+        assert type(a) is type(b) and a.get_config() == b.get_config()
+    assert again.layers[0].output_padding == (1, 1) and again.layers[1].depth_multiplier == 2
+    assert again.layers[2].weight_regularizers["pointwise_kernel"].get_config() == {"l1": 0.02}
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+    np.testing.assert_allclose(again.evaluate(x, np.arange(8) % 2, verbose=0), model.evaluate(x, np.arange(8) % 2, verbose=0), rtol=1e-6)  # fmt: skip

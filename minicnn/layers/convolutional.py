@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from minicnn import initializers, maths
+from minicnn import activations, initializers, maths
 from minicnn.layers.base import ActivationMixin, Layer, normalize_padding, normalize_tuple
 from minicnn.layers.options import WeightOptions, channels_last, only_one
 
@@ -122,7 +122,7 @@ class Conv2D(ActivationMixin, WeightOptions, Layer):
             "kernel_size": list(self.kernel_size),
             "strides": list(self.strides),
             "padding": self.padding,
-            "activation": self.activation.name,
+            "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,
             **self.weight_options_config(),
         }

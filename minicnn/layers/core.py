@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from minicnn import initializers, maths
+from minicnn import activations, initializers, maths
 from minicnn.backend import floatx
 from minicnn.layers.base import ActivationMixin, Layer
 from minicnn.layers.node import KerasTensor, Node
@@ -122,7 +122,7 @@ class Dense(ActivationMixin, WeightOptions, Layer):
         return {
             **super().get_config(),
             "units": self.units,
-            "activation": self.activation.name,
+            "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,
             **self.weight_options_config(),
         }
@@ -156,7 +156,7 @@ class Activation(ActivationMixin, Layer):
         return self.activation.backward(gy, ctx), {}
 
     def get_config(self):
-        return {**super().get_config(), "activation": self.activation.name}
+        return {**super().get_config(), "activation": activations.serialize(self.activation)}
 
 
 class ReLU(Activation):

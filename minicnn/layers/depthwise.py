@@ -4,7 +4,7 @@ pointwise convolution)."""
 
 from __future__ import annotations
 
-from minicnn import initializers, maths
+from minicnn import activations, initializers, maths
 from minicnn.layers.base import ActivationMixin, Layer, normalize_padding, normalize_tuple
 from minicnn.layers.options import WeightOptions, channels_last, only_one, window_output
 
@@ -50,7 +50,7 @@ class _Depthwise(ActivationMixin, WeightOptions, Layer):
             "strides": list(self.strides),
             "padding": self.padding,
             "depth_multiplier": self.depth_multiplier,
-            "activation": self.activation.name,
+            "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,
             **self.weight_options_config(),
         }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from minicnn import initializers, maths
+from minicnn import activations, initializers, maths
 from minicnn.layers.base import (
     ActivationMixin,
     Layer,
@@ -131,7 +131,7 @@ class Conv2DTranspose(ActivationMixin, WeightOptions, Layer):
             "strides": list(self.strides),
             "padding": self.padding,
             "output_padding": None if self.output_padding is None else list(self.output_padding),
-            "activation": self.activation.name,
+            "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,
             **self.weight_options_config(),
         }
