@@ -64,8 +64,8 @@ def as_real_array(x, what: str = "x"):
     return x
 
 
-def check_targets(y, n: int, loss, units: int, backend: Backend, what: str = "y"):
-    """y, checked against ``n`` inputs and an output of ``units`` classes by ``loss``."""
+def check_targets(y, n: int, loss, shape: tuple, backend: Backend, what: str = "y"):
+    """y, checked against ``n`` inputs and an output of ``shape`` (batch axis first) by ``loss``."""
     y = np.asarray(y) if not hasattr(y, "shape") else y
     if y.dtype == bool or not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):  # fmt: skip
         raise ValueError(f"{what} must hold real numbers (integer labels or float targets). Received: dtype {y.dtype}")  # fmt: skip
@@ -74,7 +74,7 @@ def check_targets(y, n: int, loss, units: int, backend: Backend, what: str = "y"
             f"x and {what} must have the same number of samples. Received: {n} inputs and "
             f"{y.shape[0] if y.ndim else 'a scalar'} targets"
         )
-    loss.check_target(backend.to_numpy(y), units)
+    loss.check_target(backend.to_numpy(y), tuple(shape))
     return y
 
 

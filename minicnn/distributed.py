@@ -214,17 +214,17 @@ class DataParallelStep(TrainStep):
     def interrupted(self) -> bool:
         return self._stop  # agreed in the last all-reduce
 
-    def gradients(self, xbs, tbs):
+    def gradients(self, xbs, tbs, wbs=None):
         if xbs[0].shape[0]:
-            loss, parts, scores, grads = super().gradients(xbs, tbs)
+            loss, parts, grads = super().gradients(xbs, tbs, wbs)
             xp = self.model.backend.xp  # every rank sends every gradient, zeros where none
-            return loss, parts, scores, [xp.zeros_like(layer.params[k]) if g is None else g for g, (layer, k) in zip(grads, self.params)]  # fmt: skip
+            return loss, parts, [xp.zeros_like(layer.params[k]) if g is None else g for g, (layer, k) in zip(grads, self.params)]  # fmt: skip
         xp = self.model.backend.xp  # an empty share of the last batch: it adds nothing
         grads = [xp.zeros_like(layer.params[k]) for layer, k in self.params]
         objectives = self.model.objectives
         zero = xp.zeros((), grads[0].dtype)
         parts = [None if lo is None else zero for lo in objectives.losses]
-        return zero, parts, [(zero, 0) for _ in objectives.metric_names()], grads
+        return zero, parts, grads
 
     def reduce_gradients(self, grads, loss, n):
         """One buffer [g1 * n, g2 * n, ..., loss * n, n, stop], summed over ranks, then each

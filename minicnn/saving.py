@@ -338,12 +338,14 @@ def _compile(model, c: dict) -> None:
         return
     loss = [None if x is None else losses.deserialize(x) for x in c["losses"]]
     metrics = [[metric_from_config(m) for m in ms] for ms in c["metrics"]]
+    weighted = [[metric_from_config(m) for m in ms] for ms in c.get("weighted_metrics") or []]
     single = len(loss) == 1
     model.compile(
         optimizers.deserialize(c["optimizer"]),
         loss[0] if single else loss,
         loss_weights=c["weights"][0] if single else c["weights"],
         metrics=metrics[0] if single else metrics,
+        weighted_metrics=(weighted[0] if single else weighted) if any(weighted) else None,
     )
 
 

@@ -149,8 +149,7 @@ def test_ema_follows_keras_and_replaces_weights_at_the_end_of_fit():
 
 def test_label_smoothing():
     loss = CategoricalCrossentropy(label_smoothing=0.2)
-    t = loss.target(np.eye(4)[[0, 2]], 4, np, np.float32)
-    np.testing.assert_allclose(t, np.eye(4)[[0, 2]] * 0.8 + 0.05, rtol=1e-6)
+    t = np.eye(4)[[0, 2]] * 0.8 + 0.05  # the targets it trains on
     p = np.array([[0.7, 0.1, 0.1, 0.1], [0.2, 0.2, 0.5, 0.1]], np.float32)
     expected = -(t * np.log(p)).sum(axis=1).mean()
     assert loss(np.eye(4)[[0, 2]], p) == pytest.approx(expected, rel=1e-5)

@@ -281,9 +281,10 @@ class Model(Trainer, Layer):
 
     @staticmethod
     def probabilities(outs: list, logits) -> list:
-        from minicnn import maths
+        """The outputs of heads whose final activation (``logits``) was left to the loss."""
+        from minicnn import activations
 
-        return [maths.softmax(o) if lg else o for o, lg in zip(outs, logits)]
+        return [activations.get(lg).forward(o) if lg else o for o, lg in zip(outs, logits)]
 
     # -- data checks ---------------------------------------------------------------------------
 
@@ -318,7 +319,7 @@ class Model(Trainer, Layer):
         keys, objectives = self.output_keys(), self.objectives
         ys = _per_key(y, keys, what, "output", optional=[lo is None for lo in objectives.losses])
         return [
-            None if lo is None else data.check_targets(t, n, lo, out.shape[-1], self.backend, what)
+            None if lo is None else data.check_targets(t, n, lo, out.shape, self.backend, what)
             for t, lo, out in zip(ys, objectives.losses, self.outputs)
         ]
 

@@ -45,16 +45,17 @@ class Trainer:
                 "(the third argument of compile() is loss_weights, as in Keras 3: pass "
                 "metrics=[...] by name)"
             )
-        if weighted_metrics:
-            raise ValueError(f"weighted_metrics (sample weights) are not supported. Received: weighted_metrics={weighted_metrics!r}")  # fmt: skip
         if steps_per_execution != 1:
             raise ValueError(f"steps_per_execution must be 1: each step runs as it is called. Received: steps_per_execution={steps_per_execution!r}")  # fmt: skip
+        if weighted_metrics:
+            raise ValueError(f"weighted_metrics (sample weights) are not supported. Received: weighted_metrics={weighted_metrics!r}")  # fmt: skip
         args = (loss, loss_weights, metrics)
         if self.graph is not None:  # every check first, nothing changed before
             objectives = Objectives(self.output_keys(), *args)
         else:  # a model not built yet: its outputs are named when it is (first fit or build)
             objectives = None
-            Objectives(list(loss) if isinstance(loss, dict) else ["output"] * _outputs_in(loss), *args)  # fmt: skip
+            # the metrics may name outputs: they are checked when the model is built
+            Objectives(list(loss) if isinstance(loss, dict) else ["output"] * _outputs_in(loss), *args[:2])  # fmt: skip
         self.optimizer = optimizers.get(optimizer)
         self._compile_args, self.objectives = args, objectives
         self._metrics_built = False  # Keras builds its per-output loss trackers at the first fit
@@ -104,7 +105,7 @@ class Trainer:
     @property
     def metrics(self) -> list:
         """The metric objects compile made, every output's in order."""
-        return [] if self.objectives is None else [m for ms in self.objectives.metrics for m in ms]
+        return [] if self.objectives is None else self.objectives.metrics
 
     @property
     def loss(self):
@@ -143,8 +144,8 @@ class Trainer:
         if return_dict:
             return dict(sorted(logs.items()))
         names = ["loss", *(n for _, n in self.objectives.loss_names())]
-        names += [n for *_, n in self.objectives.metric_names()]
-        values = [logs[n] for n in names]
+        names += self.objectives.metric_names()
+        values = [logs[n] for n in names if n in logs]  # a dict result logs its own keys
         return values[0] if len(values) == 1 else values
 
     # -- inference -----------------------------------------------------------------------------

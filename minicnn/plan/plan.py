@@ -40,7 +40,8 @@ SMALL_BATCH = 4  # inference on at most this many images runs the array code alo
 
 class Plan:
     """The steps of ``graph`` for inputs of batch ``n`` in mode ``training``.
-    ``heads``: the output indices whose loss takes logits (their softmax is left to it).
+    ``heads``: (output index, activation) of each output whose loss takes the logits of that
+    final activation (a softmax or a sigmoid, left to the loss).
     ``kernels``: whether the steps ask for hand-written kernels; not at inference on a few
     images, where a kernel's hand-off to the other cores, and on a fresh install its
     compilation, cost more than it saves (the seed model's batch-1 predict: 0.7 ms on array
@@ -56,8 +57,8 @@ class Plan:
         for i, call in enumerate(flat.calls):
             for v in call.inputs:
                 readers[v].append(i)
-        heads = {flat.outputs[i] for i in heads}
-        emitted = set()  # head values given as logits
+        heads = {flat.outputs[i]: act for i, act in heads}
+        emitted = {}  # head values given as logits: their activation
         grad = {v: False for v in flat.inputs}  # does a trained weight lie upstream of v?
         self.steps, taken = [], set()
         for i, call in enumerate(flat.calls):
@@ -66,14 +67,14 @@ class Plan:
             need_gx = any(grad[v] for v in call.inputs)
             chain = self._chain(flat, i, readers)
             last = flat.calls[chain[-1]]
-            logits = (  # a softmax head nothing else reads: its loss takes the logits
-                last.outputs[0] in heads
+            logits = (  # a head nothing else reads, ending in its loss's activation
+                len(last.outputs) == 1
                 and not readers[last.outputs[0]]
-                and len(last.outputs) == 1
-                and bool(getattr(last.layer, "ends_in_softmax", False))
+                and heads.get(last.outputs[0]) is not None
+                and _final_activation(last.layer) == heads[last.outputs[0]]
             )
             if logits:
-                emitted.add(last.outputs[0])
+                emitted[last.outputs[0]] = heads[last.outputs[0]]
             step = self._step(call, chain, flat, need_gx, logits, xp, dtype)
             taken.update(chain)
             step.outputs = flat.calls[chain[-1]].outputs  # a fused chain gives its last value
@@ -86,7 +87,8 @@ class Plan:
                 last[v] = k
         self.last_reader = last
         self.needs_grad = grad
-        self.logits = tuple(v in emitted for v in flat.outputs)  # per output: given as logits
+        # per output: the activation left to its loss (the output is its logits), or None
+        self.logits = tuple(emitted.get(v) for v in flat.outputs)
 
     def _chain(self, flat, i, readers) -> list:
         """The calls that fuse with call i: i, then each next one that is its value's only
@@ -210,3 +212,10 @@ class Plan:
             keeps = step.keeps() if self.training and (step.trains or step.need_gx) else ""
             rows.append((names, kinds, step.algorithm(), ", ".join(step.fused), keeps))
         return rows
+
+
+def _final_activation(layer) -> str | None:
+    """The name of the activation a layer ends in, for layers with ``activation=``."""
+    if not hasattr(layer, "ends_in_softmax"):  # minicnn.layers.base.ActivationMixin
+        return None
+    return getattr(layer.activation, "name", None)

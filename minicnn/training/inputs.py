@@ -85,6 +85,7 @@ def batch_preparer(model, what: str, targets: bool):
         if y is None and any(lo is not None for lo in model.objectives.losses):
             raise ValueError(f"{what} gave a batch without targets: fit and evaluate need (x, y) batches. Received: a batch of {type(batch).__name__}")  # fmt: skip
         ys = model.check_targets(y, xs[0].shape[0], f"y (a batch of {what})")
+        model.objectives.build_metrics(ys, model.outputs)  # checked at the first batch only
         units = [t.shape[-1] for t in model.outputs]
         ts = model.objectives.targets([None if t is None else be.to_numpy(t) for t in ys], units, be.xp, dtype)  # fmt: skip
         return xbs, ts
@@ -110,6 +111,7 @@ def fit_data(model, x, y, batch_size, validation_split, validation_data, shuffle
         xs = model.check_inputs(x)
         n = xs[0].shape[0]
         ys = model.check_targets(y, n)
+        model.objectives.build_metrics(ys, model.outputs)
         if validation_split and validation_data is None:
             cut = int(n * (1 - validation_split))
             if cut == 0 or cut == n:
@@ -141,6 +143,7 @@ def eval_data(model, x, y, batch_size, steps, strategy, what: str = "x") -> Epoc
             raise ValueError("validation_data with sample weights (x_val, y_val, sample_weight) is not supported by minicnn yet")  # fmt: skip
         xs = model.check_inputs(x[0], "validation x")
         ys = model.check_targets(x[1], xs[0].shape[0], "validation y")
+        model.objectives.build_metrics(ys, model.outputs)
     elif is_stream(x):
         if strategy.size > 1:
             raise ValueError(f"{what}: a generator or PyDataset is not sharded across processes; pass arrays")  # fmt: skip
@@ -148,6 +151,7 @@ def eval_data(model, x, y, batch_size, steps, strategy, what: str = "x") -> Epoc
     else:
         xs = model.check_inputs(x)
         ys = model.check_targets(y, xs[0].shape[0])
+        model.objectives.build_metrics(ys, model.outputs)
     if batch_size is None:
         batch_size = math.ceil(xs[0].shape[0] / steps) if steps else 32
     return Epochs(ArrayBatches(model, xs, ys, batch_size, strategy), steps)

@@ -131,11 +131,11 @@ def fit(
             for step, (xbs, tbs) in enumerate(source.epoch(epoch)):  # draws this epoch's shuffle
                 cbs.on_train_batch_begin(step)
                 try:
-                    loss, parts, scores = step_fn(xbs, tbs)
+                    loss, parts = step_fn(xbs, tbs)
                 except NonFiniteError as e:
                     _stop(model, run, "non-finite", f"step {step + 1} of epoch {epoch + 1}: {e}", cbs, training_logs)  # fmt: skip
                     return history
-                totals.add(loss, parts, scores, xbs[0].shape[0])
+                totals.add(loss, parts, xbs[0].shape[0])
                 cbs.on_train_batch_end(step, reader)
                 if step + 1 != steps and step_fn.interrupted:
                     where = f"interrupted after step {step + 1}/{steps} of epoch {epoch + 1}"
@@ -143,7 +143,7 @@ def fit(
                     return history
                 if model.stop_training:
                     break
-            strategy.reduce_totals(totals)
+            totals.reduce(strategy)
             logs = totals.logs()
             if val_source is not None and _should_eval(epoch, validation_freq):
                 if epoch > initial_epoch:
@@ -194,12 +194,13 @@ def train_on_batch(model, x, y):
     model._metrics_built = True
     xs = model.check_inputs(x)
     ys = model.check_targets(y, xs[0].shape[0])
+    model.objectives.build_metrics(ys, model.outputs)
     be = model.backend
     units = [t.shape[-1] for t in model.outputs]
     ts = model.objectives.targets([None if t is None else be.to_numpy(t) for t in ys], units, be.xp, floatx())  # fmt: skip
     totals = Totals(be.xp, model.objectives)
-    loss, parts, scores = TrainStep(model)([model.as_batch(a, 0, a.shape[0]) for a in xs], ts)
-    totals.add(loss, parts, scores, xs[0].shape[0])
+    loss, parts = TrainStep(model)([model.as_batch(a, 0, a.shape[0]) for a in xs], ts)
+    totals.add(loss, parts, xs[0].shape[0])
     return model.result(totals.logs())
 
 

@@ -14,41 +14,51 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn import data, regularizers
-from minicnn.backend import floatx
+from minicnn.backend import floatx, get_array_module
 from minicnn.callbacks import CallbackList
 from minicnn.training.step import added_losses
 
 
 class Totals:
-    """Running sums of a pass over batches, on the device (reading them would sync a GPU every
-    batch): the loss and each per-output loss weighted by batch size, and each metric's sum
-    and count. ``names``: the log name of each loss, then of each metric."""
+    """What a pass over batches logs. The loss and each per-output loss are summed on the
+    device, weighted by batch size (reading them would sync a GPU every batch); the compiled
+    metrics keep their own state there, reset here for this pass. ``logs()`` reads both."""
 
     def __init__(self, xp, objectives):
         self.loss_names = ["loss", *(n for _, n in objectives.loss_names())]
         self.loss_index = [None, *(i for i, _ in objectives.loss_names())]
-        self.metric_names = [n for *_, n in objectives.metric_names()]
-        k = len(self.loss_names) + 2 * len(self.metric_names)
-        self.sums = xp.zeros(k, dtype=np.float64)  # float64: no overflow, no drift
+        self.sums = xp.zeros(len(self.loss_names), dtype=np.float64)  # float64: no drift
         self.seen = 0
+        self.metrics = objectives.compiled_metrics
+        self.metrics.reset(xp)
 
-    def add(self, loss, parts, scores, n: int) -> None:
+    def add(self, loss, parts, n: int) -> None:
         w = np.float64(n)
         values = [loss * w, *(parts[i] * w for i in self.loss_index[1:])]
-        for s, c in scores:
-            values += [s, c]
         for j, v in enumerate(values):
             self.sums[j] += v
         self.seen += n
 
+    def reduce(self, strategy) -> None:
+        """Sum the pass over every process (the metrics' states too, each by its aggregation)."""
+        if strategy.size == 1:
+            return
+        xp, k = get_array_module(self.sums), len(self.loss_names)
+        variables = [v for m in self.metrics.metrics() for v in m.variables]
+        self.sums = xp.concatenate([self.sums, *(xp.asarray(v.value, np.float64).reshape(-1) for v in variables)])  # fmt: skip
+        strategy.reduce_totals(self)
+        at = k
+        for v in variables:
+            part = self.sums[at : at + v.value.size].reshape(v.shape)
+            v.assign(part / strategy.size if v.aggregation == "mean" else part)
+            at += v.value.size
+        self.sums = self.sums[:k]
+
     def logs(self) -> dict:
         """As Python floats, sorted by name as Keras gives them (this reads the device)."""
         sums = [float(v) for v in self.sums]
-        k = len(self.loss_names)
         logs = {name: sums[j] / self.seen if self.seen else 0.0 for j, name in enumerate(self.loss_names)}  # fmt: skip
-        for j, name in enumerate(self.metric_names):
-            count = sums[k + 2 * j + 1]
-            logs[name] = sums[k + 2 * j] / count if count else 0.0
+        logs.update(self.metrics.results())
         return dict(sorted(logs.items()))
 
     def reader(self, processes: int = 1) -> Reader:
@@ -144,11 +154,12 @@ def test_loop(model, batches, cbs, strategy) -> dict:
         loss, parts, _ = objectives.forward_backward(outs[:n], tbs, plan.logits)
         loss, _ = added_losses(loss, outs[n:])
         loss = loss if penalty is None else loss + penalty
-        totals.add(loss, parts, objectives.scores(outs[:n], tbs, plan.logits), xbs[0].shape[0])
+        objectives.update_metrics(outs[:n], tbs, plan.logits)
+        totals.add(loss, parts, xbs[0].shape[0])
         cbs.on_test_batch_end(step, reader)
         if model.stop_evaluating:
             break
-    strategy.reduce_totals(totals)
+    totals.reduce(strategy)
     logs = totals.logs()
     cbs.on_test_end(logs)
     return logs

@@ -21,10 +21,11 @@ class NonFiniteError(ArithmeticError):
 
 
 class TrainStep:
-    """``step(xbs, tbs) -> (mean loss, per-output losses, metric scores)`` as device values, for
-    ``model``; xbs and tbs are lists, one batch per input and per output (None where an output
-    has no loss). ``check_finite``: check the loss and gradients before the update, and the
-    update after it (one read of a flag per step, which syncs a GPU)."""
+    """``step(xbs, tbs, wbs) -> (loss, per-output losses)`` as device values, for ``model``;
+    xbs, tbs and wbs are lists, one batch per input and per output (None where an output has
+    no loss or no sample weights); the step also adds the batch to the compiled metrics.
+    ``check_finite``: check the loss and gradients before the update, and the update after
+    it (one read of a flag per step, which syncs a GPU)."""
 
     def __init__(self, model, check_finite: bool = False):
         self.model = model
@@ -40,18 +41,18 @@ class TrainStep:
         """Whether training should stop after this step for Ctrl-C (on every process alike)."""
         return self.interrupt()
 
-    def __call__(self, xbs, tbs):
-        loss, parts, scores, grads = self.gradients(xbs, tbs)
+    def __call__(self, xbs, tbs, wbs=None):
+        loss, parts, grads = self.gradients(xbs, tbs, wbs)
         loss, grads = self.reduce_gradients(grads, loss, xbs[0].shape[0])
         if self.check_finite and not all_finite([loss, *(g for g in grads if g is not None)]):
             raise NonFiniteError(self._diagnose(xbs, loss, grads))
         self.apply([layer.params[k] for layer, k in self.params], grads)
-        return loss, parts, scores
+        return loss, parts
 
-    def gradients(self, xbs, tbs):
-        """Forward, loss, backward on this batch: (mean loss with the regularization penalties,
-        per-output losses, metric scores, gradients in the order of ``self.params``, None for a
-        weight no loss reaches)."""
+    def gradients(self, xbs, tbs, wbs=None):
+        """Forward, loss (and the metrics' update), backward on this batch: (loss with the
+        regularization penalties, per-output losses, gradients in the order of ``self.params``,
+        None for a weight no loss reaches)."""
         model = self.model
         plan = model.plan(xbs[0].shape[0], True)
         if plan is not self._checked:
@@ -59,18 +60,18 @@ class TrainStep:
             self._checked = plan
         outs, tape = plan.forward(xbs, True)
         n = plan.n_outputs
-        loss, parts, gouts = model.objectives.forward_backward(outs[:n], tbs, plan.logits)
+        loss, parts, gouts = model.objectives.forward_backward(outs[:n], tbs, plan.logits, wbs)
         loss, extra = added_losses(
             loss, outs[n:]
         )  # add_loss terms of traced calls, as Keras adds them
-        scores = model.objectives.scores(outs[:n], tbs, plan.logits)
+        model.objectives.update_metrics(outs[:n], tbs, plan.logits, wbs)
         grads = plan.backward(tape, gouts + extra)
         grads = [grads.get((id(layer), k)) for layer, k in self.params]
         # Keras's compute_loss: the weights' regularization penalties join the loss (not the
         # per-output parts), and their gradients the weights'
         weights = [layer.params[k] for layer, k in self.params]
         loss, grads = regularizers.penalties(self.params, weights, loss, grads)
-        return loss, parts, scores, grads
+        return loss, parts, grads
 
     def reduce_gradients(self, grads: list, loss, n: int):
         """The gradients and loss the update and the checks use: this process's own. Data-
