@@ -2,7 +2,8 @@
 batches (shuffle, gather, cast, the last partial batch).
 
 A data source has ``num_batches`` (batches in one pass, None when unknown) and
-``iterator(epoch)`` (one pass of ``(xbs, tbs)`` batches), with ``on_epoch_begin``/``on_epoch_end``;
+``iterator(epoch)`` (one pass of ``(xbs, tbs, wbs)`` batches: inputs, targets and sample
+weights, one per input and per output), with ``on_epoch_begin``/``on_epoch_end``;
 ``minicnn.data_adapters.Epochs`` walks any of them as Keras's epoch iterator does, and the
 training loop asks it only for ``num_batches`` and ``epoch(i)``. ``ArrayData`` is the source for
 in-memory arrays (sharded across processes: each rank a slice of the same shuffled order); a
@@ -101,10 +102,11 @@ class ArrayData:
     epoch, the same on every process.
     """
 
-    def __init__(self, xs, ts, batch_size, shuffle, backend: Backend, rank=0, size=1, seed=None):
+    def __init__(self, xs, ts, batch_size, shuffle, backend: Backend, rank=0, size=1, seed=None, ws=None):  # fmt: skip
         self.backend = backend
         self.xs = [backend.asarray(x) for x in xs]
         self.ts = ts
+        self.ws = ws or [None] * len(ts)
         self.n = xs[0].shape[0]
         self.shuffle, self.seed = shuffle, seed
         self.ranges = [  # rows [lo, hi) of each global batch that are this process's
@@ -130,7 +132,7 @@ class ArrayData:
 
     def epoch(self, index: int = 0):
         """The permutation is drawn now, at the start of epoch ``index``; -> an iterator of
-        (xbs, tbs): lists, one batch per input and per output. ``shuffle="batch"`` (Keras's):
+        (xbs, tbs, wbs): lists, one batch per input and per output. ``shuffle="batch"`` (Keras's):
         the batches keep their place and each one's rows are drawn in a new order."""
         gen = rng() if self.seed is None else np.random.default_rng([self.seed, 0, index])
         order = None
@@ -145,4 +147,5 @@ class ArrayData:
             if within is not None:
                 rows = self.backend.asarray(lo + within.permutation(hi - lo))
             xbs = [x[rows].astype(dtype, copy=False) for x in self.xs]
-            yield xbs, [None if t is None else t[rows] for t in self.ts]
+            tbs = [None if t is None else t[rows] for t in self.ts]
+            yield xbs, tbs, [None if w is None else w[rows] for w in self.ws]

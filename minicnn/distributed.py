@@ -119,9 +119,9 @@ class DataParallel(Local):
         self.seed = self.comm.bcast(base, root=0)
         _backend.seed([self.seed, 1, self.rank])  # Dropout, augmentation: this rank's own stream
 
-    def source(self, xs, targets, batch_size, shuffle, backend):
+    def source(self, xs, targets, batch_size, shuffle, backend, weights=None):
         return data.ArrayData(
-            xs, targets, batch_size, shuffle, backend, self.rank, self.size, self.seed
+            xs, targets, batch_size, shuffle, backend, self.rank, self.size, self.seed, weights
         )
 
     def shard(self, n: int) -> tuple[int, int]:

@@ -304,12 +304,14 @@ def test_metrics_are_logged_under_the_names_given(rng):
     x = rng.standard_normal((32, 4)).astype(np.float32)
     y = rng.integers(0, 3, 32)
     model = classifier()
-    model.compile("sgd", "sparse_categorical_crossentropy", metrics=[metrics.SparseCategoricalAccuracy(name="acc"), "acc", "sparse_top_k_categorical_accuracy", metrics.SparseTopKCategoricalAccuracy(k=1, name="top1")])  # fmt: skip
-    history = model.fit(x, y, epochs=1, validation_split=0.25, verbose=0)
-    # Keras's CompileMetrics.result: a repeated name gets _1
-    names = {"acc", "acc_1", "sparse_top_k_categorical_accuracy", "top1", "loss"}
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=[metrics.SparseCategoricalAccuracy(name="acc"), "acc", "sparse_top_k_categorical_accuracy", metrics.SparseTopKCategoricalAccuracy(k=1, name="top1")], weighted_metrics=["acc", metrics.SparseCategoricalAccuracy()])  # fmt: skip
+    history = model.fit(x, y, epochs=1, validation_split=0.25, verbose=0, sample_weight=np.ones(32))
+    # Keras's CompileMetrics.result: a repeated name gets _1, a weighted one that an
+    # unweighted one has is weighted_<name>
+    names = {"acc", "acc_1", "sparse_top_k_categorical_accuracy", "top1", "weighted_acc", "sparse_categorical_accuracy", "loss"}  # fmt: skip
     assert set(history.history) == names | {f"val_{k}" for k in names}
     assert history.history["acc"] == history.history["acc_1"] == history.history["top1"]
+    assert history.history["weighted_acc"] == history.history["acc"]  # weights of 1
 
 
 def test_several_outputs_prefix_their_metrics(rng):
@@ -317,12 +319,12 @@ def test_several_outputs_prefix_their_metrics(rng):
     a = layers.Dense(3, activation="softmax", name="digit")(inputs)
     b = layers.Dense(1, activation="sigmoid", name="odd")(inputs)
     model = Model(inputs, [a, b])
-    model.compile("sgd", ["sparse_categorical_crossentropy", "binary_crossentropy"], metrics=[["acc"], ["acc", metrics.AUC(name="auc")]])  # fmt: skip
+    model.compile("sgd", ["sparse_categorical_crossentropy", "binary_crossentropy"], metrics=[["acc"], ["acc", metrics.AUC(name="auc")]], weighted_metrics=[[], ["acc"]])  # fmt: skip
     x = rng.standard_normal((16, 4)).astype(np.float32)
     ys = [rng.integers(0, 3, 16), rng.integers(0, 2, (16, 1)).astype(np.float32)]
-    logs = model.evaluate(x, ys, return_dict=True, verbose=0)
-    assert set(logs) == {"loss", "digit_loss", "odd_loss", "digit_acc", "odd_acc", "odd_auc"}
-    assert [type(m).__name__ for m in model.metrics] == ["SparseCategoricalAccuracy", "BinaryAccuracy", "AUC"]  # fmt: skip
+    logs = model.evaluate(x, ys, return_dict=True, verbose=0, sample_weight=np.ones(16))
+    assert set(logs) == {"loss", "digit_loss", "odd_loss", "digit_acc", "odd_acc", "odd_auc", "odd_weighted_acc"}  # fmt: skip
+    assert [type(m).__name__ for m in model.metrics] == ["SparseCategoricalAccuracy", "BinaryAccuracy", "AUC", "BinaryAccuracy"]  # fmt: skip
 
 
 def test_metrics_of_a_logits_head_read_its_probabilities(rng):
@@ -369,12 +371,13 @@ def test_names_and_functions_resolve_as_kerass():
 
 def test_compiled_metrics_survive_save_and_load(tmp_path, rng):
     model = classifier(3, "sigmoid")
-    model.compile("adam", "binary_crossentropy", metrics=["acc", metrics.Precision(thresholds=[0.3], name="p30"), metrics.TopKCategoricalAccuracy(k=2)])  # fmt: skip
+    model.compile("adam", "binary_crossentropy", metrics=["acc", metrics.Precision(thresholds=[0.3], name="p30"), metrics.TopKCategoricalAccuracy(k=2)], weighted_metrics=["acc"])  # fmt: skip
     x, y = rng.standard_normal((16, 4)).astype(np.float32), rng.integers(0, 2, (16, 3))
     model.fit(x, y, verbose=0)
     model.save(tmp_path / "m.minicnn")
     loaded = minicnn.load_model(tmp_path / "m.minicnn")
-    assert [m.name for m in loaded.metrics] == ["acc", "p30", "top_k_categorical_accuracy"]
+    assert [m.name for m in loaded.metrics] == ["acc", "p30", "top_k_categorical_accuracy", "acc"]  # fmt: skip
     assert loaded.metrics[1].thresholds == [0.3] and loaded.metrics[2].k == 2
-    a = model.evaluate(x, y, return_dict=True, verbose=0)
-    assert a == loaded.evaluate(x, y, return_dict=True, verbose=0) and "p30" in a
+    a = model.evaluate(x, y, return_dict=True, verbose=0, sample_weight=np.arange(16.0))
+    b = loaded.evaluate(x, y, return_dict=True, verbose=0, sample_weight=np.arange(16.0))
+    assert a == b and "weighted_acc" in a

@@ -47,9 +47,7 @@ class Trainer:
             )
         if steps_per_execution != 1:
             raise ValueError(f"steps_per_execution must be 1: each step runs as it is called. Received: steps_per_execution={steps_per_execution!r}")  # fmt: skip
-        if weighted_metrics:
-            raise ValueError(f"weighted_metrics (sample weights) are not supported. Received: weighted_metrics={weighted_metrics!r}")  # fmt: skip
-        args = (loss, loss_weights, metrics)
+        args = (loss, loss_weights, metrics, weighted_metrics)
         if self.graph is not None:  # every check first, nothing changed before
             objectives = Objectives(self.output_keys(), *args)
         else:  # a model not built yet: its outputs are named when it is (first fit or build)
@@ -129,14 +127,14 @@ class Trainer:
 
         return training.evaluate(self, x, y, *args, **kwargs)
 
-    def train_on_batch(self, x, y):
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One step on one batch: ``minicnn.training.train_on_batch``."""
         from minicnn import training
 
-        return training.train_on_batch(self, x, y)
+        return training.train_on_batch(self, x, y, sample_weight, class_weight, return_dict)
 
-    def test_on_batch(self, x, y, return_dict: bool = False):
-        return self.evaluate(x, y, batch_size=max(len(data.first(x)), 1), verbose=0, return_dict=return_dict)  # fmt: skip
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict: bool = False):
+        return self.evaluate(x, y, batch_size=max(len(data.first(x)), 1), verbose=0, sample_weight=sample_weight, return_dict=return_dict)  # fmt: skip
 
     def result(self, logs: dict, return_dict: bool = False):
         """Keras's value for ``logs``: the dict, or the loss alone, or [loss, the per-output
@@ -197,7 +195,7 @@ class Trainer:
         args = self.__dict__.get("_compile_args")
         if args is None:
             return []
-        names = ["loss"] + (["compile_metrics"] if args[2] is not None else [])
+        names = ["loss"] + (["compile_metrics"] if args[2] is not None or args[3] is not None else [])  # fmt: skip
         if self.__dict__.get("_metrics_built") and self.objectives is not None:
             names += [n for _, n in self.objectives.loss_names()]
         return names

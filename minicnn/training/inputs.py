@@ -22,6 +22,7 @@ from minicnn.data_adapters import (  # fmt: skip
     is_generator,
     unpack,
 )
+from minicnn.training.weights import sample_weights, split, to_device
 
 
 def is_stream(x) -> bool:
@@ -46,14 +47,13 @@ def check_shuffle(shuffle):
 
 def stream(model, x, y, sample_weight, shuffle, what: str, targets: bool, class_weight=None):
     """A generator's or a PyDataset's batches, each checked and moved to the device; y and
-    sample weights come inside the batches, as Keras requires."""
+    sample weights come inside the batches, as Keras requires (``class_weight`` weighs each
+    batch's samples by their labels)."""
     kind = "generator" if is_generator(x) else "PyDataset"
     for name, value, inside in (("y", y, "the targets"), ("sample_weight", sample_weight, "the sample weights")):  # fmt: skip
         if value is not None:
             raise ValueError(f"When providing `x` as a {kind}, `{name}` should not be passed. Instead, {inside} should be included as part of the {kind}.")  # fmt: skip
-    if class_weight is not None:
-        raise ValueError(f"class_weight is not supported by minicnn for {kind} inputs yet. Received: class_weight={class_weight!r}")  # fmt: skip
-    prepare = batch_preparer(model, f"{what} ({kind})", targets)
+    prepare = batch_preparer(model, f"{what} ({kind})", targets, class_weight)
     if is_generator(x):
         if shuffle:
             import warnings
@@ -69,9 +69,9 @@ def stream(model, x, y, sample_weight, shuffle, what: str, targets: bool, class_
     return source
 
 
-def batch_preparer(model, what: str, targets: bool):
-    """``prepare(batch) -> (xbs, tbs)`` (or ``xbs`` alone without ``targets``): one raw batch
-    checked as fit checks arrays, moved to the device and cast."""
+def batch_preparer(model, what: str, targets: bool, class_weight=None):
+    """``prepare(batch) -> (xbs, tbs, wbs)`` (or ``xbs`` alone without ``targets``): one raw
+    batch checked as fit checks arrays, moved to the device and cast."""
 
     def prepare(batch):
         x, y, sw = unpack(batch, what)
@@ -80,22 +80,22 @@ def batch_preparer(model, what: str, targets: bool):
         xbs = [be.asarray(a).astype(dtype, copy=False) for a in xs]
         if not targets:
             return xbs
-        if sw is not None:
-            raise ValueError(f"{what} gave (x, y, sample_weight) batches: sample weights are not supported by minicnn yet")  # fmt: skip
         if y is None and any(lo is not None for lo in model.objectives.losses):
             raise ValueError(f"{what} gave a batch without targets: fit and evaluate need (x, y) batches. Received: a batch of {type(batch).__name__}")  # fmt: skip
         ys = model.check_targets(y, xs[0].shape[0], f"y (a batch of {what})")
         model.objectives.build_metrics(ys, model.outputs)  # checked at the first batch only
         units = [t.shape[-1] for t in model.outputs]
-        ts = model.objectives.targets([None if t is None else be.to_numpy(t) for t in ys], units, be.xp, dtype)  # fmt: skip
-        return xbs, ts
+        host = [None if t is None else be.to_numpy(t) for t in ys]
+        ws = sample_weights(model, sw, class_weight, host, xs[0].shape[0], f"sample_weight (a batch of {what})")  # fmt: skip
+        return xbs, model.objectives.targets(host, units, be.xp, dtype), to_device(ws, be)
 
     return prepare
 
 
-def fit_data(model, x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch, validation_steps, validation_batch_size, strategy):  # fmt: skip
+def fit_data(model, x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch, validation_steps, validation_batch_size, strategy, sample_weight=None, class_weight=None):  # fmt: skip
     """(training Epochs, validation Epochs or None), every argument checked; arrays are
-    split for ``validation_split`` (Keras takes the last samples) and moved to the device."""
+    split for ``validation_split`` (Keras takes the last samples, and their sample weights;
+    class weights weigh the training samples only) and moved to the device."""
 
     check_shuffle(shuffle)
     if not isinstance(validation_split, (int, float)) or not 0 <= validation_split < 1:
@@ -105,56 +105,65 @@ def fit_data(model, x, y, batch_size, validation_split, validation_data, shuffle
             raise ValueError(f"validation_split is only supported for arrays (Keras splits arrays only). Received: x={type(x).__name__}; pass validation_data")  # fmt: skip
         if strategy.size > 1:
             raise ValueError("fit(distribute=...) takes arrays: a generator or PyDataset is not sharded across processes")  # fmt: skip
-        train = Epochs(stream(model, x, y, None, shuffle, "x", True), steps_per_epoch)
+        train = Epochs(stream(model, x, y, sample_weight, shuffle, "x", True, class_weight), steps_per_epoch)  # fmt: skip
         batch_size = batch_size or 32
     else:
         xs = model.check_inputs(x)
         n = xs[0].shape[0]
         ys = model.check_targets(y, n)
         model.objectives.build_metrics(ys, model.outputs)
+        be = model.backend
+        host = [None if t is None else be.to_numpy(t) for t in ys]
+        ws = sample_weights(model, sample_weight, class_weight, host, n)
         if validation_split and validation_data is None:
             cut = int(n * (1 - validation_split))
             if cut == 0 or cut == n:
                 raise ValueError(f"validation_split={validation_split} of {n} samples leaves {cut} to train on and {n - cut} to validate: both need at least one")  # fmt: skip
-            validation_data = CheckedArrays([a[cut:] for a in xs], [None if t is None else t[cut:] for t in ys])  # fmt: skip
+            ws, vws = split(ws if class_weight is None else None, cut)
+            validation_data = CheckedArrays([a[cut:] for a in xs], [None if t is None else t[cut:] for t in ys], vws)  # fmt: skip
             xs, ys, n = [a[:cut] for a in xs], [None if t is None else t[:cut] for t in ys], cut
+            host = [None if t is None else t[:cut] for t in host]
+            if class_weight is not None:
+                ws = sample_weights(model, None, class_weight, host, n)
         if batch_size is None:  # Keras: enough for steps_per_epoch batches, else 32
             batch_size = math.ceil(n / steps_per_epoch) if steps_per_epoch else 32
-        be = model.backend
         units = [t.shape[-1] for t in model.outputs]
-        targets = model.objectives.targets([None if t is None else be.to_numpy(t) for t in ys], units, be.xp, floatx())  # fmt: skip
-        train = Epochs(strategy.source(xs, targets, batch_size, shuffle, be), steps_per_epoch)
+        targets = model.objectives.targets(host, units, be.xp, floatx())
+        train = Epochs(strategy.source(xs, targets, batch_size, shuffle, be, to_device(ws, be)), steps_per_epoch)  # fmt: skip
     val = None
     if validation_data is not None:
         val = eval_data(model, validation_data, None, validation_batch_size or batch_size, validation_steps, strategy, "validation_data")  # fmt: skip
     return train, val
 
 
-def eval_data(model, x, y, batch_size, steps, strategy, what: str = "x") -> Epochs:
-    """evaluate's (and fit's validation) batches of (xbs, tbs), in order, this process's share."""
+def eval_data(model, x, y, batch_size, steps, strategy, what: str = "x", sample_weight=None) -> Epochs:  # fmt: skip
+    """evaluate's (and fit's validation) batches of (xbs, tbs, wbs), in order, this process's
+    share; validation_data may be (x, y, sample_weight)."""
     from minicnn.training.scoring import ArrayBatches
 
+    ws = None
     if isinstance(x, CheckedArrays):
-        xs, ys = x.xs, x.ys
+        xs, ys, ws = x.xs, x.ys, x.ws
     elif what == "validation_data" and not is_stream(x):
         if not isinstance(x, (tuple, list)) or len(x) not in (2, 3):
             raise ValueError(f"validation_data must be a tuple (x_val, y_val), a generator or a PyDataset. Received: {type(x).__name__}")  # fmt: skip
-        if len(x) == 3 and x[2] is not None:
-            raise ValueError("validation_data with sample weights (x_val, y_val, sample_weight) is not supported by minicnn yet")  # fmt: skip
         xs = model.check_inputs(x[0], "validation x")
         ys = model.check_targets(x[1], xs[0].shape[0], "validation y")
         model.objectives.build_metrics(ys, model.outputs)
+        vsw = x[2] if len(x) == 3 else None
+        ws = sample_weights(model, vsw, None, ys, xs[0].shape[0], "val_sample_weight")
     elif is_stream(x):
         if strategy.size > 1:
             raise ValueError(f"{what}: a generator or PyDataset is not sharded across processes; pass arrays")  # fmt: skip
-        return Epochs(stream(model, x, y, None, False, what, True), steps)
+        return Epochs(stream(model, x, y, sample_weight, False, what, True), steps)
     else:
         xs = model.check_inputs(x)
         ys = model.check_targets(y, xs[0].shape[0])
         model.objectives.build_metrics(ys, model.outputs)
+        ws = sample_weights(model, sample_weight, None, ys, xs[0].shape[0])
     if batch_size is None:
         batch_size = math.ceil(xs[0].shape[0] / steps) if steps else 32
-    return Epochs(ArrayBatches(model, xs, ys, batch_size, strategy), steps)
+    return Epochs(ArrayBatches(model, xs, ys, batch_size, strategy, ws), steps)
 
 
 def predict_data(model, x, batch_size, steps) -> Epochs:
@@ -171,7 +180,7 @@ def predict_data(model, x, batch_size, steps) -> Epochs:
 
 
 class CheckedArrays:
-    """Arrays already checked (the validation split's)."""
+    """Arrays already checked (the validation split's), with their sample weights."""
 
-    def __init__(self, xs: list, ys: list):
-        self.xs, self.ys = xs, ys
+    def __init__(self, xs: list, ys: list, ws=None):
+        self.xs, self.ys, self.ws = xs, ys, ws

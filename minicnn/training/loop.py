@@ -66,9 +66,6 @@ def fit(
     ``distribute``: None (this process alone) or ``minicnn.distributed.DataParallel()``, to
     train one model on every process of an MPI job; ``batch_size`` is then each process's share.
     """
-    for name, value in {"class_weight": class_weight, "sample_weight": sample_weight}.items():
-        if value is not None:
-            raise ValueError(f"fit(): {name} is not supported by minicnn yet. Received: {name}={value!r}")  # fmt: skip
     strategy = distribute or Local()
     batch_size = inputs.positive(batch_size, "batch_size", "fit()")
     epochs, initial_epoch = _int(epochs, "epochs"), _int(initial_epoch, "initial_epoch")
@@ -88,7 +85,7 @@ def fit(
         if not isinstance(cb, Callback):
             raise ValueError(f"callbacks must be minicnn.callbacks.Callback instances. Received: {cb!r}")  # fmt: skip
     model.require_compiled("fit")
-    source, val_source = inputs.fit_data(model, x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch, validation_steps, validation_batch_size, strategy)  # fmt: skip
+    source, val_source = inputs.fit_data(model, x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch, validation_steps, validation_batch_size, strategy, sample_weight, class_weight)  # fmt: skip
     steps = source.num_batches
     model._metrics_built = True
     callbacks = list(callbacks or [])
@@ -128,10 +125,12 @@ def fit(
             cbs.on_epoch_begin(epoch)
             totals = Totals(be.xp, model.objectives)
             reader = totals.reader(strategy.size)
-            for step, (xbs, tbs) in enumerate(source.epoch(epoch)):  # draws this epoch's shuffle
+            for step, (xbs, tbs, wbs) in enumerate(
+                source.epoch(epoch)
+            ):  # draws this epoch's shuffle
                 cbs.on_train_batch_begin(step)
                 try:
-                    loss, parts = step_fn(xbs, tbs)
+                    loss, parts = step_fn(xbs, tbs, wbs)
                 except NonFiniteError as e:
                     _stop(model, run, "non-finite", f"step {step + 1} of epoch {epoch + 1}: {e}", cbs, training_logs)  # fmt: skip
                     return history
@@ -188,20 +187,25 @@ def _int(value, what: str) -> int:
     return int(value)
 
 
-def train_on_batch(model, x, y):
-    """One step on one batch; returns the loss, or [loss, ...metrics] as evaluate does."""
+def train_on_batch(model, x, y, sample_weight=None, class_weight=None, return_dict=False):
+    """One step on one batch; returns the loss, or [loss, ...metrics] as evaluate does (the
+    metrics of this batch alone: Keras resets them first)."""
+    from minicnn.training.weights import sample_weights, to_device
+
     model.require_compiled("train_on_batch")
     model._metrics_built = True
     xs = model.check_inputs(x)
     ys = model.check_targets(y, xs[0].shape[0])
     model.objectives.build_metrics(ys, model.outputs)
     be = model.backend
+    host = [None if t is None else be.to_numpy(t) for t in ys]
+    ws = to_device(sample_weights(model, sample_weight, class_weight, host, xs[0].shape[0]), be)
     units = [t.shape[-1] for t in model.outputs]
-    ts = model.objectives.targets([None if t is None else be.to_numpy(t) for t in ys], units, be.xp, floatx())  # fmt: skip
+    ts = model.objectives.targets(host, units, be.xp, floatx())
     totals = Totals(be.xp, model.objectives)
-    loss, parts = TrainStep(model)([model.as_batch(a, 0, a.shape[0]) for a in xs], ts)
+    loss, parts = TrainStep(model)([model.as_batch(a, 0, a.shape[0]) for a in xs], ts, ws)
     totals.add(loss, parts, xs[0].shape[0])
-    return model.result(totals.logs())
+    return model.result(totals.logs(), return_dict)
 
 
 def _stop(model, run, why: str, message: str, cbs, logs: dict) -> None:

@@ -89,13 +89,11 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weig
     from minicnn.training import inputs
     from minicnn.training.strategy import Local
 
-    if sample_weight is not None:
-        raise ValueError(f"evaluate(): sample_weight is not supported by minicnn yet. Received: sample_weight={sample_weight!r}")  # fmt: skip
     strategy = distribute or Local()
     batch_size = inputs.positive(batch_size, "batch_size", "evaluate()")
     steps = inputs.positive(steps, "steps", "evaluate()")
     model.require_compiled("evaluate")
-    source = inputs.eval_data(model, x, y, batch_size, steps, strategy)
+    source = inputs.eval_data(model, x, y, batch_size, steps, strategy, sample_weight=sample_weight)
     model._metrics_built = True
     verbose = 1 if verbose == "auto" else verbose
     callbacks = [c for c in (callbacks or []) if strategy.keep_callback(c)]
@@ -108,10 +106,10 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weig
 class ArrayBatches:
     """Checked arrays as evaluate's and predict's source: this process's share in order, each
     batch moved to the device as it is used (an evaluation set stays where it is); batches
-    are (xbs, tbs), or xbs alone without targets (predict)."""
+    are (xbs, tbs, wbs), or xbs alone without targets (predict)."""
 
-    def __init__(self, model, xs, ys, batch_size, strategy):
-        self.model, self.xs = model, xs
+    def __init__(self, model, xs, ys, batch_size, strategy, ws=None):
+        self.model, self.xs, self.ws = model, xs, ws or [None] * len(model.outputs)
         be = model.backend
         self.ys = None if ys is None else [None if t is None else be.to_numpy(t) for t in ys]
         first, end = strategy.shard(xs[0].shape[0])  # all of it, on one process
@@ -128,7 +126,8 @@ class ArrayBatches:
                 yield xbs
                 continue
             ys = [None if t is None else t[lo:hi] for t in self.ys]
-            yield xbs, model.objectives.targets(ys, units, be.xp, floatx())
+            wbs = [None if w is None else be.asarray(w[lo:hi]) for w in self.ws]
+            yield xbs, model.objectives.targets(ys, units, be.xp, floatx()), wbs
 
     def on_epoch_begin(self):
         pass
@@ -138,7 +137,7 @@ class ArrayBatches:
 
 
 def test_loop(model, batches, cbs, strategy) -> dict:
-    """One pass over ``batches`` of (xbs, tbs), with the test hooks; -> the logs."""
+    """One pass over ``batches`` of (xbs, tbs, wbs), with the test hooks; -> the logs."""
     xp, objectives = model.backend.xp, model.objectives
     totals = Totals(xp, objectives)
     reader = totals.reader(strategy.size)
@@ -146,15 +145,15 @@ def test_loop(model, batches, cbs, strategy) -> dict:
     weights = model.trainable_params()  # their penalties join each batch's loss, as in Keras
     penalty = regularizers.penalty(weights, [layer.params[k] for layer, k in weights])
     cbs.on_test_begin()
-    for step, (xbs, tbs) in enumerate(batches):
+    for step, (xbs, tbs, wbs) in enumerate(batches):
         cbs.on_test_batch_begin(step)
         plan = model.plan(xbs[0].shape[0], False)
         outs, _ = plan.forward(xbs, False)
         n = plan.n_outputs  # the outputs after them are add_loss terms of traced calls
-        loss, parts, _ = objectives.forward_backward(outs[:n], tbs, plan.logits)
+        loss, parts, _ = objectives.forward_backward(outs[:n], tbs, plan.logits, wbs)
         loss, _ = added_losses(loss, outs[n:])
         loss = loss if penalty is None else loss + penalty
-        objectives.update_metrics(outs[:n], tbs, plan.logits)
+        objectives.update_metrics(outs[:n], tbs, plan.logits, wbs)
         totals.add(loss, parts, xbs[0].shape[0])
         cbs.on_test_batch_end(step, reader)
         if model.stop_evaluating:

@@ -20,9 +20,9 @@ class Local:
     def setup(self, model) -> None:
         """Before the first step: make every process hold the same weights and optimizer state."""
 
-    def source(self, xs, targets, batch_size: int, shuffle: bool, backend):
-        """The batches this process trains on each epoch."""
-        return data.ArrayData(xs, targets, batch_size, shuffle, backend)
+    def source(self, xs, targets, batch_size: int, shuffle: bool, backend, weights=None):
+        """The batches this process trains on each epoch (``weights``: sample weights)."""
+        return data.ArrayData(xs, targets, batch_size, shuffle, backend, ws=weights)
 
     def shard(self, n: int) -> tuple[int, int]:
         """The rows [lo, hi) of an n-sample set this process evaluates."""
