@@ -140,21 +140,66 @@ def test_frozen_batch_normalization_runs_in_inference_mode():
     model.fit(x, np.arange(16) % 2, epochs=2, batch_size=8, verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(frozen, base.get_weights()))
     assert paths(model.trainable_weights) == ["new_head/kernel", "new_head/bias"]
-    # fine-tuning through a call fixed to training=False is not implemented: it says so
+    # the guide's fine-tuning: the base unfrozen, still called with training=False, so its
+    # BatchNormalization keeps its moving statistics while every weight trains
     base.trainable = True
-    model.compile(keras.optimizers.Adam(1e-5), "sparse_categorical_crossentropy")
-    with pytest.raises(NotImplementedError, match='"conv" is called with training=False'):
-        model.fit(x, np.arange(16) % 2, epochs=1, batch_size=8, verbose=0)
-    assert all(np.array_equal(a, b) for a, b in zip(frozen, base.get_weights()))
-    # minicnn's way to the guide's fine-tuning: the base called plainly, its BatchNormalization
-    # frozen (so in inference mode), the rest trained
-    tuned = keras.Model(inputs, Dense(2, activation="softmax", name="head2")(base(inputs)))
-    base.get_layer("bn").trainable = False
-    tuned.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-    tuned.fit(x, np.arange(16) % 2, epochs=1, batch_size=8, verbose=0)
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(x, np.arange(16) % 2, epochs=1, batch_size=8, verbose=0)
     after = base.get_weights()
     assert not np.array_equal(frozen[0], after[0])  # the convolution trained
-    assert all(np.array_equal(a, b) for a, b in zip(frozen[2:], after[2:]))  # BN did not move
+    assert not np.array_equal(frozen[2], after[2]) and not np.array_equal(frozen[3], after[3])  # gamma, beta  # fmt: skip
+    assert all(np.array_equal(a, b) for a, b in zip(frozen[4:], after[4:]))  # moving statistics  # fmt: skip
+
+
+def _fine_tune_model(rng):
+    """A base with BatchNormalization (alone and fused with its ReLU) and Dropout, called with
+    training=False inside a new model, its moving statistics far from a batch's."""
+    base = keras.Sequential(
+        [keras.Input((6, 6, 2)), Conv2D(3, 3, name="c1"), BatchNormalization(name="bn1"),
+         keras.layers.ReLU(), keras.layers.Dropout(0.5), Conv2D(2, 1, name="c2"),
+         BatchNormalization(name="bn2"), Flatten()],
+        name="base",
+    )  # fmt: skip
+    for name, c in (("bn1", 3), ("bn2", 2)):
+        bn = base.get_layer(name)
+        bn.set_weights([rng.uniform(0.5, 2, c), rng.normal(size=c), rng.normal(size=c), rng.uniform(0.5, 3, c)])  # fmt: skip
+    inputs = keras.Input((6, 6, 2))
+    model = keras.Model(inputs, Dense(3, activation="softmax", name="head")(base(inputs, training=False)))  # fmt: skip
+    model.compile("sgd", "categorical_crossentropy")
+    return model, base
+
+
+def test_gradients_through_a_call_fixed_to_inference_mode(rng, float64):
+    """Finite differences of the loss of the model as it predicts (moving statistics, no
+    dropout) against the gradients a training step takes through base(x, training=False),
+    for every weight: gamma and beta of both BatchNormalization layers included."""
+    from gradcheck import check, model_gradients, model_loss, numerical_gradient
+
+    model, base = _fine_tune_model(rng)
+    be = model.backend
+    x = be.asarray(rng.standard_normal((5, 6, 6, 2)))
+    t = be.asarray(np.eye(3)[[0, 1, 2, 1, 0]])
+    steps = [type(s).__name__ for s in model.plan(5, True).steps]
+    assert "BatchNormStep" in steps  # bn1 and its ReLU fused; bn2 alone
+    moving = [v.numpy().copy() for v in base.non_trainable_weights]
+    loss, grads = model_gradients(model, [x], [t])
+    # the training step computes what predict computes
+    p = model.predict(be.to_numpy(x), verbose=0)
+    np.testing.assert_allclose(float(loss), -np.log((p * be.to_numpy(t)).sum(1)).mean(), rtol=1e-10)  # fmt: skip
+    names = sorted(f"{layer.name}.{k}" for layer, k in grads)
+    assert names == ["bn1.beta", "bn1.gamma", "bn2.beta", "bn2.gamma", "c1.bias", "c1.kernel", "c2.bias", "c2.kernel", "head.bias", "head.kernel"]  # fmt: skip
+    for (layer, name), g in grads.items():
+        w = layer.params[name]
+        w_host = be.to_numpy(w).copy()
+
+        def f(w=w, w_host=w_host):
+            w[...] = be.asarray(w_host)
+            return model_loss(model, [x], [t])
+
+        numeric = numerical_gradient(f, w_host)
+        f()
+        check(f"{layer.name}.{name}", be.to_numpy(g), numeric)
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(moving, base.non_trainable_weights))
 
 
 def test_pop_and_count_params():

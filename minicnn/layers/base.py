@@ -7,6 +7,11 @@ A layer lives in three steps, as in Keras: ``__init__`` stores and validates set
     forward(x, training)       -> (y, ctx)     ctx: what backward needs (None if not training)
     backward(gy, ctx, need_gx) -> (gx, grads)  grads: {weight name: gradient}
 
+A layer whose forward depends on the mode (Dropout, BatchNormalization, the augmentations) says
+so with ``mode_dependent``; a model being trained runs a call of it fixed to ``training=False``
+(a base model fine-tuned in inference mode) through ``inference_forward``, which keeps what
+backward needs. Every other layer computes the same in both modes.
+
 A layer keeps nothing from a call on itself, so one layer object can be called on several
 inputs (a shared layer, a siamese tower): each call's ``ctx`` is the caller's to keep. Layers
 that take several inputs (the merging layers) get and give lists.
@@ -188,9 +193,16 @@ class Layer:
         else:
             self.losses.append(loss)
 
+    mode_dependent = False  # forward's result depends on ``training``
+
     def forward(self, x, training: bool = False):
         """-> (y, ctx): the output, and what ``backward`` needs (None when not training)."""
         return x, None
+
+    def inference_forward(self, x):
+        """Inference mode, keeping what backward needs. A mode-dependent layer whose inference is
+        the identity (Dropout, the augmentations) keeps nothing: its backward passes ``gy``."""
+        return self.forward(x, not self.mode_dependent)
 
     def backward(self, gy, ctx, need_gx: bool = True):
         """-> (gx, {weight name: gradient}); gx may be None when ``need_gx`` is False."""

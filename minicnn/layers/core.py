@@ -189,6 +189,8 @@ class Dropout(Layer):
             )
         self.rate = float(rate)
 
+    mode_dependent = True
+
     def forward(self, x, training=False):
         if not training or self.rate == 0:
             return x, None

@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from minicnn import initializers, maths
+from minicnn.backend import get_array_module
 from minicnn.layers.base import Layer
 from minicnn.layers.options import WeightOptions
 
 
 class BatchNormCtx(NamedTuple):
-    x2: object  # training: the input as (M, C), its batch mean and 1/std
-    mean: object
+    x2: object  # the input as (M, C) and the statistics it was normalised by, 1/std as inv_std
+    mean: object  # (None when nothing trains)
     inv_std: object
-    scale: object  # frozen (moving statistics while training): the per-channel scale; else None
+    scale: object  # the moving statistics' per-channel scale (inference mode); else None
 
 
 class BatchNormalization(Layer):
@@ -95,10 +96,35 @@ class BatchNormalization(Layer):
         y = maths.channel_affine(x2, scale, shift).reshape(x.shape)
         return y, (BatchNormCtx(None, None, None, scale) if training else None)
 
+    mode_dependent = True
+
+    def inference_forward(self, x, relu=False):
+        """The moving statistics, keeping what backward needs: a trainable layer called with
+        ``training=False`` inside a model being trained still trains gamma and beta, as Keras's
+        does (a base model fine-tuned in inference mode)."""
+        x2 = x.reshape(-1, x.shape[-1])
+        scale, shift = self.inference_affine()
+        y = maths.channel_affine(x2, scale, shift, relu=relu).reshape(x.shape)
+        if not (self.trainable and self.params):
+            return y, BatchNormCtx(None, None, None, scale)
+        xp = get_array_module(x)
+        mean, var = self.state["moving_mean"], self.state["moving_variance"]
+        inv_std = (1 / xp.sqrt(var + self.epsilon)).astype(x.dtype)
+        return y, BatchNormCtx(x2, mean.astype(x.dtype), inv_std, scale)
+
+    def inference_backward(self, g2, ctx) -> tuple:
+        """Backward of x * scale + shift with fixed statistics, on (M, C) gradients: -> (gx,
+        {gamma, beta gradients} when they train)."""
+        if ctx.x2 is None:
+            return g2 * ctx.scale, {}
+        xhat = (ctx.x2 - ctx.mean) * ctx.inv_std
+        return g2 * ctx.scale, self.weight_grads(maths.sum_rows(g2 * xhat), maths.sum_rows(g2))
+
     def backward(self, gy, ctx, need_gx=True):
         g2 = gy.reshape(-1, gy.shape[-1])
-        if ctx.scale is not None:  # frozen: a fixed affine map per channel, nothing trains
-            return (g2 * ctx.scale).reshape(gy.shape), {}
+        if ctx.scale is not None:  # inference mode: a fixed affine map per channel
+            gx, grads = self.inference_backward(g2, ctx)
+            return gx.reshape(gy.shape), grads
         gamma, beta = self.params.get("gamma"), self.params.get("beta")
         gx, ggamma, gbeta = maths.batchnorm_backward(g2, ctx.x2, ctx.mean, ctx.inv_std, gamma, beta)
         return gx.reshape(gy.shape), self.weight_grads(ggamma, gbeta)

@@ -66,6 +66,8 @@ class _RandomAffine(Layer):
         self.check_rank(input_shape, 4)
         return tuple(input_shape)
 
+    mode_dependent = True
+
     def transforms(self, n: int, h: int, w: int) -> np.ndarray:
         """(n, 6) float64: each image's map from output pixel to input point."""
         raise NotImplementedError

@@ -118,7 +118,10 @@ class Plan:
             return True
         inference = not (self.training if nxt.training is None else nxt.training)
         is_bn = type(nxt.layer).__name__ == "BatchNormalization"
-        return kinds == ["Conv2D"] and linear and is_bn and inference  # folds into the kernel
+        # the fold computes the inference map; backward through it gives no weight gradients,
+        # so a call fixed to training=False whose weights train keeps the two steps
+        trains = self.training and any(x.trainable and x.params for x in (first, nxt.layer))
+        return kinds == ["Conv2D"] and linear and is_bn and inference and not trains
 
     def _step(self, call, chain, flat, need_gx, logits, xp, dtype):
         calls = [flat.calls[j] for j in chain]
@@ -158,7 +161,7 @@ class Plan:
         tape = []
         for k, step in enumerate(self.steps):
             mode = training if step.call.training is None else step.call.training
-            y, ctx = step.forward([values[v] for v in step.inputs], mode)
+            y, ctx = step.forward([values[v] for v in step.inputs], mode, training)
             if watch is not None:
                 watch(step, y)
             if len(step.outputs) == 1:

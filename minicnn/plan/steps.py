@@ -2,7 +2,11 @@
 
 Every step has the contract of a layer, over value lists:
 
-    forward(xs, training) -> (y, ctx)        backward(gy, ctx) -> (gxs, [(layer, name, grad)])
+    forward(xs, mode, keep) -> (y, ctx)      backward(gy, ctx) -> (gxs, [(layer, name, grad)])
+
+``mode`` is the call's (training or inference), ``keep`` whether backward will run (the plan's
+mode). They differ for a call fixed to ``training=False`` in a model being trained (a base
+model fine-tuned in inference mode): it computes as at inference and keeps what backward needs.
 
 ``LayerStep`` runs one layer's own forward and backward. The fused steps compute what the chain
 of layers computes, with fewer passes over the activations:
@@ -65,8 +69,11 @@ class Step:
         """Whether backward has weight gradients to give."""
         return any(layer.trainable and layer.params for layer in self.layers)
 
-    def forward(self, xs, training):
-        return self.layer.forward(xs[0] if self.call.single else xs, training)
+    def forward(self, xs, mode, keep=None):
+        x = xs[0] if self.call.single else xs
+        if keep and not mode:
+            return self.layer.inference_forward(x)
+        return self.layer.forward(x, mode)
 
     def backward(self, gy, ctx):
         gx, grads = self.layer.backward(gy, ctx, self.need_gx)
@@ -106,7 +113,8 @@ class ConvStep(Step):
             x for x, on in (("batchnorm", bn), ("relu", self.relu), ("logits", logits)) if on
         )
 
-    def forward(self, xs, training):
+    def forward(self, xs, mode, keep=None):
+        training = mode if keep is None else keep
         x, conv = xs[0], self.conv
         kernel, bias = conv.params["kernel"], conv.params.get("bias")
         if self.bn is not None:  # inference: y = conv(x) * scale + shift, into kernel and bias
@@ -146,7 +154,8 @@ class DenseStep(Step):
         self.act = None if self.relu or logits else act
         self.fused = tuple(x for x, on in (("relu", relu is not None), ("logits", logits)) if on)
 
-    def forward(self, xs, training):
+    def forward(self, xs, mode, keep=None):
+        training = mode if keep is None else keep
         x, dense = xs[0], self.layer
         z = maths.bias_relu(x @ dense.params["kernel"], dense.params.get("bias"), self.relu)
         y = z if self.act is None else self.act.forward(z)
@@ -171,24 +180,28 @@ class BatchNormStep(Step):
     def __init__(self, call, need_gx, relu):
         super().__init__(call, need_gx, [call.layer, relu])
 
-    def forward(self, xs, training):
+    def forward(self, xs, mode, keep=None):
+        keep = mode if keep is None else keep
         x, bn = xs[0], self.layer
         x2 = x.reshape(-1, x.shape[-1])
         gamma, beta = bn.params.get("gamma"), bn.params.get("beta")
-        if bn.uses_batch_statistics(training):
+        if bn.uses_batch_statistics(mode):
             y, mean, var, inv_std = maths.batchnorm_forward(x2, gamma, beta, bn.epsilon, relu=True)
             bn.update_moving(mean, var)
             return y.reshape(x.shape), ("batch", x2, mean, inv_std)
-        scale, shift = bn.inference_affine()
-        y = maths.channel_affine(x2, scale, shift, relu=True)
-        return y.reshape(x.shape), (("frozen", scale, y) if training else None)
+        if not keep:
+            scale, shift = bn.inference_affine()
+            return maths.channel_affine(x2, scale, shift, relu=True).reshape(x.shape), None
+        y, bctx = bn.inference_forward(x, relu=True)
+        return y, ("moving", bctx, y.reshape(x2.shape))
 
     def backward(self, gy, ctx):
         bn = self.layer
         g2 = gy.reshape(-1, gy.shape[-1])
-        if ctx[0] == "frozen":  # a fixed affine map per channel, then ReLU: nothing trains
-            _, scale, y = ctx
-            return [(maths.relu_backward(g2, y) * scale).reshape(gy.shape)], []
+        if ctx[0] == "moving":  # inference mode: a fixed affine map per channel, then ReLU
+            _, bctx, y = ctx
+            gx, grads = bn.inference_backward(maths.relu_backward(g2, y), bctx)
+            return [gx.reshape(gy.shape)], [(bn, k, g) for k, g in grads.items()]
         _, x2, mean, inv_std = ctx
         gamma, beta = bn.params.get("gamma"), bn.params.get("beta")
         gx, ggamma, gbeta = maths.batchnorm_backward(g2, x2, mean, inv_std, gamma, beta, relu=True)
@@ -206,7 +219,7 @@ class WeightStep(Step):
         op = self.layer
         return op.owner.trainable and op.weight in op.owner.params
 
-    def forward(self, xs, training):
+    def forward(self, xs, mode, keep=None):
         return self.layer.value(), None
 
     def backward(self, gy, ctx):
@@ -219,7 +232,7 @@ class SkipStep(Step):
 
     fused = ("logits",)
 
-    def forward(self, xs, training):
+    def forward(self, xs, mode, keep=None):
         return xs[0], None
 
     def backward(self, gy, ctx):

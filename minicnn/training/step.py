@@ -34,7 +34,6 @@ class TrainStep:
         match_slots(model.optimizer, self.params)
         self._undo: list = []  # copies of weights and optimizer slots, kept across steps
         self.interrupt = lambda: False  # fit sets this to its Ctrl-C flag
-        self._checked = None  # the last plan checked by _refuse_training_through_inference
 
     @property
     def interrupted(self) -> bool:
@@ -55,9 +54,6 @@ class TrainStep:
         None for a weight no loss reaches)."""
         model = self.model
         plan = model.plan(xbs[0].shape[0], True)
-        if plan is not self._checked:
-            _refuse_training_through_inference(plan)
-            self._checked = plan
         outs, tape = plan.forward(xbs, True)
         n = plan.n_outputs
         loss, parts, gouts = model.objectives.forward_backward(outs[:n], tbs, plan.logits, wbs)
@@ -134,20 +130,6 @@ class TrainStep:
             if g is not None and not bool(xp.isfinite(g).all()):
                 return f'the gradient of layer "{layer.name}" ({type(layer).__name__}) weight "{k}" is not finite'  # fmt: skip
         return "a value is not finite"
-
-
-def _refuse_training_through_inference(plan) -> None:
-    """A call fixed to inference (``base(x, training=False)``) whose layers' weights train is
-    not implemented: its steps keep nothing for backward in that mode."""
-    for step in plan.steps:
-        if step.call.training is False and step.trains:
-            layer = step.call.layer
-            raise NotImplementedError(
-                f'Layer "{layer.name}" is called with training=False but its weights are trainable: '
-                "minicnn cannot train weights through a call fixed to inference mode yet. Freeze "
-                "that model (model.trainable = False), or call it without training=False and "
-                "freeze its BatchNormalization layers, which then run in inference mode"
-            )
 
 
 def match_slots(opt, params: list) -> None:
