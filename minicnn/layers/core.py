@@ -32,10 +32,14 @@ class InputLayer(Layer):
                 f"Received: shape={shape!r}"
             )
         super().__init__(name=name, dtype=dtype, **kwargs)
+        self.start(shape, floatx())
+
+    def start(self, shape: tuple, dtype) -> None:
+        """Make the one node and its tensor, of shape ``(None, *shape)``."""
         self.shape = tuple(int(d) for d in shape)
         self.built = True
         self.build_shape = (None, *self.shape)
-        tensor = KerasTensor(self.build_shape, floatx(), self.name, (self, 0, 0))
+        tensor = KerasTensor(self.build_shape, dtype, self.name, (self, 0, 0))
         self.inbound_nodes.append(Node(self, [], [tensor], True))
 
     def get_config(self) -> dict:

@@ -12,7 +12,7 @@ import inspect
 
 from minicnn._missing import not_implemented
 from minicnn.backend import floatx, get_array_module
-from minicnn.losses.base import EPSILON, REDUCTIONS, Loss, reduce
+from minicnn.losses.base import EPSILON, REDUCTIONS, Loss, LossFunctionWrapper, reduce
 from minicnn.losses.crossentropy import (
     BinaryCrossentropy,
     BinaryFocalCrossentropy,
@@ -188,12 +188,10 @@ def get(identifier) -> Loss | None:
         return identifier()
     if callable(identifier) and identifier in FUNCTIONS:
         return FUNCTIONS[identifier](name=identifier.__name__)
-    if callable(identifier):
-        raise ValueError(
-            f"A loss function fn(y_true, y_pred) is trained by tracing it through keras.ops into "
-            f"nodes with backward passes, which minicnn does not do yet. Received: loss={identifier!r}; "
-            f"use a built-in loss ({', '.join(sorted(CLASSES))}) or one of their names"
-        )
+    if inspect.isclass(identifier):
+        raise ValueError(f"A loss class must subclass minicnn.losses.Loss. Received: loss={identifier!r}")  # fmt: skip
+    if callable(identifier):  # the user's fn(y_true, y_pred), written with keras.ops
+        return LossFunctionWrapper(identifier)
     raise ValueError(f"Unknown loss: expected one of {sorted(NAMES)}, a class of {sorted(CLASSES)} or a Loss. Received: loss={identifier!r}")  # fmt: skip
 
 
@@ -212,7 +210,7 @@ def deserialize(config) -> Loss:
     if "class_name" in config:
         cls = CLASSES.get(config["class_name"])
         if cls is None:
-            raise ValueError(f"Unknown loss class {config['class_name']!r}: expected one of {sorted(CLASSES)}")  # fmt: skip
+            raise ValueError(f"Unknown loss class {config['class_name']!r}: expected one of {sorted(CLASSES)}; a loss of your own (a Loss subclass or a function) is not saved with the model: load it with compile=False and compile it again")  # fmt: skip
         return cls.from_config(dict(config.get("config") or {}))
     config = dict(config)
     name = config.pop("name", None)

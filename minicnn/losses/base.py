@@ -19,9 +19,10 @@ Keras's reductions (``keras/src/losses/loss.py``), with ``w`` the sample weights
 - ``None``/``"none"``: the values themselves, for direct use only: Keras's torch and JAX trainers
   stop at the first step of such a loss (the gradient of a vector), so ``compile`` refuses it.
 
-A ``Loss`` subclass that overrides ``call()`` is a user's loss, written with ``keras.ops``: it needs
-that code traced into nodes with backward passes, which is not wired yet, so ``compile`` refuses it
-by name (``check_trainable``) rather than run something else.
+A ``Loss`` subclass that overrides ``call()`` is a user's loss, written with ``keras.ops``, and so
+is a plain function ``fn(y_true, y_pred)`` (``LossFunctionWrapper``). On arrays ``call`` computes
+at once; in training the engine traces it into keras.ops nodes and runs their hand-written
+backward passes (``minicnn.ops.traced_loss``).
 """
 
 from __future__ import annotations
@@ -98,15 +99,12 @@ class Loss:
         """A subclass that writes its own ``call()`` (Keras's way of defining a loss)."""
         return type(self).call is not Loss.call
 
+    def align_ranks(self, y_true, y_pred):
+        """The arrays ``call`` gets: as they are (Keras's Loss.__call__ leaves them)."""
+        return y_true, y_pred
+
     def check_trainable(self) -> None:
         """Raise, naming the loss, if the engine cannot train on it (compile asks first)."""
-        if self.defines_call:
-            raise NotImplementedError(
-                f"Loss {type(self).__name__}({self.name!r}) defines call(): minicnn trains a "
-                "keras.losses.Loss subclass by tracing its call() through keras.ops into nodes "
-                "with backward passes, which is not wired yet. Use a built-in loss "
-                "(minicnn.losses.MeanSquaredError, Huber, ...) or wait for keras.ops tracing"
-            )
         if self.reduction in (None, "none"):
             raise ValueError(
                 f"{type(self).__name__}(reduction={self.reduction!r}) leaves one value per sample, "
@@ -147,6 +145,9 @@ class Loss:
         ``shape`` (batch axis first): here, the output's own shape (Keras squeezes or adds a
         last axis of 1)."""
         want = (y.shape[0], *shape[1:])
+        if self.defines_call:  # the user's call reads the targets: any shape of this batch
+            check_numbers(y, self.name)
+            return
         if not aligned_shape(y.shape, want):
             raise ValueError(
                 f"{self.name} expects targets of the output's shape {batch_shape(shape)}. "
@@ -183,6 +184,42 @@ class Loss:
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({inner})"
+
+
+class LossFunctionWrapper(Loss):
+    """Keras's ``keras.losses.LossFunctionWrapper(fn, reduction, name, dtype, **kwargs)``: a
+    function ``fn(y_true, y_pred, **kwargs)`` of per-sample values, written with keras.ops, as a
+    Loss; what compile makes of ``loss=fn``. Ranks one apart with a last axis of 1 meet first
+    (Keras's squeeze_or_expand_to_same_rank)."""
+
+    def __init__(self, fn, reduction="sum_over_batch_size", name=None, dtype=None, **kwargs):
+        if not callable(fn):
+            raise TypeError(f"LossFunctionWrapper: fn must be a function fn(y_true, y_pred). Received: fn={fn!r}")  # fmt: skip
+        super().__init__(name=name or getattr(fn, "__name__", None), reduction=reduction, dtype=dtype)  # fmt: skip
+        self.fn, self._fn_kwargs = fn, kwargs
+
+    def align_ranks(self, y_true, y_pred):
+        r1, r2 = len(y_true.shape), len(y_pred.shape)
+        if r1 == r2 + 1 and y_true.shape[-1] == 1:
+            if r2 == 1:
+                y_pred = y_pred[..., None]
+            else:
+                y_true = y_true[..., 0]
+        if r2 == r1 + 1 and y_pred.shape[-1] == 1:
+            if r1 == 1:
+                y_true = y_true[..., None]
+            else:
+                y_pred = y_pred[..., 0]
+        return y_true, y_pred
+
+    def call(self, y_true, y_pred):
+        return self.fn(*self.align_ranks(y_true, y_pred), **self._fn_kwargs)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "fn": getattr(self.fn, "__name__", repr(self.fn)), **self._fn_kwargs}  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"<LossFunctionWrapper({self.fn}, kwargs={self._fn_kwargs})>"
 
 
 def reduce(values, sample_weight, reduction):

@@ -9,6 +9,7 @@ weight in the total and its metrics, and the names the logs use, as Keras 3 has 
 - ``metrics`` and ``weighted_metrics``: ``minicnn.metrics.compiled`` (their structure, the
   "accuracy" resolution, the log names ``<output>_<metric>`` and ``weighted_<metric>``).
 
+A loss defined by ``call`` (a Loss subclass, or a function) runs traced (``ops.traced_loss``).
 Each loss computes in the model's float type and sees the sample weights of its output (one
 array for every output, or one per output).
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 from minicnn import activations, losses
 from minicnn.metrics.compiled import CompileMetrics
 from minicnn.metrics.compiled import from_config as metrics_from_config
+from minicnn.ops.traced_loss import TracedLoss
 
 
 class Objectives:
@@ -33,6 +35,8 @@ class Objectives:
         for lo in self.losses:
             if lo is not None:
                 lo.check_trainable()
+        # what each output's loss runs: the hand-written pair, or a user's call traced
+        self.runners = [TracedLoss(lo) if lo is not None and lo.defines_call else lo for lo in self.losses]  # fmt: skip
         if loss_weights is None:
             self.weights = [1.0] * n
         elif isinstance(loss_weights, (int, float)) and n == 1:
@@ -104,7 +108,7 @@ class Objectives:
         output's sample weights (None, or None for an output without)."""
         total, parts, grads = None, [], []
         ws = ws or [None] * len(outs)
-        for out, t, lo, w, lg, sw in zip(outs, ts, self.losses, self.weights, logits, ws):
+        for out, t, lo, w, lg, sw in zip(outs, ts, self.runners, self.weights, logits, ws):
             if lo is None:
                 parts.append(None)
                 grads.append(None)
@@ -120,9 +124,13 @@ class Objectives:
 
     def build_metrics(self, ys: list, outputs: list) -> None:
         """Before a pass changes anything: resolve "accuracy" from the targets (once, as Keras
-        at its first batch) and check that each metric can read them; ``outputs``: the model's
-        output tensors (their shapes)."""
+                at its first batch) and check that each metric can read them (and trace a loss of the user's own, so that a
+        call that cannot be traced fails here); ``outputs``: the model's
+                output tensors (their shapes)."""
         shapes = [tuple(t.shape) for t in outputs]
+        for runner, y, t in zip(self.runners, ys, outputs):  # a user's loss: traced here, once
+            if isinstance(runner, TracedLoss) and y is not None:
+                runner.prepare(tuple(y.shape), tuple(t.shape), t.dtype)
         self.compiled_metrics.build([None if t is None else tuple(t.shape) for t in ys], shapes)
 
     def update_metrics(self, outs: list, ts: list, logits: tuple, ws=None) -> None:

@@ -44,6 +44,8 @@ class Trace:
 
 def _owners(layer) -> list:
     """The layer and the layers set as its attributes (Keras tracks those as sublayers)."""
+    if not isinstance(layer, Layer):  # a traced loss: it has no weights
+        return []
     out = [layer]
     for v in vars(layer).values():
         if isinstance(v, Layer) and v is not layer:

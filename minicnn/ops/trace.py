@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import traceback
 
+from minicnn.layers.base import Layer
 from minicnn.layers.core import InputLayer
 from minicnn.ops.core import tracing
 
@@ -30,26 +31,38 @@ def trace(owner, fn, shapes: list, single: bool, training, what: str = "call()")
     placeholders = [InputLayer(shape=tuple(s[1:]), name=f"{owner.name}_input_{i}").output for i, s in enumerate(shapes)]  # fmt: skip
     args = placeholders[0] if single else placeholders
     kwargs = {"training": training} if takes_training(fn) else {}
+    out, losses = call_traced(owner, lambda: fn(args, **kwargs), what)
+    return placeholders, out, losses
+
+
+def call_traced(owner, run, what: str):
+    """(what ``run()`` returns, the add_loss values) with ``owner``'s trace under way; a
+    symbolic tensor used as data becomes a TypeError naming the owner and the user's line."""
     with tracing(owner) as collected:
         try:
-            out = fn(args, **kwargs)
+            out = run()
         except TypeError as e:  # a symbolic tensor refused to act as data (layers/node.py)
             frames = traceback.extract_tb(e.__traceback__)
             refused = frames and frames[-1].filename.replace("\\", "/").endswith("layers/node.py")
             if not refused and "KerasTensor" not in str(e):  # the layer's own error: as it is
                 raise
             raise TypeError(_explain(owner, what, e)) from e
-    return placeholders, out, collected.losses
+        except AttributeError as e:  # a NumPy method asked of a symbolic tensor (x.mean())
+            if "KerasTensor" not in str(e):
+                raise
+            raise TypeError(_explain(owner, what, e)) from e
+    return out, collected.losses
 
 
 def _explain(owner, what: str, error: Exception) -> str:
     frames = traceback.extract_tb(error.__traceback__)
     mine = [f for f in frames if "/minicnn/" not in f.filename.replace("\\", "/")]
     where = f" at {mine[-1].filename}:{mine[-1].lineno} ({mine[-1].line})" if mine else ""
+    kind = "Layer" if isinstance(owner, Layer) else "Loss"
     return (
-        f'Layer "{owner.name}" ({type(owner).__name__}): its {what} could not be traced into '
+        f'{kind} "{owner.name}" ({type(owner).__name__}): its {what} could not be traced into '
         f"graph nodes{where}: {error}. minicnn runs a {what} once on symbolic inputs, so it must "
-        "be written with keras.ops and layers: no NumPy on its inputs, no Python branch on "
+        f"be written with keras.ops{' and layers' if kind == 'Layer' else ''}: no NumPy on its inputs, no Python branch on "
         "their values (a branch on `training` is fine)"
     )
 
