@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+import traceback
 
 import numpy as np
 
@@ -62,11 +64,14 @@ def install_excepthook(comm=None) -> None:
     """An uncaught exception on this rank prints its traceback and aborts every rank (the
     behaviour of ``python -m mpi4py``), so a failure never leaves the others waiting."""
     comm = comm or _mpi().COMM_WORLD
-    previous = sys.excepthook
 
     def abort(kind, value, tb):
-        previous(kind, value, tb)
+        # one write, then a pause: mpiexec forwards a rank's output through a pipe, and an
+        # Abort right after a traceback written line by line lost all but its first line
         sys.stderr.flush()
+        text = "".join(traceback.format_exception(kind, value, tb))
+        os.write(2, text.encode("utf-8", "replace"))
+        time.sleep(0.5)
         comm.Abort(1)
 
     sys.excepthook = abort
