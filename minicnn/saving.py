@@ -1,5 +1,8 @@
-"""Model files: one zip holding ``model.json`` (format version, architecture, compile settings, a
-manifest of the weights) and one ``.npy`` member per weight array.
+"""Model files. A path ending in ``.keras`` is Keras 3's own format (``minicnn.keras_format``:
+Keras's ``load_model`` opens it, and minicnn opens Keras's); any other is minicnn's: one zip
+holding ``model.json`` (format version, architecture, compile settings, a manifest of the
+weights) and one ``.npy`` member per weight array. Loading tells the two apart by their
+contents, not their names.
 
 Loading runs no code from the file: no pickle anywhere, each ``.npy`` header is parsed and checked
 (dtype, shape, size) against the manifest, the architecture and the member's real size before a
@@ -22,6 +25,12 @@ import numpy as np
 from minicnn import losses, optimizers
 from minicnn.backend import rng, set_rng_state
 from minicnn.fileio import atomic_write
+from minicnn.keras_format import custom_object_scope as custom_object_scope
+from minicnn.keras_format import get_custom_objects as get_custom_objects
+from minicnn.keras_format import get_registered_name as get_registered_name
+from minicnn.keras_format import get_registered_object as get_registered_object
+from minicnn.keras_format import register_keras_serializable as register_keras_serializable
+from minicnn.keras_format.errors import ModelFileError
 from minicnn.models import Model
 from minicnn.models import config as model_config
 from minicnn.state import TrainingState
@@ -35,9 +44,7 @@ _DTYPES = (
     np.dtype("<f8"),
 )  # an architecture is a few KB; refuse to parse more than 1 MB of it
 
-
-class ModelFileError(ValueError):
-    """A model file that is not one, is damaged, or does not match its own architecture."""
+__all__ = ["ModelFileError", "save_model", "load_model", "save_checkpoint", "load_checkpoint", "Checkpoint", "register_keras_serializable", "custom_object_scope", "get_custom_objects", "get_registered_name", "get_registered_object"]  # fmt: skip
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:
@@ -67,7 +74,17 @@ def leaf_paths(model, prefix: str = "") -> list[tuple[str, object]]:
 def save_model(model, path, include_optimizer: bool = True, training: dict | None = None) -> None:
     """Write ``model`` to ``path``; with ``include_optimizer`` (as Keras) also the optimizer's
     step count and slot arrays, so training can continue where it was; ``training`` is the
-    JSON-able state a checkpoint adds (``TrainingState.record``: epoch, history, generator)."""
+    JSON-able state a checkpoint adds (``TrainingState.record``: epoch, history, generator).
+    ``x.keras`` is written in Keras 3's format, any other name in minicnn's."""
+    name = os.fspath(path)
+    if isinstance(name, str) and name.endswith(".weights.h5"):
+        raise ValueError(f"{name} is a weights file name: use model.save_weights for it, or save the model as .keras")  # fmt: skip
+    if isinstance(name, str) and name.endswith(".h5"):
+        raise ValueError(f"Keras's legacy HDF5 model files (.h5) are not supported: save as .keras (Keras 3's format) or .minicnn. Received: filepath={name}")  # fmt: skip
+    if isinstance(name, str) and name.endswith(".keras"):
+        from minicnn.keras_format import archive
+
+        return archive.write_keras(model, path, include_optimizer, training)
     if model.graph is None:
         raise ValueError(f"Model '{model.name}' has no input shape yet: build it before saving")
     manifest, arrays = [], []
@@ -219,21 +236,38 @@ def _check_sizes(architecture: dict, zf: zipfile.ZipFile, path) -> None:
         )
 
 
-def load_model(path, backend=None, compile: bool = True):
-    """The model saved at ``path``, on ``backend`` (default: the current one), compiled as saved,
-    with its optimizer's state when the file holds one."""
-    return _load(path, backend, compile)[0]
+def load_model(path, backend=None, compile: bool = True, custom_objects=None, safe_mode=True):
+    """The model saved at ``path`` (minicnn's format, or a ``.keras`` file that Keras 3 or
+    minicnn wrote), on ``backend`` (default: the current one), compiled as saved, with its
+    optimizer's state when the file holds one. ``custom_objects``: {name: class} for custom
+    layers the file names. No code from a file ever runs, whatever ``safe_mode`` says."""
+    return _load(path, backend, compile, custom_objects)[0]
 
 
-def _load(path, backend=None, compile: bool = True):
+def _load(path, backend=None, compile: bool = True, custom_objects=None):
     """(model, the checkpoint's training state or None). Building the layers draws initial
     weights that the file's then replace; the generator is put back after, so loading a model
     never moves the random stream of the program that loads it."""
     state = rng().bit_generator.state
     try:
+        if _is_keras_file(path):
+            from minicnn.keras_format import archive
+
+            return archive.read_keras(path, backend, compile, custom_objects)
         return _read_model(path, backend, compile)
     finally:
         set_rng_state(state)
+
+
+def _is_keras_file(path) -> bool:
+    """A zip holding config.json and no model.json: Keras's format. Anything else, even a
+    damaged file named .keras, is left to minicnn's reader to refuse."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError):
+        return False
+    return "config.json" in names and "model.json" not in names
 
 
 def _read_model(path, backend, compile):

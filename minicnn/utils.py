@@ -6,9 +6,11 @@ import numpy as np
 
 from minicnn import backend
 from minicnn.data_adapters import PyDataset
+from minicnn.keras_format.registry import custom_object_scope as custom_object_scope
+from minicnn.keras_format.registry import get_custom_objects as get_custom_objects
 
 Sequence = PyDataset  # Keras 3 exports it under both names
-__all__ = ["to_categorical", "set_random_seed", "PyDataset", "Sequence"]
+__all__ = ["to_categorical", "set_random_seed", "PyDataset", "Sequence", "custom_object_scope", "get_custom_objects"]  # fmt: skip
 
 
 def to_categorical(y, num_classes: int | None = None, dtype="float32") -> np.ndarray:

@@ -3,7 +3,8 @@
     cli -> server -> training -> callbacks -> saving -> models -> plan -> layers -> maths -> backend / kernels
 
 with no cycle. An import inside a function runs late, so it can point up without a cycle; the
-only ones allowed are the model handing ``fit``, ``save`` and ``export`` to the rooms above it."""
+only ones allowed are the model handing ``fit``, ``save``, ``export`` and Keras's files
+(``keras_format``) to the rooms above it."""
 
 import ast
 import pathlib
@@ -43,6 +44,9 @@ RANKS = {
     "minicnn.plan": 5,
     "minicnn.models": 6,
     "minicnn.saving": 7,
+    "minicnn.keras_format": 7,  # Keras 3's files: .keras, .weights.h5, the config JSON
+    "minicnn.keras_format.errors": 1,  # ModelFileError and the h5py check: imports nothing
+    "minicnn.keras_format.registry": 3,  # custom objects by name, for utils and saving alike
     "minicnn.export": 7,
     "minicnn.export_layers": 7,  # the exporters of the activations and the newer layers
     "minicnn.callbacks": 8,
@@ -63,6 +67,7 @@ LATE_UPWARD_ALLOWED = {
     ("minicnn.models", "minicnn.training"),
     ("minicnn.models", "minicnn.saving"),
     ("minicnn.models", "minicnn.export"),
+    ("minicnn.models", "minicnn.keras_format"),  # save_weights, load_weights, to_json, clone_model
 }
 
 

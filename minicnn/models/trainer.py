@@ -239,10 +239,38 @@ class Trainer:
         summary(self, print_fn or print, show_plan, **kwargs)
 
     def save(self, filepath, overwrite: bool = True, **kwargs) -> None:
-        """One file: architecture (JSON), weights, compile settings and a format version."""
+        """One file: architecture, weights, compile settings and the optimizer's state; in
+        Keras 3's format for ``x.keras``, else minicnn's (``minicnn.saving``)."""
         from minicnn.saving import save_model
 
         save_model(self, filepath, **kwargs)
+
+    def save_weights(self, filepath, overwrite: bool = True, max_shard_size=None) -> None:
+        """The weights (and the optimizer's variables) in Keras's ``.weights.h5`` layout."""
+        if not str(filepath).endswith(".weights.h5"):
+            raise ValueError(f"The filename must end in `.weights.h5`. Received: filepath={filepath}")  # fmt: skip
+        if max_shard_size is not None:
+            raise ValueError(f"save_weights: sharded weights are not supported. Received: max_shard_size={max_shard_size!r}")  # fmt: skip
+        from minicnn.keras_format import archive
+
+        archive.write_weights(self, filepath)
+
+    def load_weights(self, filepath, skip_mismatch: bool = False) -> None:
+        """Weights from a ``.weights.h5`` or ``.keras`` file in Keras's layout (Keras's or
+        minicnn's): all are read and checked before any changes."""
+        if skip_mismatch:
+            raise ValueError("load_weights: skip_mismatch=True is not supported (every weight must match)")  # fmt: skip
+        if not str(filepath).endswith((".weights.h5", ".keras")):
+            raise ValueError(f"load_weights reads .weights.h5 and .keras files. Received: filepath={filepath}")  # fmt: skip
+        from minicnn.keras_format import archive
+
+        archive.read_weights(self, filepath)
+
+    def to_json(self, **kwargs) -> str:
+        """The architecture and compile settings as Keras's JSON (``models.model_from_json``)."""
+        from minicnn.keras_format import to_json
+
+        return to_json(self, **kwargs)
 
     def export(self, filepath, format: str = "onnx") -> None:  # noqa: A002  (Keras's name)
         """Write the model for inference elsewhere: ``format="onnx"`` (``minicnn.export``)."""

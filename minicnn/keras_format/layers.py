@@ -1,0 +1,363 @@
+"""Each built-in layer's config as Keras 3 writes it, and back.
+
+``KERAS_LAYERS`` holds, per class, Keras's config keys in Keras's order. A plain key is one that
+minicnn's layer takes too (same name, same meaning). A ``(key, value)`` pair is a Keras argument
+minicnn has no argument for, with the one value minicnn computes: it is written so, and a file
+holding anything else is refused, naming the layer and the argument. When a minicnn layer learns
+such an argument (its ``__init__`` takes it), the value is passed through instead. To support a
+new layer, add its row (and check it against Keras with ``tests/test_keras_files.py``).
+
+Initializers travel as Keras's ``{"module": "keras.initializers", "class_name": ...}`` dicts,
+activations by name, the dtype as a ``DTypePolicy``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+from minicnn import initializers
+from minicnn import layers as layers_module
+from minicnn.backend import floatx
+from minicnn.keras_format import registry
+from minicnn.keras_format.errors import ModelFileError
+
+_CL = ("data_format", "channels_last")
+_NO_REG = tuple((k, None) for k in ("kernel_regularizer", "bias_regularizer"))
+_NO_CON = tuple((k, None) for k in ("kernel_constraint", "bias_constraint"))
+_AUG = (_CL,)
+_MERGE: tuple = ()
+
+
+class Spec:
+    """One Keras layer class: its keys, whether Keras writes a build_config for it, and the
+    call arguments Keras records on its nodes by default."""
+
+    def __init__(self, keys, builds=False, call=None, optional=()):
+        self.keys = tuple(keys)
+        self.neutral = dict(k for k in self.keys if isinstance(k, tuple))
+        self.neutral.update(optional)  # keys Keras writes only sometimes (LoRA, say)
+        self.builds, self.call = builds, dict(call or {})
+
+
+_INIT = ("kernel_initializer", "bias_initializer")
+KERAS_LAYERS = {
+    "Conv2D": Spec(
+        [
+            "filters",
+            "kernel_size",
+            "strides",
+            "padding",
+            _CL,
+            ("dilation_rate", [1, 1]),
+            ("groups", 1),
+            "activation",
+            "use_bias",
+            *_INIT,
+            *_NO_REG,
+            ("activity_regularizer", None),
+            *_NO_CON,
+        ],
+        builds=True,
+    ),  # fmt: skip
+    "Dense": Spec(
+        [
+            "units",
+            "activation",
+            "use_bias",
+            *_INIT,
+            *_NO_REG,
+            *_NO_CON,
+            ("quantization_config", None),
+        ],
+        builds=True,
+        optional={"lora_rank": None, "lora_alpha": None},
+    ),  # fmt: skip
+    "Flatten": Spec([_CL], builds=True),
+    "Reshape": Spec(["target_shape"]),
+    "Activation": Spec(["activation"]),
+    "ReLU": Spec([("max_value", None), ("negative_slope", 0.0), ("threshold", 0.0)]),
+    "Softmax": Spec([("axis", -1)], call={"mask": None}),
+    "Dropout": Spec(["rate", ("seed", None), ("noise_shape", None)], call={"training": False}),
+    "BatchNormalization": Spec(
+        [
+            "axis",
+            "momentum",
+            "epsilon",
+            "center",
+            "scale",
+            "beta_initializer",
+            "gamma_initializer",
+            "moving_mean_initializer",
+            "moving_variance_initializer",
+            ("beta_regularizer", None),
+            ("gamma_regularizer", None),
+            ("beta_constraint", None),
+            ("gamma_constraint", None),
+            ("synchronized", False),
+            ("renorm", False),
+            ("renorm_clipping", None),
+            ("renorm_momentum", 0.99),
+        ],  # fmt: skip
+        builds=True,
+        call={"mask": None},
+    ),
+    "MaxPooling2D": Spec(["pool_size", "padding", "strides", _CL]),
+    "AveragePooling2D": Spec(["pool_size", "padding", "strides", _CL]),
+    "GlobalAveragePooling2D": Spec([_CL, "keepdims"]),
+    "GlobalMaxPooling2D": Spec([_CL, "keepdims"]),
+    "Rescaling": Spec(["scale", "offset"], builds=True),
+    "RandomRotation": Spec(
+        [*_AUG, "factor", "fill_mode", "fill_value", "interpolation", "seed"],
+        builds=True,
+        call={"training": True},
+    ),  # fmt: skip
+    "RandomTranslation": Spec(
+        [
+            *_AUG,
+            "height_factor",
+            "width_factor",
+            "fill_mode",
+            "interpolation",
+            "seed",
+            "fill_value",
+        ],
+        builds=True,
+        call={"training": True},
+    ),  # fmt: skip
+    "RandomZoom": Spec(
+        [
+            *_AUG,
+            "height_factor",
+            "width_factor",
+            "fill_mode",
+            "interpolation",
+            "seed",
+            "fill_value",
+        ],
+        builds=True,
+        call={"training": True},
+    ),  # fmt: skip
+    **{
+        k: Spec(_MERGE, builds=True)
+        for k in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
+    },  # fmt: skip
+    "Concatenate": Spec(["axis"], builds=True),
+}
+# Keras keys read but never passed on (Keras 3 writes them for every layer or input)
+_INPUT_NEUTRAL = {"sparse": False, "ragged": False, "optional": False}
+
+
+def snake_case(name: str) -> str:
+    """Keras's ``naming.to_snake_case``: "Conv2D" -> "conv2d", "ReLU" -> "re_lu"."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def dtype_policy(name: str | None = None) -> dict:
+    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": name or floatx()}, "registered_name": None}  # fmt: skip
+
+
+# -- initializers ------------------------------------------------------------------------------
+
+_KERAS_INIT = {"glorot_uniform": ("GlorotUniform", {"seed": None, "input_axes": None, "output_axes": None}), "he_normal": ("HeNormal", {"seed": None}), "zeros": ("Zeros", {}), "ones": ("Ones", {})}  # fmt: skip
+
+
+def initializer_to_keras(fn, owner: str, key: str) -> dict:
+    name = getattr(fn, "__name__", None)
+    if name not in _KERAS_INIT or initializers.get(name) is not fn:
+        raise ValueError(f"{owner}: {key}={fn!r} cannot be written in Keras's format (minicnn writes its built-in initializers: {sorted(_KERAS_INIT)})")  # fmt: skip
+    class_name, config = _KERAS_INIT[name]
+    return {"module": "keras.initializers", "class_name": class_name, "config": dict(config), "registered_name": None}  # fmt: skip
+
+
+def initializer_from_keras(value, owner: str, key: str) -> str:
+    if isinstance(value, str):
+        name = value.lower()
+    elif isinstance(value, dict) and isinstance(value.get("class_name"), str):
+        name = snake_case(value["class_name"])
+        extra = {k: v for k, v in (value.get("config") or {}).items() if v is not None}
+        if extra:
+            raise ModelFileError(f"{owner}: {key} {value['class_name']} with {extra} is not supported (minicnn draws initial weights from its own seeded generator: minicnn.utils.set_random_seed)")  # fmt: skip
+    else:
+        raise ModelFileError(f"{owner}: {key} must be an initializer's name or config. Received: {value!r}")  # fmt: skip
+    if name not in _KERAS_INIT:
+        raise ModelFileError(f"{owner}: {key} {value!r} is not one minicnn has ({', '.join(sorted(_KERAS_INIT))})")  # fmt: skip
+    return name
+
+
+def _initializer_of(layer, key: str):
+    if hasattr(layer, key):
+        return getattr(layer, key)
+    return getattr(layer, "initializers", {}).get(key.removesuffix("_initializer"))
+
+
+# -- one layer, minicnn -> Keras ---------------------------------------------------------------
+
+
+def layer_to_keras(layer) -> dict:
+    """``{"module", "class_name", "config", "registered_name"[, "build_config"]}`` of a leaf
+    layer, as Keras's ``serialize_keras_object`` writes it."""
+    kind = type(layer).__name__
+    if kind == "InputLayer":
+        config = {"batch_shape": [None, *layer.shape], "dtype": floatx(), "sparse": False, "ragged": False, "name": layer.name, "optional": False}  # fmt: skip
+        return {"module": "keras.layers", "class_name": "InputLayer", "config": config, "registered_name": None}  # fmt: skip
+    spec = KERAS_LAYERS.get(kind) if layers_module._REGISTRY.get(kind) is type(layer) else None
+    if spec is None:
+        return _custom_to_keras(layer)
+    owner = f'Layer "{layer.name}" ({kind})'
+    own = layer.get_config()
+    config = {"name": layer.name, "trainable": layer.trainable, "dtype": dtype_policy()}
+    for key in spec.keys:
+        if isinstance(key, tuple):
+            key, value = key
+            config[key] = own.get(key, value)
+        elif key.endswith("_initializer"):
+            config[key] = initializer_to_keras(_initializer_of(layer, key), owner, key)
+        else:
+            config[key] = _as_given(kind, key, own[key])
+    entry = {"module": "keras.layers", "class_name": kind, "config": config, "registered_name": None}  # fmt: skip
+    if spec.builds and layer.build_shape is not None:
+        entry["build_config"] = {"input_shape": _shape_list(layer.build_shape)}
+    return entry
+
+
+def _as_given(kind: str, key: str, value):
+    """Keras keeps a translation's or zoom's factor as it was given: f for [-f, f]."""
+    if kind in ("RandomTranslation", "RandomZoom") and key.endswith("_factor") and value is not None:  # fmt: skip
+        lo, hi = value
+        return hi if lo == -hi else list(value)
+    return value
+
+
+def _custom_to_keras(layer) -> dict:
+    cls = type(layer)
+    name = registry.get_registered_name(cls)
+    config = layer.get_config()
+    entry = {"module": cls.__module__, "class_name": cls.__name__, "config": config, "registered_name": name}  # fmt: skip
+    if layer.build_shape is not None:
+        entry["build_config"] = {"input_shape": _shape_list(layer.build_shape)}
+    return entry
+
+
+def _shape_list(shape):
+    return [_shape_list(s) for s in shape] if isinstance(shape, list) else list(shape)
+
+
+def call_kwargs(layer, training) -> dict:
+    """The keyword arguments Keras records on a node of ``layer``."""
+    spec = KERAS_LAYERS.get(type(layer).__name__)
+    kwargs = dict(spec.call) if spec is not None else {}
+    if type(layer).__name__ in ("Sequential", "Functional"):
+        kwargs["mask"] = None
+    if training is not None:
+        kwargs = {"training": bool(training), **{k: v for k, v in kwargs.items() if k != "training"}}  # fmt: skip
+    return kwargs
+
+
+# -- one layer, Keras -> minicnn ---------------------------------------------------------------
+
+
+def _accepted(cls) -> set:
+    """The argument names a minicnn layer's constructors take explicitly."""
+    names = set()
+    for c in cls.__mro__:
+        init = c.__dict__.get("__init__")
+        if init is None:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self":
+                names.add(p.name)
+    return names
+
+
+def _same(key: str, got, want) -> bool:
+    if key == "renorm_momentum":  # read by Keras only with renorm=True, which is refused
+        return isinstance(got, (int, float))
+    if key == "data_format":
+        return got in (None, "channels_last")
+    if isinstance(want, list) and isinstance(got, int) and not isinstance(got, bool):
+        return [got] * len(want) == want
+    if isinstance(want, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
+        return float(got) == want
+    return type(got) is type(want) and got == want
+
+
+def layer_from_keras(entry: dict, custom_objects=None):
+    """A minicnn layer (unbuilt) from a Keras layer entry; a ModelFileError names the layer and
+    the argument minicnn does not have."""
+    kind, config = entry.get("class_name"), entry.get("config")
+    if not isinstance(kind, str) or not isinstance(config, dict):
+        raise ModelFileError(f"A layer entry needs a class_name and a config. Received: {str(entry)[:200]}")  # fmt: skip
+    name = config.get("name", entry.get("name"))
+    owner = f'Layer "{name}" ({kind})'
+    custom = _custom_class(entry, custom_objects)
+    if custom is not None:
+        try:
+            return custom.from_config(dict(config))
+        except (TypeError, ValueError, KeyError) as e:
+            raise ModelFileError(f"{owner}: {type(e).__name__}: {e}") from None
+    if kind == "InputLayer":
+        return _input_from_keras(config, owner)
+    spec, cls = KERAS_LAYERS.get(kind), layers_module._REGISTRY.get(kind)
+    if spec is None or cls is None or not _is_keras_module(entry):
+        known = sorted(k for k in KERAS_LAYERS if k in layers_module._REGISTRY)
+        raise ModelFileError(f"{owner}: minicnn has no such layer (it has InputLayer, {', '.join(known)}); a custom layer loads when its class is registered (minicnn.saving.register_keras_serializable) or passed in custom_objects")  # fmt: skip
+    accepted = _accepted(cls)
+    kwargs = {"name": name, "trainable": config.get("trainable", True)}
+    dtype = config.get("dtype")
+    if isinstance(dtype, dict):
+        dtype = (dtype.get("config") or {}).get("name")
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    keys = {k if isinstance(k, str) else k[0] for k in spec.keys} | set(spec.neutral)
+    for key, value in config.items():
+        if key in ("name", "trainable", "dtype"):
+            continue
+        if key in accepted:
+            kwargs[key] = initializer_from_keras(value, owner, key) if key.endswith("_initializer") else value  # fmt: skip
+        elif key in spec.neutral:
+            if not _same(key, value, spec.neutral[key]):
+                raise ModelFileError(f"{owner}: minicnn does not support {key}={value!r} (it computes {key}={spec.neutral[key]!r} only)")  # fmt: skip
+        elif key not in keys:
+            raise ModelFileError(f"{owner}: unknown argument {key}={value!r}")
+        else:
+            raise ModelFileError(f"{owner}: minicnn does not support the argument {key}={value!r}")  # fmt: skip
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{owner}: {e}") from None
+
+
+def _input_from_keras(config: dict, owner: str):
+    for key, value in config.items():
+        if key in _INPUT_NEUTRAL and value != _INPUT_NEUTRAL[key]:
+            raise ModelFileError(f"{owner}: minicnn does not support {key}={value!r}")
+        if key not in (*_INPUT_NEUTRAL, "batch_shape", "shape", "batch_size", "dtype", "name"):
+            raise ModelFileError(f"{owner}: unknown argument {key}={value!r}")
+    shape = config.get("batch_shape")
+    if not isinstance(shape, list) or not shape or shape[0] is not None:
+        raise ModelFileError(f"{owner}: batch_shape must be a list whose batch size is None. Received: batch_shape={shape!r}")  # fmt: skip
+    try:
+        return layers_module.InputLayer(shape=tuple(shape[1:]), dtype=config.get("dtype"), name=config.get("name"))  # fmt: skip
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{owner}: {e}") from None
+
+
+def _is_keras_module(entry: dict) -> bool:
+    module = entry.get("module", "keras.layers")
+    return module is None or module == "keras" or (isinstance(module, str) and module.startswith("keras."))  # fmt: skip
+
+
+def _custom_class(entry: dict, custom_objects):
+    """A class from custom_objects, a scope or the registry that the entry names; None for a
+    built-in; never anything a file names alone."""
+    for key in (entry.get("registered_name"), entry.get("class_name")):
+        if isinstance(key, str):
+            cls = registry.get_registered_object(key, custom_objects)
+            if cls is not None:
+                if not (isinstance(cls, type) and issubclass(cls, layers_module.Layer)):
+                    raise ModelFileError(f'Layer "{key}": custom object {cls!r} is not a minicnn Layer subclass')  # fmt: skip
+                return cls
+    return None

@@ -1,0 +1,262 @@
+"""Keras 3's own files against real Keras (3.15.1 on the torch backend, in this process): a model
+trained in minicnn and saved as .keras loads in keras.models.load_model and predicts the same;
+one trained in Keras loads in minicnn (.keras and .weights.h5) and predicts the same; the
+config minicnn writes is Keras's, key for key; the optimizer's variables travel both ways, so
+either side resumes training where the other stopped.
+
+Each model is written once with ``keras`` or ``minicnn`` as the module, since their APIs are
+the same. The worst differences are printed (run with -s) for the record.
+"""
+
+import json
+import os
+import re
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+from referee import need
+
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported: no TensorFlow here
+need("h5py")
+keras = need("keras")
+import minicnn  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+RESULTS = {}
+
+
+def sequential_cnn(k):
+    L = k.layers
+    return k.Sequential([k.Input((12, 12, 1)), L.Conv2D(6, 3, activation="relu"), L.MaxPooling2D(), L.Conv2D(8, 3, strides=2, padding="same", activation="relu"), L.Flatten(), L.Dropout(0.25), L.Dense(4, activation="softmax")])  # fmt: skip
+
+
+def residual_cnn(k):
+    L = k.layers
+    inputs = k.Input((12, 12, 1))
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    y = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+    y = L.Conv2D(8, 3, padding="same")(y)
+    x = L.Activation("relu")(L.Add()([x, y]))
+    x = L.GlobalAveragePooling2D()(x)
+    return k.Model(inputs, L.Dense(4, activation="softmax")(x))
+
+
+def batchnorm_cnn(k):
+    L = k.layers
+    return k.Sequential([k.Input((12, 12, 1)), L.Conv2D(8, 3, use_bias=False), L.BatchNormalization(), L.ReLU(), L.AveragePooling2D(2), L.Flatten(), L.Dense(8, use_bias=False), L.BatchNormalization(momentum=0.9, epsilon=1e-3), L.Dense(4, activation="softmax")])  # fmt: skip
+
+
+def nested_branches(k):
+    """A nested Sequential, Concatenate, augmentation, Rescaling, Dropout and max pooling."""
+    L = k.layers
+    inputs = k.Input((12, 12, 1), name="pixels")
+    x = L.Rescaling(1 / 255.0)(inputs)
+    x = L.RandomRotation(0.05)(x)
+    x = L.RandomTranslation(0.1, 0.1)(x)
+    x = L.RandomZoom(0.1)(x)
+    tower = k.Sequential([k.Input((12, 12, 1)), L.Conv2D(4, 3, padding="same", activation="relu"), L.MaxPooling2D()], name="tower")  # fmt: skip
+    a = tower(x)
+    b = L.AveragePooling2D(2)(L.Conv2D(4, 1, activation="tanh")(x))
+    x = L.Concatenate()([a, b])
+    x = L.Dropout(0.2)(L.Flatten()(x))
+    return k.Model(inputs, L.Dense(3, activation="softmax")(x), name="branches")
+
+
+MODELS = {"sequential": sequential_cnn, "residual": residual_cnn, "batchnorm": batchnorm_cnn, "nested": nested_branches}  # fmt: skip
+CLASSES = {"sequential": 4, "residual": 4, "batchnorm": 4, "nested": 3}
+
+
+def data(name, n=48, seed=0):
+    g = np.random.default_rng(seed)
+    x = g.random((n, 12, 12, 1), dtype=np.float32) * (255 if name == "nested" else 1)
+    return x, g.integers(0, CLASSES[name], n)
+
+
+def record(name, direction, diff):
+    RESULTS[(name, direction)] = float(diff)
+    print(f"\n  {name:10s} {direction:38s} worst |diff| {diff:.3g}")
+
+
+def keras_trained(name, tmp_path):
+    keras.utils.set_random_seed(3)
+    model = MODELS[name](keras)
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])  # fmt: skip
+    x, y = data(name)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    model.save(tmp_path / "k.keras")
+    model.save_weights(tmp_path / "k.weights.h5")
+    return model, x, y
+
+
+def minicnn_trained(name, tmp_path):
+    minicnn.utils.set_random_seed(3)
+    model = MODELS[name](minicnn)
+    model.compile(minicnn.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])  # fmt: skip
+    x, y = data(name)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    model.save(tmp_path / "m.keras")
+    return model, x, y
+
+
+def keras_optimizer_arrays(model):
+    return [np.asarray(v.numpy()) for v in model.optimizer.variables]
+
+
+def minicnn_optimizer_arrays(model):
+    """minicnn's optimizer state in Keras's order (iterations, learning rate, m/v per weight)."""
+    opt = model.optimizer
+    out = [np.asarray(opt.iterations), np.asarray(opt.learning_rate, dtype=np.float32)]
+    for slots in opt.slots:
+        out += [slots["m"], slots["v"]]
+    return out
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_minicnn_file_loads_in_keras_and_predicts_the_same(name, tmp_path):
+    model, x, y = minicnn_trained(name, tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # Keras warns when it skips any variable
+        loaded = keras.models.load_model(tmp_path / "m.keras")
+    diff = np.abs(np.asarray(loaded.predict(x, verbose=0)) - model.predict(x, verbose=0)).max()
+    record(name, "minicnn .keras -> Keras load_model", diff)
+    assert diff < 1e-5
+    assert [w.shape for w in loaded.get_weights()] == [w.shape for w in model.get_weights()]
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)  # the weights themselves travel bit for bit
+    for a, b in zip(keras_optimizer_arrays(loaded), minicnn_optimizer_arrays(model)):
+        np.testing.assert_array_equal(a, np.asarray(b).astype(a.dtype))
+    assert loaded.optimizer.iterations.numpy() == model.optimizer.iterations == 6
+    assert type(loaded.optimizer).__name__ == "Adam" and loaded.loss == "sparse_categorical_crossentropy"  # fmt: skip
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_keras_file_loads_in_minicnn_and_predicts_the_same(name, tmp_path):
+    model, x, y = keras_trained(name, tmp_path)
+    want = np.asarray(model.predict(x, verbose=0))
+    loaded = minicnn.models.load_model(tmp_path / "k.keras")
+    diff = np.abs(loaded.predict(x, verbose=0) - want).max()
+    record(name, "Keras .keras -> minicnn load_model", diff)
+    assert diff < 1e-5
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
+    for a, b in zip(minicnn_optimizer_arrays(loaded), keras_optimizer_arrays(model)):
+        np.testing.assert_array_equal(np.asarray(a).astype(b.dtype), b)
+    assert loaded.optimizer.name == "adam" and loaded.metrics[0].name == "accuracy"
+    fresh = MODELS[name](
+        minicnn
+    )  # the same architecture, built apart: its weights from Keras's file
+    fresh.load_weights(tmp_path / "k.weights.h5")
+    diff = np.abs(fresh.predict(x, verbose=0) - want).max()
+    record(name, "Keras .weights.h5 -> minicnn load_weights", diff)
+    assert diff < 1e-5
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_minicnn_weights_load_in_keras(name, tmp_path):
+    model, x, _ = minicnn_trained(name, tmp_path)
+    model.save_weights(tmp_path / "m.weights.h5")
+    other = MODELS[name](keras)
+    other.load_weights(tmp_path / "m.weights.h5")
+    diff = np.abs(np.asarray(other.predict(x, verbose=0)) - model.predict(x, verbose=0)).max()
+    record(name, "minicnn .weights.h5 -> Keras load_weights", diff)
+    assert diff < 1e-5
+
+
+def _first_difference(a, b, path="") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        if list(a) != list(b):
+            return f"{path}: keys {list(a)} != {list(b)}"
+        return next((d for k in a if (d := _first_difference(a[k], b[k], f"{path}/{k}"))), None)
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path}: {len(a)} items != {len(b)}"
+        return next((d for i, (x, y) in enumerate(zip(a, b)) if (d := _first_difference(x, y, f"{path}[{i}]"))), None)  # fmt: skip
+    return None if a == b else f"{path}: {a!r} != {b!r}"
+
+
+def _shape_of(value):
+    """The structure of a config: keys and types, with names, ids and float rounding left out."""
+    if isinstance(value, dict):
+        return {k: _shape_of(v) for k, v in value.items() if k != "shared_object_id"}
+    if isinstance(value, list):
+        return [_shape_of(v) for v in value]
+    return type(value).__name__ if not isinstance(value, (bool, type(None))) else value
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_config_json_is_kerass_key_for_key(name, tmp_path):
+    """The same architecture saved by both: config.json has the same keys in the same places,
+    the same classes, modules and flags; h5 files the same groups and dataset shapes."""
+    import h5py
+
+    keras_trained(name, tmp_path)
+    minicnn_trained(name, tmp_path)
+    files = {who: zipfile.ZipFile(tmp_path / f"{who}.keras") for who in "km"}
+    ours, theirs = (json.loads(files[w].read("config.json")) for w in "mk")
+    ours["compile_config"]["optimizer"].pop("module")  # Keras names its backend's own class
+    theirs["compile_config"]["optimizer"].pop("module")
+    theirs["compile_config"]["optimizer"]["registered_name"] = None
+    assert _first_difference(_shape_of(ours), _shape_of(theirs)) is None
+    for a, b in zip(ours["config"]["layers"], theirs["config"]["layers"]):
+        assert (a["class_name"], a["module"], a.get("inbound_nodes") is not None) == (b["class_name"], b["module"], b.get("inbound_nodes") is not None)  # fmt: skip
+    assert set(json.loads(files["m"].read("metadata.json"))) == set(json.loads(files["k"].read("metadata.json")))  # fmt: skip
+
+    def layout(who):
+        found = {}
+        with files[who].open("model.weights.h5") as raw, h5py.File(raw, "r") as f:
+            f.visititems(lambda n, o: found.setdefault(n, getattr(o, "shape", None)))
+        return found
+
+    assert layout("m") == layout("k")
+
+
+def test_minicnn_checkpoint_resumes_in_keras_as_in_minicnn(tmp_path):
+    """One more Adam step on the same batch, from the state minicnn saved: in minicnn, and in
+    Keras after loading minicnn's file, the weights move the same way."""
+    model, x, y = minicnn_trained("residual", tmp_path)
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    model.train_on_batch(x[:16], y[:16])
+    loaded.train_on_batch(x[:16], y[:16])
+    diff = max(np.abs(np.asarray(a) - b).max() for a, b in zip(loaded.get_weights(), model.get_weights()))  # fmt: skip
+    record("residual", "one more Adam step, Keras vs minicnn", diff)
+    assert diff < 1e-5
+    assert loaded.optimizer.iterations.numpy() == model.optimizer.iterations == 7
+
+
+def test_keras_loads_to_json_and_minicnn_loads_kerass(tmp_path):
+    model = residual_cnn(minicnn)
+    again = keras.models.model_from_json(model.to_json())
+    assert [type(x).__name__ for x in again.layers] == [type(x).__name__ for x in model.layers]
+    theirs = residual_cnn(keras)
+    ours = minicnn.models.model_from_json(theirs.to_json())
+    assert [w.shape for w in ours.get_weights()] == [tuple(w.shape) for w in theirs.get_weights()]
+
+
+@pytest.mark.parametrize(
+    "make, argument",
+    [
+        (lambda L: L.Conv2D(4, 3, dilation_rate=2), "dilation_rate=[2, 2]"),
+        (lambda L: L.MaxPooling2D(data_format="channels_first"), "data_format='channels_first'"),
+        (lambda L: L.Dense(3, kernel_regularizer="l2"), "kernel_regularizer="),
+        (lambda L: L.LayerNormalization(), "minicnn has no such layer"),
+    ],
+)
+def test_a_keras_file_minicnn_cannot_honour_fails_naming_the_layer_and_argument(make, argument, tmp_path):  # fmt: skip
+    L = keras.layers
+    inputs = keras.Input((8, 8, 2))
+    x = make(L)(inputs)
+    model = keras.Model(inputs, L.Dense(2)(L.Flatten()(x) if len(x.shape) > 2 else x))
+    model.save(tmp_path / "k.keras")
+    layer_name = model.layers[1].name
+    state = minicnn.backend.rng().bit_generator.state
+    with pytest.raises(minicnn.saving.ModelFileError, match=rf'Layer "{layer_name}".*{re.escape(argument)}'):  # fmt: skip
+        minicnn.models.load_model(tmp_path / "k.keras")
+    assert minicnn.backend.rng().bit_generator.state == state
+
+
+def test_the_differences_recorded():
+    """Runs last: prints every difference measured above (pytest -s shows them)."""
+    for (name, direction), diff in sorted(RESULTS.items()):
+        print(f"  {name:10s} {direction:42s} {diff:.3g}")
+    assert all(d < 1e-5 for d in RESULTS.values())
