@@ -236,11 +236,12 @@ def _check_sizes(architecture: dict, zf: zipfile.ZipFile, path) -> None:
         )
 
 
-def load_model(path, backend=None, compile: bool = True, custom_objects=None, safe_mode=True):
+def load_model(path, custom_objects=None, compile: bool = True, safe_mode=True, backend=None):
     """The model saved at ``path`` (minicnn's format, or a ``.keras`` file that Keras 3 or
     minicnn wrote), on ``backend`` (default: the current one), compiled as saved, with its
     optimizer's state when the file holds one. ``custom_objects``: {name: class} for custom
-    layers the file names. No code from a file ever runs, whatever ``safe_mode`` says."""
+    layers the file names. No code from a file ever runs, whatever ``safe_mode`` says.
+    Keras's signature, with ``backend`` last."""
     return _load(path, backend, compile, custom_objects)[0]
 
 

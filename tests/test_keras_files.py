@@ -255,6 +255,23 @@ def test_a_keras_file_minicnn_cannot_honour_fails_naming_the_layer_and_argument(
     assert minicnn.backend.rng().bit_generator.state == state
 
 
+KERAS_ARGS = {"Conv2D": (1, 1), "Dense": (1,), "Reshape": ((1,),), "Activation": ("relu",), "Dropout": (0.5,), "AveragePooling2D": (2,), "Rescaling": (1.0,), "RandomRotation": (0.1,), "RandomTranslation": (0.1, 0.1), "RandomZoom": (0.1,)}  # fmt: skip
+
+
+def test_every_layer_has_kerass_keys_in_kerass_order():
+    """minicnn's table of each layer's Keras keys, against the layer's own get_config in Keras;
+    and every built-in minicnn layer has a row (a new layer cannot be saved without one)."""
+    from minicnn.keras_format.layers import KERAS_LAYERS
+
+    for kind, spec in KERAS_LAYERS.items():
+        config = getattr(keras.layers, kind)(*KERAS_ARGS.get(kind, ())).get_config()
+        want = [k for k in config if k not in ("name", "trainable", "dtype")]
+        assert [k if isinstance(k, str) else k[0] for k in spec.keys] == want, kind
+        for key, value in (k for k in spec.keys if isinstance(k, tuple)):
+            assert json.loads(json.dumps(config[key])) == value, (kind, key)  # Keras's default
+    assert set(minicnn.layers._REGISTRY) - {"InputLayer"} <= set(KERAS_LAYERS)
+
+
 def test_the_differences_recorded():
     """Runs last: prints every difference measured above (pytest -s shows them)."""
     for (name, direction), diff in sorted(RESULTS.items()):

@@ -28,7 +28,7 @@ MAX_JSON = 16 << 20
 MAX_METADATA = 1 << 20
 MAX_DEPTH = 64  # of JSON nesting; a config is about 12 deep per nested model
 _ZIP_FLAGS = 0x01 | 0x40  # encrypted, strong encryption
-_H5_OVERHEAD = 1 << 20  # HDF5's own structures: a few KB per group, generously
+_H5_OVERHEAD = 1 << 20  # HDF5's own structures, generously: 1 MB, and 8 KB per layer
 _NOT_STRUCTURAL = bytes(b for b in range(256) if b not in b'"\\[]{}')
 
 
@@ -144,8 +144,8 @@ def read_config(zf, path) -> tuple[dict, dict]:
     return config, meta
 
 
-def build(config: dict, path, backend=None, custom_objects=None, itemsize: int = 8):
-    """(the model built from a Keras model entry, the bytes its weights need at most)."""
+def build(config: dict, path, backend=None, custom_objects=None, itemsize: int = 4):
+    """(the checked, unbuilt model of a Keras model entry, the bytes of its weights)."""
     try:
         spec = keras_models.read_spec(config, custom_objects)
         need, _ = spec.weight_bytes(itemsize=itemsize)
@@ -161,9 +161,12 @@ def read_keras(path, backend=None, compile: bool = True, custom_objects=None):
     h5py = need_h5py()
     with _open_zip(path) as zf:
         config, meta = read_config(zf, path)
-        spec, need = build(config, path, backend, custom_objects)
-        limit = 5 * need + _H5_OVERHEAD  # the weights, the optimizer's (up to 4 per weight), HDF5's own  # fmt: skip
-        data = _read_member(zf, WEIGHTS, limit, path)
+        spec, need = build(config, path, backend, custom_objects, itemsize=4)
+        size = zf.getinfo(WEIGHTS).file_size if WEIGHTS in zf.namelist() else 0
+        if need > size:  # a dataset is stored whole, so a true file is at least this large
+            raise ModelFileError(f"{path}: the architecture needs {need:,} bytes of weights but {WEIGHTS} has {size:,}")  # fmt: skip
+        # float64 weights, the optimizer's variables (up to 4 per weight), HDF5's own structures
+        data = _read_member(zf, WEIGHTS, 10 * need + _H5_OVERHEAD + 8192 * spec.count(), path)
     try:
         model = spec.build(backend)
         compile_config = config.get("compile_config") if compile else None
@@ -192,7 +195,8 @@ def read_weights(model, path) -> None:
     try:
         if str(path).endswith(".keras"):
             with _open_zip(path) as zf:
-                data = io.BytesIO(_read_member(zf, WEIGHTS, 5 * _model_bytes(model) + _H5_OVERHEAD, path))  # fmt: skip
+                limit = 5 * _model_bytes(model) + _H5_OVERHEAD + 8192 * (len(model.leaf_layers()) + len(model.layers))  # fmt: skip
+                data = io.BytesIO(_read_member(zf, WEIGHTS, limit, path))
         else:
             if not os.path.exists(path):
                 raise FileNotFoundError(f"No weights file at {path}")

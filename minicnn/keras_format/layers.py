@@ -203,9 +203,11 @@ def layer_to_keras(layer) -> dict:
     if kind == "InputLayer":
         config = {"batch_shape": [None, *layer.shape], "dtype": floatx(), "sparse": False, "ragged": False, "name": layer.name, "optional": False}  # fmt: skip
         return {"module": "keras.layers", "class_name": "InputLayer", "config": config, "registered_name": None}  # fmt: skip
-    spec = KERAS_LAYERS.get(kind) if layers_module._REGISTRY.get(kind) is type(layer) else None
-    if spec is None:
+    if layers_module._REGISTRY.get(kind) is not type(layer):
         return _custom_to_keras(layer)
+    spec = KERAS_LAYERS.get(kind)
+    if spec is None:
+        raise ValueError(f'Layer "{layer.name}" ({kind}) cannot be written in Keras\'s format yet: give it a row in minicnn.keras_format.layers.KERAS_LAYERS')  # fmt: skip
     owner = f'Layer "{layer.name}" ({kind})'
     own = layer.get_config()
     config = {"name": layer.name, "trainable": layer.trainable, "dtype": dtype_policy()}

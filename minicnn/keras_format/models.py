@@ -155,6 +155,10 @@ class Spec:
                 raise ModelFileError(f'Layer "{name}": an input tensor has no valid keras_history. Received: {str(arg)[:200]}')  # fmt: skip
         return {"args": node["args"], "kwargs": out}
 
+    def count(self) -> int:
+        """How many layers, nested ones included."""
+        return sum(x.count() + 1 if isinstance(x, Spec) else 1 for x in self.layers.values())
+
     # -- shapes only -----------------------------------------------------------------------------
 
     def weight_bytes(
