@@ -68,6 +68,54 @@ MODELS = {"sequential": sequential_cnn, "residual": residual_cnn, "batchnorm": b
 CLASSES = {"sequential": 4, "residual": 4, "batchnorm": 4, "nested": 3}
 
 
+def custom_layers(k):
+    """The guide's custom layers, the same code for Keras and minicnn: a layer with its own
+    weights and call(), and a block holding two Dense layers as attributes."""
+
+    class Linear(k.layers.Layer):
+        def __init__(self, units=4, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], self.units), initializer="random_normal", trainable=True, name="w")  # fmt: skip
+            self.b = self.add_weight(shape=(self.units,), initializer="zeros", trainable=True, name="b")  # fmt: skip
+
+        def call(self, x):
+            return k.ops.matmul(x, self.w) + self.b
+
+        def get_config(self):
+            return {**super().get_config(), "units": self.units}
+
+    class Block(k.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.d1 = k.layers.Dense(8, activation="relu")
+            self.d2 = k.layers.Dense(8)
+
+        def call(self, x):
+            return self.d2(self.d1(x)) + x
+
+    register = k.saving.register_keras_serializable("tests")
+    return register(Linear), register(Block)
+
+
+CUSTOM = {k.__name__: custom_layers(k) for k in (keras, minicnn)}
+
+
+def custom_cnn(k):
+    Linear, Block = CUSTOM[k.__name__]
+    L = k.layers
+    inputs = k.Input((12, 12, 1))
+    x = L.Flatten()(L.Conv2D(2, 3, activation="relu")(inputs))
+    x = Block(name="block")(Linear(8, name="linear")(x))
+    return k.Model(inputs, L.Dense(4, activation="softmax")(x))
+
+
+MODELS["custom"] = custom_cnn
+CLASSES["custom"] = 4
+
+
 def data(name, n=48, seed=0):
     g = np.random.default_rng(seed)
     x = g.random((n, 12, 12, 1), dtype=np.float32) * (255 if name == "nested" else 1)
@@ -117,7 +165,7 @@ def minicnn_optimizer_arrays(model):
 def test_minicnn_file_loads_in_keras_and_predicts_the_same(name, tmp_path):
     model, x, y = minicnn_trained(name, tmp_path)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)  # Keras warns when it skips any variable
+        warnings.filterwarnings("error", message=".*[Ss]kipping")  # Keras skipped variables
         loaded = keras.models.load_model(tmp_path / "m.keras")
     diff = np.abs(np.asarray(loaded.predict(x, verbose=0)) - model.predict(x, verbose=0)).max()
     record(name, "minicnn .keras -> Keras load_model", diff)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from minicnn.backend import rng, set_rng_state
-from minicnn.keras_format.errors import ModelFileError
+from minicnn.keras_format.errors import READ_ERRORS, ModelFileError
 from minicnn.keras_format.registry import (
     custom_object_scope,
     get_custom_objects,
@@ -78,7 +78,7 @@ def _wrap(make):
         return make()
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+    except (*READ_ERRORS, ArithmeticError) as e:
         raise ModelFileError(f"The model cannot be rebuilt ({type(e).__name__}: {e})") from None
 
 

@@ -20,7 +20,7 @@ import zipfile
 from minicnn.fileio import atomic_write
 from minicnn.keras_format import compiled, weights
 from minicnn.keras_format import models as keras_models
-from minicnn.keras_format.errors import ModelFileError, need_h5py
+from minicnn.keras_format.errors import READ_ERRORS, ModelFileError, need_h5py
 
 KERAS_VERSION = "3.15.1"  # the Keras whose format this writes (and which the tests load it in)
 CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
@@ -129,7 +129,7 @@ def _read_member(zf, name: str, limit: int, path) -> bytes:
     try:
         with zf.open(info) as f:
             data = f.read(limit + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:  # fmt: skip
+    except (*READ_ERRORS, zipfile.BadZipFile) as e:
         raise ModelFileError(f"{path}: {name} is damaged ({e})") from None
     if len(data) != info.file_size:
         raise ModelFileError(f"{path}: {name} is truncated")
@@ -152,7 +152,7 @@ def build(config: dict, path, backend=None, custom_objects=None, itemsize: int =
         return spec, need
     except ModelFileError as e:
         raise ModelFileError(f"{path}: {e}") from None
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+    except (*READ_ERRORS, ArithmeticError) as e:
         raise ModelFileError(f"{path}: the model description is invalid ({type(e).__name__}: {e})") from None  # fmt: skip
 
 
@@ -178,7 +178,7 @@ def read_keras(path, backend=None, compile: bool = True, custom_objects=None):
         weights.apply_optimizer_state(model, state)
     except ModelFileError as e:
         raise ModelFileError(f"{path}: {e}") from None
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError, RuntimeError) as e:  # fmt: skip
+    except (*READ_ERRORS, zipfile.BadZipFile) as e:
         raise ModelFileError(f"{path}: the model cannot be rebuilt ({type(e).__name__}: {e})") from None  # fmt: skip
     training = meta.get("minicnn_training")
     if training is not None and not isinstance(training, dict):
@@ -205,7 +205,7 @@ def read_weights(model, path) -> None:
             arrays, state = weights.read(h5py, f, model, with_optimizer=model.optimizer is not None)  # fmt: skip
     except ModelFileError as e:
         raise ModelFileError(f"{path}: {e}") from None
-    except (OSError, KeyError, TypeError, ValueError, RuntimeError) as e:
+    except (*READ_ERRORS, zipfile.BadZipFile) as e:
         if isinstance(e, FileNotFoundError):
             raise
         raise ModelFileError(f"{path} is not a weights file minicnn can read ({type(e).__name__}: {e})") from None  # fmt: skip

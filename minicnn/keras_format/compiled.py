@@ -8,7 +8,7 @@ from __future__ import annotations
 from minicnn import losses, optimizers
 from minicnn import metrics as metrics_module
 from minicnn.keras_format.errors import ModelFileError
-from minicnn.keras_format.layers import snake_case
+from minicnn.keras_format.naming import snake_case
 from minicnn.optimizers import schedules
 
 # minicnn's optimizer name -> Keras's class; every Keras optimizer's base keys and defaults

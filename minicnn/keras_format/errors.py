@@ -3,6 +3,11 @@ does not have; and the check that h5py, the optional dependency of Keras's files
 
 from __future__ import annotations
 
+# What a damaged file makes h5py, zipfile and the json and struct readers raise (an HDF5
+# superblock whose addresses overflow raises OverflowError, say): every one becomes a
+# ModelFileError naming the file
+READ_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, OverflowError, IndexError, AttributeError, EOFError, NotImplementedError)  # fmt: skip
+
 
 class ModelFileError(ValueError):
     """A model file that is not one, is damaged, or does not match its own architecture."""

@@ -14,13 +14,12 @@ activations by name, the dtype as a ``DTypePolicy``.
 from __future__ import annotations
 
 import inspect
-import re
 
-from minicnn import initializers
 from minicnn import layers as layers_module
 from minicnn.backend import floatx
 from minicnn.keras_format import registry
 from minicnn.keras_format.errors import ModelFileError
+from minicnn.keras_format.initializers import initializer_from_keras, initializer_to_keras
 
 _CL = ("data_format", "channels_last")
 _NO_REG = tuple((k, None) for k in ("kernel_regularizer", "bias_regularizer"))
@@ -148,43 +147,8 @@ KERAS_LAYERS = {
 _INPUT_NEUTRAL = {"sparse": False, "ragged": False, "optional": False}
 
 
-def snake_case(name: str) -> str:
-    """Keras's ``naming.to_snake_case``: "Conv2D" -> "conv2d", "ReLU" -> "re_lu"."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
 def dtype_policy(name: str | None = None) -> dict:
     return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": name or floatx()}, "registered_name": None}  # fmt: skip
-
-
-# -- initializers ------------------------------------------------------------------------------
-
-_KERAS_INIT = {"glorot_uniform": ("GlorotUniform", {"seed": None, "input_axes": None, "output_axes": None}), "he_normal": ("HeNormal", {"seed": None}), "zeros": ("Zeros", {}), "ones": ("Ones", {})}  # fmt: skip
-
-
-def initializer_to_keras(fn, owner: str, key: str) -> dict:
-    name = getattr(fn, "__name__", None)
-    if name not in _KERAS_INIT or initializers.get(name) is not fn:
-        raise ValueError(f"{owner}: {key}={fn!r} cannot be written in Keras's format (minicnn writes its built-in initializers: {sorted(_KERAS_INIT)})")  # fmt: skip
-    class_name, config = _KERAS_INIT[name]
-    return {"module": "keras.initializers", "class_name": class_name, "config": dict(config), "registered_name": None}  # fmt: skip
-
-
-def initializer_from_keras(value, owner: str, key: str) -> str:
-    if isinstance(value, str):
-        name = value.lower()
-    elif isinstance(value, dict) and isinstance(value.get("class_name"), str):
-        name = snake_case(value["class_name"])
-        extra = {k: v for k, v in (value.get("config") or {}).items() if v is not None}
-        if extra:
-            raise ModelFileError(f"{owner}: {key} {value['class_name']} with {extra} is not supported (minicnn draws initial weights from its own seeded generator: minicnn.utils.set_random_seed)")  # fmt: skip
-    else:
-        raise ModelFileError(f"{owner}: {key} must be an initializer's name or config. Received: {value!r}")  # fmt: skip
-    if name not in _KERAS_INIT:
-        raise ModelFileError(f"{owner}: {key} {value!r} is not one minicnn has ({', '.join(sorted(_KERAS_INIT))})")  # fmt: skip
-    return name
 
 
 def _initializer_of(layer, key: str):
@@ -200,6 +164,8 @@ def layer_to_keras(layer) -> dict:
     """``{"module", "class_name", "config", "registered_name"[, "build_config"]}`` of a leaf
     layer, as Keras's ``serialize_keras_object`` writes it."""
     kind = type(layer).__name__
+    if kind == "Lambda" and isinstance(layer, layers_module.Lambda):
+        raise ValueError(f'Lambda layer "{layer.name}" cannot be saved: its function is code, and minicnn files never carry code to run. Write it as a Layer subclass with get_config')  # fmt: skip
     if kind == "InputLayer":
         config = {"batch_shape": [None, *layer.shape], "dtype": floatx(), "sparse": False, "ragged": False, "name": layer.name, "optional": False}  # fmt: skip
         return {"module": "keras.layers", "class_name": "InputLayer", "config": config, "registered_name": None}  # fmt: skip
@@ -237,6 +203,10 @@ def _custom_to_keras(layer) -> dict:
     cls = type(layer)
     name = registry.get_registered_name(cls)
     config = layer.get_config()
+    if "dtype" not in config:  # Keras's Layer.get_config holds the policy after trainable
+        at = list(config).index("trainable") + 1 if "trainable" in config else 0
+        items = list(config.items())
+        config = dict([*items[:at], ("dtype", dtype_policy()), *items[at:]])
     entry = {"module": cls.__module__, "class_name": cls.__name__, "config": config, "registered_name": name}  # fmt: skip
     if layer.build_shape is not None:
         entry["build_config"] = {"input_shape": _shape_list(layer.build_shape)}
@@ -296,8 +266,11 @@ def layer_from_keras(entry: dict, custom_objects=None):
     owner = f'Layer "{name}" ({kind})'
     custom = _custom_class(entry, custom_objects)
     if custom is not None:
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):  # Keras's DTypePolicy: minicnn takes its name
+            config["dtype"] = (config["dtype"].get("config") or {}).get("name")
         try:
-            return custom.from_config(dict(config))
+            return custom.from_config(config)
         except (TypeError, ValueError, KeyError) as e:
             raise ModelFileError(f"{owner}: {type(e).__name__}: {e}") from None
     if kind == "InputLayer":

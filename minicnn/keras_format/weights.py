@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from minicnn import layers as layers_module
 from minicnn.backend import floatx
 from minicnn.keras_format.compiled import KERAS_OPTIMIZERS
 from minicnn.keras_format.errors import ModelFileError
-from minicnn.keras_format.layers import snake_case
+from minicnn.keras_format.naming import snake_case
 from minicnn.models import Model, Sequential
 
 _FLOATS = (np.dtype("<f4"), np.dtype("<f8"))
@@ -45,9 +46,42 @@ def layer_groups(model, prefix: str = "", seen=None) -> list[tuple[str, object]]
         if isinstance(layer, Model):
             out += layer_groups(layer, path, seen)
         else:
-            seen.add(id(layer))
-            out.append((path + "vars", layer))
+            out += _leaf_groups(layer, path, seen)
     return out
+
+
+# a minicnn layer's own attributes, never a user's sublayer
+_INTERNAL = {"inbound_nodes", "params", "state", "backend", "losses", "_traces", "_leaves", "_plans", "graph"}  # fmt: skip
+
+
+def _leaf_groups(layer, path: str, seen: set) -> list:
+    """A layer's own group, then (a custom layer) each sublayer held in an attribute, by the
+    attribute's name, as Keras walks them (public attributes first, each in name order); a list
+    or dict of layers is a container whose layers are named by class."""
+    seen.add(id(layer))
+    out = [(path + "vars", layer)]
+    if type(layer).__name__ in layers_module._REGISTRY:
+        return out
+    for attr in sorted(vars(layer), key=lambda a: f"~{a}" if a.startswith("_") else a):
+        value = vars(layer)[attr]
+        if attr in _INTERNAL:
+            continue
+        if isinstance(value, layers_module.Layer) and id(value) not in seen:
+            out += _any_groups(value, f"{path}{attr}/", seen)
+        elif isinstance(value, (list, tuple, dict)):
+            used: dict[str, int] = {}
+            for item in value.values() if isinstance(value, dict) else value:
+                if isinstance(item, layers_module.Layer):
+                    base = snake_case(type(item).__name__)
+                    name = base if base not in used else f"{base}_{used[base] + 1}"
+                    used[base] = used.get(base, -1) + 1
+                    if id(item) not in seen:
+                        out += _any_groups(item, f"{path}{attr}/{name}/", seen)
+    return out
+
+
+def _any_groups(layer, path: str, seen: set) -> list:
+    return layer_groups(layer, path, seen) if isinstance(layer, Model) else _leaf_groups(layer, path, seen)  # fmt: skip
 
 
 def slot_layout(opt, n: int) -> list[tuple[int, str]]:
