@@ -25,6 +25,7 @@ import numpy as np
 from minicnn import losses, optimizers
 from minicnn.backend import rng, set_rng_state
 from minicnn.fileio import atomic_write
+from minicnn.keras_format import archive
 from minicnn.keras_format import custom_object_scope as custom_object_scope
 from minicnn.keras_format import get_custom_objects as get_custom_objects
 from minicnn.keras_format import get_registered_name as get_registered_name
@@ -76,14 +77,7 @@ def save_model(model, path, include_optimizer: bool = True, training: dict | Non
     step count and slot arrays, so training can continue where it was; ``training`` is the
     JSON-able state a checkpoint adds (``TrainingState.record``: epoch, history, generator).
     ``x.keras`` is written in Keras 3's format, any other name in minicnn's."""
-    name = os.fspath(path)
-    if isinstance(name, str) and name.endswith(".weights.h5"):
-        raise ValueError(f"{name} is a weights file name: use model.save_weights for it, or save the model as .keras")  # fmt: skip
-    if isinstance(name, str) and name.endswith(".h5"):
-        raise ValueError(f"Keras's legacy HDF5 model files (.h5) are not supported: save as .keras (Keras 3's format) or .minicnn. Received: filepath={name}")  # fmt: skip
-    if isinstance(name, str) and name.endswith(".keras"):
-        from minicnn.keras_format import archive
-
+    if archive.is_keras_name(path):
         return archive.write_keras(model, path, include_optimizer, training)
     if model.graph is None:
         raise ValueError(f"Model '{model.name}' has no input shape yet: build it before saving")
@@ -251,24 +245,11 @@ def _load(path, backend=None, compile: bool = True, custom_objects=None):
     never moves the random stream of the program that loads it."""
     state = rng().bit_generator.state
     try:
-        if _is_keras_file(path):
-            from minicnn.keras_format import archive
-
+        if archive.is_keras_file(path):
             return archive.read_keras(path, backend, compile, custom_objects)
         return _read_model(path, backend, compile)
     finally:
         set_rng_state(state)
-
-
-def _is_keras_file(path) -> bool:
-    """A zip holding config.json and no model.json: Keras's format. Anything else, even a
-    damaged file named .keras, is left to minicnn's reader to refuse."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-    except Exception:  # not a zip, or a damaged one: minicnn's reader says what is wrong
-        return False
-    return "config.json" in names and "model.json" not in names
 
 
 def _read_model(path, backend, compile):

@@ -170,16 +170,33 @@ def test_a_member_that_lies_about_its_size_is_refused_before_it_is_read(base, tm
         bounded(lambda: minicnn.models.load_model(tmp_path / "m.keras"), 1 << 20)
 
 
-def test_an_architecture_of_terabytes_is_refused_before_anything_is_allocated(base, tmp_path):
+@pytest.mark.parametrize(
+    "units, message",
+    [
+        (10**8, r"needs 7,600,000,\d\d\d bytes of weights but model.weights.h5 has"),
+        (10**9, r"asks for 3.6e\+10 operations per image; a model file may ask for at most 1e\+10"),
+    ],
+)
+def test_an_architecture_of_gigabytes_is_refused_before_anything_is_allocated(base, tmp_path, units, message):  # fmt: skip
     _, keras_bytes, _ = base
     members = _members(keras_bytes)
     config = json.loads(members["config.json"])
     dense = next(e for e in config["config"]["layers"] if e["class_name"] == "Dense")
-    dense["config"]["units"] = 10**9
+    dense["config"]["units"] = units
     members["config.json"] = json.dumps(config).encode()
     _zip(members, tmp_path / "m.keras")
-    with pytest.raises(ModelFileError, match=r"needs 76,000,000,\d\d\d bytes of weights but"):
+    with pytest.raises(ModelFileError, match=message):
         bounded(lambda: minicnn.models.load_model(tmp_path / "m.keras"), 1 << 16)
+
+
+def test_weights_holding_nan_are_refused(base, tmp_path):
+    _, _, weights_bytes = base
+    buf = io.BytesIO(weights_bytes)
+    with h5py.File(buf, "a") as f:
+        f["layers/dense/vars/1"][0] = np.nan
+    (tmp_path / "m.weights.h5").write_bytes(buf.getvalue())
+    with pytest.raises(ModelFileError, match=r"dense/vars/1 holds 1 NaN or infinite values"):
+        _model().load_weights(tmp_path / "m.weights.h5")
 
 
 def test_a_dataset_declaring_any_shape_is_refused_unread(base, tmp_path):

@@ -272,6 +272,40 @@ def test_minicnn_checkpoint_resumes_in_keras_as_in_minicnn(tmp_path):
     assert loaded.optimizer.iterations.numpy() == model.optimizer.iterations == 7
 
 
+def two_heads(k):
+    L = k.layers
+    inputs = k.Input((12, 12, 1))
+    x = L.Flatten()(L.MaxPooling2D()(L.Conv2D(4, 3, activation="relu")(inputs)))
+    return k.Model(inputs, [L.Dense(3, activation="softmax", name="cls")(x), L.Dense(2, activation="softmax", name="aux")(x)])  # fmt: skip
+
+
+@pytest.mark.parametrize("maker", ["keras", "minicnn"])
+def test_two_outputs_with_their_losses_weights_and_metrics_both_ways(maker, tmp_path):
+    """Losses by output name, loss weights and per-output metrics, SGD with momentum: compiled
+    in one, saved, loaded in the other with the same compile settings and predictions."""
+    k, other = (keras, minicnn) if maker == "keras" else (minicnn, keras)
+    k.utils.set_random_seed(5)
+    model = two_heads(k)
+    loss = {"cls": "sparse_categorical_crossentropy", "aux": "categorical_crossentropy"}
+    model.compile(k.optimizers.SGD(0.05, momentum=0.9), loss, loss_weights={"cls": 1.0, "aux": 0.5}, metrics={"cls": ["accuracy"]})  # fmt: skip
+    x, y = data("sequential")
+    model.fit(x, {"cls": y % 3, "aux": np.eye(2, dtype=np.float32)[y % 2]}, batch_size=16, epochs=1, verbose=0)  # fmt: skip
+    model.save(tmp_path / "two.keras")
+    loaded = other.models.load_model(tmp_path / "two.keras")
+    diff = max(np.abs(np.asarray(a) - b).max() for a, b in zip(loaded.predict(x, verbose=0), model.predict(x, verbose=0)))  # fmt: skip
+    record("two heads", f"{maker} .keras -> {other.__name__} load_model", diff)
+    assert diff < 1e-5
+    assert loaded.optimizer.momentum == pytest.approx(0.9)
+    if other is minicnn:
+        assert [type(lo).__name__ for lo in loaded.objectives.losses] == ["SparseCategoricalCrossentropy", "CategoricalCrossentropy"]  # fmt: skip
+        assert loaded.objectives.weights == [1.0, 0.5]
+        assert [[m.name for m in ms] for ms in loaded.objectives.metrics] == [["accuracy"], []]
+    else:
+        compiled = loaded.get_compile_config()
+        assert compiled["loss"] == loss and compiled["loss_weights"] == {"cls": 1.0, "aux": 0.5}
+        assert compiled["metrics"] == {"cls": ["accuracy"]}
+
+
 def test_keras_loads_to_json_and_minicnn_loads_kerass(tmp_path):
     model = residual_cnn(minicnn)
     again = keras.models.model_from_json(model.to_json())

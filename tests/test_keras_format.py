@@ -268,3 +268,19 @@ def test_float64_models_and_checkpoints_use_keras_format(tmp_path, f64):
 def test_legacy_h5_model_files_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"legacy HDF5 .*\.keras"):
         small().save(tmp_path / "m.h5")
+
+
+def test_model_checkpoint_saves_weights_only_in_kerass_layout(tmp_path):
+    model = small()
+    model.compile("adam", "categorical_crossentropy")
+    y = np.eye(2, dtype=np.float32)[[0, 1, 0, 1, 1]]
+    checkpoint = minicnn.callbacks.ModelCheckpoint(tmp_path / "w-{epoch}.weights.h5", save_weights_only=True)  # fmt: skip
+    model.fit(X, y, epochs=2, batch_size=5, verbose=0, callbacks=[checkpoint])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w-1.weights.h5", "w-2.weights.h5"]
+    twin = small()
+    twin.compile("adam", "categorical_crossentropy")
+    twin.load_weights(tmp_path / "w-2.weights.h5")
+    np.testing.assert_array_equal(twin.predict(X, verbose=0), model.predict(X, verbose=0))
+    assert twin.optimizer.iterations == 2
+    with pytest.raises(ValueError, match=r"must end in `.weights.h5`"):
+        minicnn.callbacks.ModelCheckpoint(tmp_path / "w.keras", save_weights_only=True)

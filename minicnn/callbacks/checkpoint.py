@@ -49,7 +49,8 @@ class ModelCheckpoint(Callback):
     ``"ckpt-{epoch:02d}-{val_loss:.3f}.minicnn"``. With ``save_best_only``, a file is written
     only when ``monitor`` improves on the best so far (at first ``initial_value_threshold``)
     (``mode``: "min", "max", or "auto": "max" for accuracies, else "min"); when the logs lack
-    ``monitor`` it warns and saves, as Keras does.
+    ``monitor`` it warns and saves, as Keras does. ``save_weights_only``: ``model.save_weights``
+    to a ``.weights.h5`` name instead (Keras's layout: weights and the optimizer's variables).
     """
 
     writes_files = True
@@ -66,8 +67,8 @@ class ModelCheckpoint(Callback):
         initial_value_threshold: float | None = None,
     ):
         super().__init__()
-        if save_weights_only:
-            raise NotImplementedError("ModelCheckpoint(save_weights_only=True) needs model.save_weights, which minicnn does not have yet")  # fmt: skip
+        if save_weights_only and not os.fspath(filepath).endswith(".weights.h5"):
+            raise ValueError(f"When using `save_weights_only=True` in `ModelCheckpoint`, the filepath provided must end in `.weights.h5` (Keras weights format). Received: filepath={filepath}")  # fmt: skip
         self.filepath = os.fspath(filepath)
         self.monitor, self.verbose = monitor, verbose
         self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
@@ -126,7 +127,10 @@ class ModelCheckpoint(Callback):
         directory = os.path.dirname(path)
         if directory:
             os.makedirs(directory, exist_ok=True)
-        self.model.save(path, training=record)  # the model writes the file, as in Keras
+        if self.save_weights_only:  # Keras's .weights.h5: weights and optimizer, no run record
+            self.model.save_weights(path)
+        else:
+            self.model.save(path, training=record)  # the model writes the file, as in Keras
         self.last_saved = path
 
     def __repr__(self) -> str:

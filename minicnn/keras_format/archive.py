@@ -72,6 +72,28 @@ def write_weights(model, path) -> None:
     atomic_write(path, write)
 
 
+def is_keras_name(path) -> bool:
+    """True for "x.keras" (Keras's format); "x.h5" and "x.weights.h5" are refused, other names
+    are minicnn's format."""
+    name = os.fspath(path)
+    if isinstance(name, str) and name.endswith(".weights.h5"):
+        raise ValueError(f"{name} is a weights file name: use model.save_weights for it, or save the model as .keras")  # fmt: skip
+    if isinstance(name, str) and name.endswith(".h5"):
+        raise ValueError(f"Keras's legacy HDF5 model files (.h5) are not supported: save as .keras (Keras 3's format) or .minicnn. Received: filepath={name}")  # fmt: skip
+    return isinstance(name, str) and name.endswith(".keras")
+
+
+def is_keras_file(path) -> bool:
+    """A zip holding config.json and no model.json: Keras's format. Anything else, even a
+    damaged file named .keras, is left to minicnn's reader to refuse."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+    except Exception:  # not a zip, or a damaged one: minicnn's reader says what is wrong
+        return False
+    return CONFIG in names and "model.json" not in names
+
+
 # -- reading -----------------------------------------------------------------------------------
 
 
@@ -145,15 +167,20 @@ def read_config(zf, path) -> tuple[dict, dict]:
 
 
 def build(config: dict, path, backend=None, custom_objects=None, itemsize: int = 4):
-    """(the checked, unbuilt model of a Keras model entry, the bytes of its weights)."""
+    """(the checked, unbuilt model of a Keras model entry, the bytes of its weights); one asking
+    for more work per image than minicnn's files may (``saving.MAX_FLOPS``) is refused."""
+    from minicnn.saving import MAX_FLOPS
+
     try:
         spec = keras_models.read_spec(config, custom_objects)
-        need, _ = spec.weight_bytes(itemsize=itemsize)
-        return spec, need
+        need, flops, _ = spec.cost(itemsize=itemsize)
     except ModelFileError as e:
         raise ModelFileError(f"{path}: {e}") from None
     except (*READ_ERRORS, ArithmeticError) as e:
         raise ModelFileError(f"{path}: the model description is invalid ({type(e).__name__}: {e})") from None  # fmt: skip
+    if flops > MAX_FLOPS:
+        raise ModelFileError(f"{path}: the architecture asks for {flops:.3g} operations per image; a model file may ask for at most {MAX_FLOPS:.0e}")  # fmt: skip
+    return spec, need
 
 
 def read_keras(path, backend=None, compile: bool = True, custom_objects=None):

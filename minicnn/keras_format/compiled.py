@@ -114,19 +114,16 @@ def compile_to_keras(model) -> dict | None:
     obj = model.objectives
     if obj is None:
         return None
-    keys = model.output_keys()
-    by_name = isinstance(model._output_struct, list)  # dict outputs: Keras keys losses by name
+    keys = model.output_keys()  # several outputs: by name, which Keras takes for any model
     single = len(keys) == 1
 
     def per_output(values):
-        if single:
-            return values[0]
-        return dict(zip(keys, values)) if by_name else list(values)
+        return values[0] if single else dict(zip(keys, values))
 
     loss = per_output([_loss_to_keras(lo) for lo in obj.losses])
     weights = None if all(w == 1.0 for w in obj.weights) else per_output(obj.weights)
     ms = [[_metric_to_keras(m) for m in ms] for ms in obj.metrics]
-    metrics = (ms[0] or None) if single else (per_output(ms) if any(ms) else None)
+    metrics = (ms[0] or None) if single else ({k: m for k, m in zip(keys, ms) if m} or None)
     return {
         "optimizer": optimizer_to_keras(model.optimizer),
         "loss": loss,

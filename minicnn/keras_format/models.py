@@ -7,8 +7,9 @@
   "input_layers", "output_layers"}, "registered_name": "Functional", ...}``;
 - a model inside a model is one of its layer entries.
 
-Reading runs in two passes over the same layer objects: shapes only (``weight_bytes``: the
-bytes of weights the model will hold, so a file can be refused before anything is allocated),
+Reading runs in two passes over the same layer objects: shapes only (``cost``: the bytes of
+weights the model will hold and its work per image, so a file can be refused before anything is
+allocated),
 then the symbolic calls that build it. The graph walk is minicnn's own (``models.config``).
 """
 
@@ -57,9 +58,10 @@ def layer_entry(layer) -> dict:
 
 
 def _functional_config(model) -> dict:
-    from minicnn.models.summary import _node_index
-
-    index = _node_index(model)
+    ops = sorted({n.layer.op_name for n in model.graph.nodes if getattr(n.layer, "is_op", False)})
+    if ops:
+        raise ValueError(f"Model '{model.name}' calls keras.ops ({', '.join(ops)}) outside a layer: minicnn cannot write such a graph in Keras's format yet; put them in a Layer subclass with get_config")  # fmt: skip
+    index = model.graph.node_index()
     nodes = [t.node for t in model.inputs] + model.graph.nodes
 
     def ref(t) -> dict:
@@ -161,23 +163,24 @@ class Spec:
 
     # -- shapes only -----------------------------------------------------------------------------
 
-    def weight_bytes(
-        self, input_shapes=None, itemsize: int = 4, counted=None
-    ) -> tuple[int, object]:
-        """(bytes of every weight this model will hold, its output shapes), from unbuilt layers."""
+    def cost(self, input_shapes=None, itemsize: int = 4, counted=None) -> tuple[int, float, object]:
+        """(bytes of every weight this model will hold, the work of one image through it, its
+        output shapes), from unbuilt layers as ``models.config.cost`` counts them."""
         counted = set() if counted is None else counted
-        total = 0
+        total, flops = 0, 0.0
 
         def weigh(layer, shapes):
-            nonlocal total
+            nonlocal total, flops
             if isinstance(layer, Spec):
-                size, out = layer.weight_bytes(shapes, itemsize, counted)
-                total += size
+                size, work, out = layer.cost(shapes, itemsize, counted)
+                total, flops = total + size, flops + work
                 return out
             if id(layer) not in counted:
                 counted.add(id(layer))
                 total += sum(math.prod(s) for s in layer.weight_shapes(shapes).values()) * itemsize
-            return layer.compute_output_shape(shapes)
+            out = layer.compute_output_shape(shapes)
+            flops += model_config._flops(layer, shapes, out)
+            return out
 
         if self.kind == "Sequential":
             shape = tuple(self.config["build_input_shape"]) if self.config.get("build_input_shape") else input_shapes  # fmt: skip
@@ -188,7 +191,7 @@ class Spec:
                 if shape is None:
                     raise ModelFileError(f"Sequential {self.name!r} has no input shape")
                 shape = weigh(layer, tuple(shape))
-            return total, shape
+            return total, flops, shape
         shapes = {(n, 0): [x.build_shape] for n, x in self.layers.items() if isinstance(x, layers_module.InputLayer)}  # fmt: skip
 
         def call(layer, args, kwargs):
@@ -197,7 +200,7 @@ class Spec:
             return out if isinstance(out, list) else [out]
 
         outputs = model_config._walk(self.config, self.layers, call, shapes)
-        return total, model_config._rebuild(self.config["output_layers"], outputs)
+        return total, flops, model_config._rebuild(self.config["output_layers"], outputs)
 
     # -- for real ---------------------------------------------------------------------------------
 

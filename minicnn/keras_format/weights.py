@@ -123,13 +123,12 @@ def write(model, h5file, include_optimizer: bool = True) -> None:
         values = [np.asarray(opt.iterations, dtype=np.int64)]
         if _has_lr_variable(opt):
             values.append(np.asarray(opt.learning_rate, dtype=np.float32))
-        params = model.trainable_params()
-        for i, slot in slot_layout(opt, len(params)):
-            layer, k = params[i]
-            if opt.slots is None:  # never stepped: what a built Keras optimizer starts from
-                values.append(np.zeros(layer.params[k].shape, dtype=layer.params[k].dtype))
-            else:
-                values.append(model.backend.to_numpy(opt.slots[i][slot]))
+        if opt.slots is None:  # never stepped: what a built Keras optimizer starts from
+            params = model.trainable_params()
+            zeros = [np.zeros(layer.params[k].shape, layer.params[k].dtype) for layer, k in params]  # fmt: skip
+            values += [zeros[i] for i, _ in slot_layout(opt, len(params))]
+        else:  # the weights it was built for, as Keras's optimizer keeps them after a freeze
+            values += [model.backend.to_numpy(opt.slots[i][slot]) for i, slot in slot_layout(opt, len(opt.slots))]  # fmt: skip
         for i, v in enumerate(values):
             group[str(i)] = v
 
@@ -169,6 +168,8 @@ def read_array(h5py, group, key: str, shape: tuple, where: str, floats: bool = T
     out = np.empty(ds.shape, dtype=ds.dtype)
     if ds.size:
         ds.read_direct(out)
+    if floats and not np.isfinite(out).all():  # a model that answers NaN to every image is broken
+        raise ModelFileError(f"{where}/{key} holds {int(out.size - np.isfinite(out).sum())} NaN or infinite values: the weights are broken")  # fmt: skip
     return out
 
 
