@@ -299,11 +299,112 @@ def test_two_outputs_with_their_losses_weights_and_metrics_both_ways(maker, tmp_
     if other is minicnn:
         assert [type(lo).__name__ for lo in loaded.objectives.losses] == ["SparseCategoricalCrossentropy", "CategoricalCrossentropy"]  # fmt: skip
         assert loaded.objectives.weights == [1.0, 0.5]
-        assert [[m.name for m in ms] for ms in loaded.objectives.metrics] == [["accuracy"], []]
-    else:
-        compiled = loaded.get_compile_config()
-        assert compiled["loss"] == loss and compiled["loss_weights"] == {"cls": 1.0, "aux": 0.5}
-        assert compiled["metrics"] == {"cls": ["accuracy"]}
+        assert loaded.objectives.metric_names() == ["cls_accuracy"]
+    compiled = loaded.get_compile_config()  # compile's arguments as given, in either
+    assert compiled["loss"] == loss and compiled["loss_weights"] == {"cls": 1.0, "aux": 0.5}
+    assert compiled["metrics"] == {"cls": ["accuracy"]} and compiled["weighted_metrics"] is None
+
+
+@pytest.mark.parametrize("maker", ["keras", "minicnn"])
+def test_loss_and_metric_objects_and_weighted_metrics_both_ways(maker, tmp_path):
+    """compile's arguments as given (objects with settings, a function, weighted metrics):
+    the same compile_config read back, the same evaluation with sample weights."""
+    k, other = (keras, minicnn) if maker == "keras" else (minicnn, keras)
+    k.utils.set_random_seed(6)
+    model = MODELS["sequential"](k)
+    loss = k.losses.CategoricalCrossentropy(label_smoothing=0.1)
+    metrics = ["accuracy", k.metrics.AUC(num_thresholds=50), k.metrics.mean_squared_error]
+    model.compile(k.optimizers.Adam(0.01), loss, loss_weights=0.5, metrics=metrics, weighted_metrics=["mae", k.metrics.Precision(name="p")])  # fmt: skip
+    x, y = data("sequential")
+    y = np.eye(CLASSES["sequential"], dtype=np.float32)[y]
+    w = np.linspace(0.1, 2.0, len(x)).astype(np.float32)
+    model.fit(x, y, sample_weight=w, batch_size=16, epochs=1, verbose=0)
+    model.save(tmp_path / "c.keras")
+    loaded = other.models.load_model(tmp_path / "c.keras")
+    ours, theirs = loaded.get_compile_config(), model.get_compile_config()
+    for c in (ours, theirs):
+        c.pop("optimizer")
+    assert json.loads(json.dumps(ours)) == json.loads(json.dumps(theirs))
+    want = model.evaluate(x, y, sample_weight=w, batch_size=16, verbose=0, return_dict=True)
+    got = loaded.evaluate(x, y, sample_weight=w, batch_size=16, verbose=0, return_dict=True)
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert got[key] == pytest.approx(want[key], abs=1e-5), key
+
+
+def test_a_compile_config_minicnn_cannot_make_names_what(tmp_path):
+    """An unknown loss or metric class, a custom one not named, or a bad weight: a
+    ModelFileError naming it; compile=False loads the model all the same."""
+    model = MODELS["sequential"](minicnn)
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.save(tmp_path / "m.keras")
+    config = json.loads(zipfile.ZipFile(tmp_path / "m.keras").read("config.json"))
+    cases = [
+        (
+            "loss",
+            {
+                "module": "keras.losses",
+                "class_name": "Tversky",
+                "config": {},
+                "registered_name": None,
+            },
+            "loss 'Tversky' is not one minicnn has",
+        ),  # fmt: skip
+        (
+            "metrics",
+            [
+                {
+                    "module": "mine",
+                    "class_name": "MyMetric",
+                    "config": {},
+                    "registered_name": "Custom>MyMetric",
+                }
+            ],
+            "metric 'MyMetric' is not one minicnn has",
+        ),  # fmt: skip
+        (
+            "metrics",
+            [
+                {
+                    "module": "builtins",
+                    "class_name": "function",
+                    "config": "frob",
+                    "registered_name": "function",
+                }
+            ],
+            "metric function 'frob'",
+        ),  # fmt: skip
+        ("loss_weights", "heavy", "loss_weights must be numbers"),
+        ("weighted_metrics", ["no_such_metric"], "no_such_metric"),
+    ]
+    for key, value, message in cases:
+        bad = json.loads(json.dumps(config))
+        bad["compile_config"][key] = value
+        with zipfile.ZipFile(tmp_path / "m.keras") as zin, zipfile.ZipFile(tmp_path / "bad.keras", "w") as zout:  # fmt: skip
+            for item in zin.infolist():
+                zout.writestr(item, json.dumps(bad) if item.filename == "config.json" else zin.read(item))  # fmt: skip
+        with pytest.raises(minicnn.saving.ModelFileError, match=re.escape(message)):
+            minicnn.models.load_model(tmp_path / "bad.keras")
+        assert minicnn.models.load_model(tmp_path / "bad.keras", compile=False).optimizer is None
+
+
+def test_a_custom_loss_and_metric_travel_by_custom_objects(tmp_path):
+    class Scaled(minicnn.losses.MeanSquaredError):
+        def __init__(self, scale=1.0, **kwargs):
+            super().__init__(**kwargs)
+            self.scale = scale
+
+        def get_config(self):
+            return {**super().get_config(), "scale": self.scale}
+
+    model = MODELS["sequential"](minicnn)
+    model.compile("adam", Scaled(2.0), metrics=[minicnn.metrics.MeanAbsoluteError(name="m")])
+    model.save(tmp_path / "m.keras")
+    with pytest.raises(minicnn.saving.ModelFileError, match="Scaled"):
+        minicnn.models.load_model(tmp_path / "m.keras")
+    loaded = minicnn.models.load_model(tmp_path / "m.keras", custom_objects={"Scaled": Scaled})
+    assert type(loaded.loss) is Scaled and loaded.loss.scale == 2.0
+    assert loaded.get_compile_config()["loss"]["config"]["scale"] == 2.0
 
 
 def test_keras_loads_to_json_and_minicnn_loads_kerass(tmp_path):
@@ -320,8 +421,8 @@ def test_keras_loads_to_json_and_minicnn_loads_kerass(tmp_path):
     [
         (lambda L: L.Conv2D(4, 3, dilation_rate=2), "dilation_rate=[2, 2]"),
         (lambda L: L.MaxPooling2D(data_format="channels_first"), "data_format='channels_first'"),
-        (lambda L: L.Dense(3, kernel_regularizer="l2"), "kernel_regularizer="),
-        (lambda L: L.LayerNormalization(), "minicnn has no such layer"),
+        (lambda L: L.Conv2D(4, 3, activity_regularizer="l2"), "activity_regularizer"),
+        (lambda L: L.GroupNormalization(groups=2), "minicnn has no such layer"),
     ],
 )
 def test_a_keras_file_minicnn_cannot_honour_fails_naming_the_layer_and_argument(make, argument, tmp_path):  # fmt: skip
@@ -337,7 +438,51 @@ def test_a_keras_file_minicnn_cannot_honour_fails_naming_the_layer_and_argument(
     assert minicnn.backend.rng().bit_generator.state == state
 
 
-KERAS_ARGS = {"Conv2D": (1, 1), "Dense": (1,), "Reshape": ((1,),), "Activation": ("relu",), "Dropout": (0.5,), "AveragePooling2D": (2,), "Rescaling": (1.0,), "RandomRotation": (0.1,), "RandomTranslation": (0.1, 0.1), "RandomZoom": (0.1,)}  # fmt: skip
+def newer_layers(k):
+    """Every layer the first Keras files did not know, with regularizers and constraints."""
+    L = k.layers
+    inputs = k.Input((12, 12, 2))
+    x = L.Conv2D(4, 3, kernel_regularizer=k.regularizers.L2(0.01), kernel_constraint=k.constraints.MaxNorm(2.0))(inputs)  # fmt: skip
+    x = L.LeakyReLU(0.2)(L.ZeroPadding2D(1)(x))
+    x = L.DepthwiseConv2D(3, depthwise_regularizer="l1", bias_constraint="non_neg")(x)
+    x = L.SeparableConv2D(4, 3, padding="same", pointwise_regularizer=k.regularizers.L1L2(0.01, 0.02))(x)  # fmt: skip
+    x = L.ELU(0.5)(L.LayerNormalization(epsilon=1e-4)(x))
+    x = L.Conv2DTranspose(3, 3, strides=2)(L.PReLU(shared_axes=[1, 2])(x))
+    x = L.SpatialDropout2D(0.3)(L.UpSampling2D(2, interpolation="bilinear")(L.Cropping2D(((1, 2), (0, 1)))(x)))  # fmt: skip
+    return k.Model(inputs, L.Dense(3, activation="softmax")(L.GlobalAveragePooling2D()(x)))
+
+
+@pytest.mark.parametrize("maker", ["keras", "minicnn"])
+def test_newer_layers_and_their_regularizers_travel_both_ways(maker, tmp_path):
+    """Saved by one, loaded by the other: the same configs (regularizers and constraints as
+    Keras writes them), the same weights bit for bit, the same predictions."""
+    k, other = (keras, minicnn) if maker == "keras" else (minicnn, keras)
+    k.utils.set_random_seed(4)
+    model = newer_layers(k)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((8, 12, 12, 2), dtype=np.float32)
+    model.fit(x, np.arange(8) % 3, batch_size=4, epochs=1, verbose=0)
+    model.save(tmp_path / "new.keras")
+    loaded = other.models.load_model(tmp_path / "new.keras")
+    diff = np.abs(np.asarray(loaded.predict(x, verbose=0)) - np.asarray(model.predict(x, verbose=0))).max()  # fmt: skip
+    record("newer", f"{maker} .keras -> {other.__name__} load_model", diff)
+    assert diff < 1e-5
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+    def setting(layer, key):
+        value = json.loads(json.dumps(layer.get_config().get(key)))
+        if isinstance(value, dict):  # Keras keeps a regularizer's factor as a float32
+            return value["class_name"], {k: np.float32(v) if isinstance(v, float) else v for k, v in value["config"].items()}  # fmt: skip
+        return value
+
+    keys = ("kernel_regularizer", "depthwise_regularizer", "pointwise_regularizer", "kernel_constraint", "bias_constraint", "alpha", "negative_slope", "cropping", "interpolation", "shared_axes", "epsilon", "rate")  # fmt: skip
+    for a, b in zip(loaded.layers, model.layers):
+        assert [setting(a, key) for key in keys] == [setting(b, key) for key in keys], a.name
+    assert setting(model.layers[1], "kernel_constraint") == ("MaxNorm", {"max_value": 2.0, "axis": 0})  # fmt: skip
+
+
+KERAS_ARGS = {"Conv2D": (1, 1), "Conv2DTranspose": (1, 1), "DepthwiseConv2D": (1,), "SeparableConv2D": (1, 1), "SpatialDropout2D": (0.5,), "Dense": (1,), "Reshape": ((1,),), "Activation": ("relu",), "Dropout": (0.5,), "AveragePooling2D": (2,), "Rescaling": (1.0,), "RandomRotation": (0.1,), "RandomTranslation": (0.1, 0.1), "RandomZoom": (0.1,)}  # fmt: skip
 
 
 def test_every_layer_has_kerass_keys_in_kerass_order():

@@ -126,7 +126,7 @@ def test_a_registered_custom_layer_round_trips(tmp_path):
         ),  # fmt: skip
         (
             lambda c: c["config"]["layers"][1]["config"].update(groups=2),
-            r"does not support groups=2",
+            r"groups other than 1 is not supported by minicnn. Received: groups=2",
         ),  # fmt: skip
         (
             lambda c: c["config"]["layers"][1]["config"].update(frobnicate=1),

@@ -67,7 +67,7 @@ def model_from_json(json_string, custom_objects=None, backend=None):
     def make():
         model = spec.build(backend)
         if isinstance(config, dict) and config.get("compile_config"):
-            compiled.compile_from_keras(model, config["compile_config"])
+            compiled.compile_from_keras(model, config["compile_config"], custom_objects)
         return model
 
     return _wrap(make)

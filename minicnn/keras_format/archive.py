@@ -36,7 +36,7 @@ def model_config(model, include_compile: bool = True) -> dict:
     """What config.json holds for ``model`` (``to_json``'s object)."""
     entry = keras_models.model_to_keras(model)
     if include_compile:
-        entry["compile_config"] = compiled.compile_to_keras(model) or {}
+        entry["compile_config"] = model.get_compile_config()
     return entry
 
 
@@ -198,7 +198,7 @@ def read_keras(path, backend=None, compile: bool = True, custom_objects=None):
         model = spec.build(backend)
         compile_config = config.get("compile_config") if compile else None
         if compile_config:
-            compiled.compile_from_keras(model, compile_config)
+            compiled.compile_from_keras(model, compile_config, custom_objects)
         with h5py.File(io.BytesIO(data), "r") as f:
             arrays, state = weights.read(h5py, f, model, with_optimizer=model.optimizer is not None)  # fmt: skip
         model.set_weights(arrays)

@@ -1,14 +1,24 @@
-"""What ``compile`` set, as Keras 3's ``compile_config``, and back: the optimizer (with its
-learning-rate schedule), the losses, their weights and the metrics, one per output or one for
-all, in Keras's layout. Only what minicnn has is read; anything else fails naming it, with the
-advice to load with ``compile=False``."""
+"""What ``compile`` was given, as Keras 3's ``compile_config``, and back.
+
+Keras keeps compile's arguments as they were given and writes them with
+``serialize_keras_object`` (``Trainer.get_compile_config``): the optimizer object (with its
+learning-rate schedule), and ``loss``, ``loss_weights``, ``metrics`` and ``weighted_metrics`` in
+the structure the user wrote (one for all outputs, a list, a dict by output name), a name kept
+a string, an object ``{module, class_name, config, registered_name}``, a function
+``{class_name: "function", config: its name}``. Reading makes each object with minicnn's
+``losses``/``metrics`` (by Keras's class names) or a custom class registered or named in
+``custom_objects``, then calls ``compile``; anything else fails naming it, with the advice to
+load with ``compile=False``."""
 
 from __future__ import annotations
+
+import json
 
 from minicnn import losses, optimizers
 from minicnn import metrics as metrics_module
 from minicnn.keras_format.errors import ModelFileError
 from minicnn.keras_format.naming import snake_case
+from minicnn.keras_format.registry import get_registered_name, get_registered_object
 from minicnn.optimizers import schedules
 
 # minicnn's optimizer name -> Keras's class; every Keras optimizer's base keys and defaults
@@ -16,7 +26,6 @@ KERAS_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "
 _BASE = {"weight_decay": None, "clipnorm": None, "global_clipnorm": None, "clipvalue": None, "use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None}  # fmt: skip
 _NEUTRAL = {"loss_scale_factor": None, "gradient_accumulation_steps": None, "amsgrad": False}
 _SCHEDULE_NAMES = {"PiecewiseConstantDecay": "PiecewiseConstant"}
-_LOSS_NEUTRAL = {"reduction": "sum_over_batch_size", "axis": -1, "ignore_class": None, "dtype": None}  # fmt: skip
 
 
 def optimizer_to_keras(opt) -> dict:
@@ -64,102 +73,121 @@ def _or_advice(make, what: str):
         raise ModelFileError(f"compile_config: {what} cannot be made in minicnn ({e}); load with compile=False and compile again") from None  # fmt: skip
 
 
-# -- losses and metrics ------------------------------------------------------------------------
+# -- losses and metrics, in the structure compile was given them ---------------------------
+
+_KINDS = {"loss": (losses, losses.Loss), "metric": (metrics_module, metrics_module.Metric)}
+_COMPILE_KEYS = ("optimizer", "loss", "loss_weights", "metrics", "weighted_metrics", "run_eagerly", "steps_per_execution", "jit_compile", "auto_scale_loss")  # fmt: skip
 
 
-def _loss_to_keras(lo):
-    if lo is None:
-        return None
-    config = lo.get_config()
-    if type(losses.get(config["name"])) is type(lo) and config == losses.get(config["name"]).get_config():  # fmt: skip
-        return config["name"]
-    keras_config = {"name": config.pop("name"), "reduction": "sum_over_batch_size", **config}
-    return {"module": "keras.losses", "class_name": type(lo).__name__, "config": keras_config, "registered_name": None}  # fmt: skip
+def _to_keras(value, kind: str):
+    """One compile argument as ``serialize_keras_object`` writes it."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_to_keras(v, kind) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_keras(v, kind) for k, v in value.items()}
+    module, base = _KINDS[kind]
+    if isinstance(value, type) and issubclass(value, base) and module.CLASSES.get(value.__name__) is value:  # fmt: skip
+        value = value()  # a built-in class given for its defaults: the same as an instance
+    if isinstance(value, base):
+        cls = type(value)
+        if module.CLASSES.get(cls.__name__) is cls:
+            return module.serialize(value)
+        config = value.get_config()
+        try:
+            json.dumps(config)
+        except (TypeError, ValueError):
+            raise ValueError(f"The {kind} {value!r} cannot be written in Keras's format: its get_config() holds values JSON cannot hold ({config!r})") from None  # fmt: skip
+        return {"module": cls.__module__, "class_name": cls.__name__, "config": config, "registered_name": get_registered_name(cls)}  # fmt: skip
+    if callable(value) and getattr(value, "__name__", "<lambda>") != "<lambda>":
+        if value in module.FUNCTIONS:  # Keras's own functions, as Keras writes them
+            return {"module": "builtins", "class_name": "function", "config": value.__name__, "registered_name": "function"}  # fmt: skip
+        return {"module": value.__module__, "class_name": "function", "config": value.__name__, "registered_name": get_registered_name(value)}  # fmt: skip
+    raise ValueError(f"The {kind} {value!r} cannot be written in Keras's format (a name, a {base.__name__}, or a named function can)")  # fmt: skip
 
 
-def _loss_from_keras(entry):
-    if entry is None:
-        return None
-    if isinstance(entry, str):
-        return _or_advice(lambda: losses.get(entry), f"loss {entry!r}")
-    kind = entry.get("class_name") if isinstance(entry, dict) else None
-    cls = getattr(losses, kind, None) if isinstance(kind, str) else None
-    if not (isinstance(cls, type) and issubclass(cls, losses.Loss)) or not isinstance(entry.get("config"), dict):  # fmt: skip
-        raise ModelFileError(f"compile_config: loss {str(entry)[:120]} is not one minicnn has; load with compile=False and compile again")  # fmt: skip
-    config = dict(entry["config"])
-    for key, value in _LOSS_NEUTRAL.items():
-        if key in config and config[key] == value:
-            config.pop(key)
-    return _or_advice(lambda: cls(**config), f"loss {kind}")
-
-
-def _metric_to_keras(m):
-    if m.name in metrics_module.NAMES and type(metrics_module.get(m.name)) is type(m):
-        return m.name
-    return {"module": "keras.metrics", "class_name": type(m).__name__, "config": {"name": m.name, "dtype": "float32"}, "registered_name": None}  # fmt: skip
-
-
-def _metric_from_keras(entry):
-    if isinstance(entry, str):
-        return _or_advice(lambda: metrics_module.get(entry), f"metric {entry!r}")
-    kind = entry.get("class_name") if isinstance(entry, dict) else None
-    cls = getattr(metrics_module, kind, None) if isinstance(kind, str) else None
-    if not (isinstance(cls, type) and issubclass(cls, metrics_module.Metric)):
-        raise ModelFileError(f"compile_config: metric {str(entry)[:120]} is not one minicnn has; load with compile=False and compile again")  # fmt: skip
-    config = dict(entry.get("config") or {})
-    return _or_advice(lambda: cls(**config), f"metric {kind}")
-
-
-def compile_to_keras(model) -> dict | None:
-    obj = model.objectives
-    if obj is None:
-        return None
-    keys = model.output_keys()  # several outputs: by name, which Keras takes for any model
-    single = len(keys) == 1
-
-    def per_output(values):
-        return values[0] if single else dict(zip(keys, values))
-
-    loss = per_output([_loss_to_keras(lo) for lo in obj.losses])
-    weights = None if all(w == 1.0 for w in obj.weights) else per_output(obj.weights)
-    ms = [[_metric_to_keras(m) for m in ms] for ms in obj.metrics]
-    metrics = (ms[0] or None) if single else ({k: m for k, m in zip(keys, ms) if m} or None)
+def compile_to_keras(optimizer, loss, loss_weights, metrics, weighted_metrics) -> dict:
+    """Keras's ``get_compile_config()`` of a model compiled with these arguments."""
     return {
-        "optimizer": optimizer_to_keras(model.optimizer),
-        "loss": loss,
-        "loss_weights": weights,
-        "metrics": metrics,
-        "weighted_metrics": None,
+        "optimizer": optimizer_to_keras(optimizer),
+        "loss": _to_keras(loss, "loss"),
+        "loss_weights": _to_keras(loss_weights, "loss"),
+        "metrics": _to_keras(metrics, "metric"),
+        "weighted_metrics": _to_keras(weighted_metrics, "metric"),
         "run_eagerly": False,
         "steps_per_execution": 1,
         "jit_compile": False,
     }
 
 
-def compile_from_keras(model, config: dict) -> None:
+def _from_keras(value, kind: str, custom_objects):
+    """The inverse of ``_to_keras``: names stay names (compile resolves them), each object
+    entry is made, lists and dicts by output name keep their structure."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, list):
+        return [_from_keras(v, kind, custom_objects) for v in value]
+    if isinstance(value, dict) and "class_name" not in value:
+        return {k: _from_keras(v, kind, custom_objects) for k, v in value.items()}
+    if isinstance(value, dict):
+        return _object_from_keras(value, kind, custom_objects)
+    raise ModelFileError(f"compile_config: {kind} {value!r} is not a name, a list, or an object")
+
+
+def _object_from_keras(entry: dict, kind: str, custom_objects):
+    module, base = _KINDS[kind]
+    name, config, registered = entry.get("class_name"), entry.get("config"), entry.get("registered_name")  # fmt: skip
+    shown = json.dumps(entry)[:160]
+    if not isinstance(name, str) or not isinstance(registered, (str, type(None))):
+        raise ModelFileError(f"compile_config: the {kind} {shown} has no class_name")
+    custom = None
+    for key in (registered, name if not str(entry.get("module", "")).startswith("keras") else None):  # fmt: skip
+        if key not in (None, "function") and custom is None:
+            custom = get_registered_object(key, custom_objects)
+    if name == "function":
+        if not isinstance(config, str):
+            raise ModelFileError(f"compile_config: the {kind} function {shown} has no name")
+        found = custom or get_registered_object(config, custom_objects) or {f.__name__: f for f in module.FUNCTIONS}.get(config)  # fmt: skip
+        if found is None or not callable(found):
+            raise ModelFileError(f"compile_config: the {kind} function {config!r} is not one minicnn has; name it in custom_objects, or load with compile=False and compile again")  # fmt: skip
+        return found
+    if not isinstance(config, dict):
+        raise ModelFileError(f"compile_config: the {kind} {shown} has no config object")
+    if custom is not None:
+        if not (isinstance(custom, type) and issubclass(custom, base)):
+            raise ModelFileError(f"compile_config: the {kind} {name!r} names {custom!r}, which is not a {base.__name__} subclass")  # fmt: skip
+        return _or_advice(lambda: custom.from_config(dict(config)), f"{kind} {name}")
+    if name not in module.CLASSES:
+        raise ModelFileError(f"compile_config: the {kind} {name!r} is not one minicnn has ({', '.join(sorted(module.CLASSES))}), nor named in custom_objects; load with compile=False and compile again")  # fmt: skip
+    return _or_advice(lambda: module.deserialize({"class_name": name, "config": dict(config)}), f"{kind} {name}")  # fmt: skip
+
+
+def compile_from_keras(model, config: dict, custom_objects=None) -> None:
     """compile() the model as ``config`` says; every part is made before compile is called."""
     if not isinstance(config, dict):
         raise ModelFileError("compile_config must be an object")
-    for key, want in (("weighted_metrics", None), ("steps_per_execution", 1)):
-        if config.get(key, want) not in (want, [], {}):
-            raise ModelFileError(f"compile_config: minicnn does not support {key}={config[key]!r}; load with compile=False")  # fmt: skip
-    unknown = sorted(set(config) - {"optimizer", "loss", "loss_weights", "metrics", "weighted_metrics", "run_eagerly", "steps_per_execution", "jit_compile", "auto_scale_loss"})  # fmt: skip
+    unknown = sorted(set(config) - set(_COMPILE_KEYS))
     if unknown:
         raise ModelFileError(f"compile_config: unknown keys {unknown}")
+    if config.get("steps_per_execution", 1) != 1:
+        raise ModelFileError(f"compile_config: minicnn does not support steps_per_execution={config['steps_per_execution']!r}; load with compile=False")  # fmt: skip
     optimizer = optimizer_from_keras(config.get("optimizer", "rmsprop"))
-
-    def each(value, make):
-        if isinstance(value, dict) and "class_name" not in value:
-            return {k: make(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [make(v) for v in value]
-        return make(value)
-
-    loss = each(config.get("loss"), _loss_from_keras)
-    metrics = config.get("metrics")
-    if metrics is not None:
-        metrics = each(metrics, lambda m: each(m, _metric_from_keras) if m is not None else None)  # fmt: skip
+    loss = _from_keras(config.get("loss"), "loss", custom_objects)
+    weights = config.get("loss_weights")
+    if not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in _leaves(weights)):  # fmt: skip
+        raise ModelFileError(f"compile_config: loss_weights must be numbers. Received: {json.dumps(weights)[:160]}")  # fmt: skip
+    metrics = _from_keras(config.get("metrics"), "metric", custom_objects)
+    weighted = _from_keras(config.get("weighted_metrics"), "metric", custom_objects)
     try:
-        model.compile(optimizer, loss, loss_weights=config.get("loss_weights"), metrics=metrics)
+        model.compile(optimizer, loss, loss_weights=weights, metrics=metrics, weighted_metrics=weighted)  # fmt: skip
     except (TypeError, ValueError) as e:
         raise ModelFileError(f"compile_config cannot be applied ({e}); load with compile=False") from None  # fmt: skip
+
+
+def _leaves(value) -> list:
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _leaves(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in _leaves(v)]
+    return [] if value is None else [value]

@@ -1,6 +1,6 @@
 """Each built-in layer's config as Keras 3 writes it, and back.
 
-``KERAS_LAYERS`` holds, per class, Keras's config keys in Keras's order. A plain key is one that
+``KERAS_LAYERS`` (in ``layer_table``) holds, per class, Keras's config keys in Keras's order. A plain key is one that
 minicnn's layer takes too (same name, same meaning). A ``(key, value)`` pair is a Keras argument
 minicnn has no argument for, with the one value minicnn computes: it is written so, and a file
 holding anything else is refused, naming the layer and the argument. When a minicnn layer learns
@@ -20,129 +20,10 @@ from minicnn.backend import floatx
 from minicnn.keras_format import registry
 from minicnn.keras_format.errors import ModelFileError
 from minicnn.keras_format.initializers import initializer_from_keras, initializer_to_keras
+from minicnn.keras_format.layer_table import KERAS_LAYERS as KERAS_LAYERS
 
-_CL = ("data_format", "channels_last")
-_NO_REG = tuple((k, None) for k in ("kernel_regularizer", "bias_regularizer"))
-_NO_CON = tuple((k, None) for k in ("kernel_constraint", "bias_constraint"))
-_AUG = (_CL,)
-_MERGE: tuple = ()
-
-
-class Spec:
-    """One Keras layer class: its keys, whether Keras writes a build_config for it, and the
-    call arguments Keras records on its nodes by default."""
-
-    def __init__(self, keys, builds=False, call=None, optional=()):
-        self.keys = tuple(keys)
-        self.neutral = dict(k for k in self.keys if isinstance(k, tuple))
-        self.neutral.update(optional)  # keys Keras writes only sometimes (LoRA, say)
-        self.builds, self.call = builds, dict(call or {})
-
-
-_INIT = ("kernel_initializer", "bias_initializer")
-KERAS_LAYERS = {
-    "Conv2D": Spec(
-        [
-            "filters",
-            "kernel_size",
-            "strides",
-            "padding",
-            _CL,
-            ("dilation_rate", [1, 1]),
-            ("groups", 1),
-            "activation",
-            "use_bias",
-            *_INIT,
-            *_NO_REG,
-            ("activity_regularizer", None),
-            *_NO_CON,
-        ],
-        builds=True,
-    ),  # fmt: skip
-    "Dense": Spec(
-        [
-            "units",
-            "activation",
-            "use_bias",
-            *_INIT,
-            *_NO_REG,
-            *_NO_CON,
-            ("quantization_config", None),
-        ],
-        builds=True,
-        optional={"lora_rank": None, "lora_alpha": None},
-    ),  # fmt: skip
-    "Flatten": Spec([_CL], builds=True),
-    "Reshape": Spec(["target_shape"]),
-    "Activation": Spec(["activation"]),
-    "ReLU": Spec([("max_value", None), ("negative_slope", 0.0), ("threshold", 0.0)]),
-    "Softmax": Spec([("axis", -1)], call={"mask": None}),
-    "Dropout": Spec(["rate", ("seed", None), ("noise_shape", None)], call={"training": False}),
-    "BatchNormalization": Spec(
-        [
-            "axis",
-            "momentum",
-            "epsilon",
-            "center",
-            "scale",
-            "beta_initializer",
-            "gamma_initializer",
-            "moving_mean_initializer",
-            "moving_variance_initializer",
-            ("beta_regularizer", None),
-            ("gamma_regularizer", None),
-            ("beta_constraint", None),
-            ("gamma_constraint", None),
-            ("synchronized", False),
-            ("renorm", False),
-            ("renorm_clipping", None),
-            ("renorm_momentum", 0.99),
-        ],  # fmt: skip
-        builds=True,
-        call={"mask": None},
-    ),
-    "MaxPooling2D": Spec(["pool_size", "padding", "strides", _CL]),
-    "AveragePooling2D": Spec(["pool_size", "padding", "strides", _CL]),
-    "GlobalAveragePooling2D": Spec([_CL, "keepdims"]),
-    "GlobalMaxPooling2D": Spec([_CL, "keepdims"]),
-    "Rescaling": Spec(["scale", "offset"], builds=True),
-    "RandomRotation": Spec(
-        [*_AUG, "factor", "fill_mode", "fill_value", "interpolation", "seed"],
-        builds=True,
-        call={"training": True},
-    ),  # fmt: skip
-    "RandomTranslation": Spec(
-        [
-            *_AUG,
-            "height_factor",
-            "width_factor",
-            "fill_mode",
-            "interpolation",
-            "seed",
-            "fill_value",
-        ],
-        builds=True,
-        call={"training": True},
-    ),  # fmt: skip
-    "RandomZoom": Spec(
-        [
-            *_AUG,
-            "height_factor",
-            "width_factor",
-            "fill_mode",
-            "interpolation",
-            "seed",
-            "fill_value",
-        ],
-        builds=True,
-        call={"training": True},
-    ),  # fmt: skip
-    **{
-        k: Spec(_MERGE, builds=True)
-        for k in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
-    },  # fmt: skip
-    "Concatenate": Spec(["axis"], builds=True),
-}
+# Keras writes a regularizer or constraint as {module, class_name, config, registered_name}
+_OBJECT_MODULES = {"_regularizer": "keras.regularizers", "_constraint": "keras.constraints"}
 # Keras keys read but never passed on (Keras 3 writes them for every layer or input)
 _INPUT_NEUTRAL = {"sparse": False, "ragged": False, "optional": False}
 
@@ -154,7 +35,8 @@ def dtype_policy(name: str | None = None) -> dict:
 def _initializer_of(layer, key: str):
     if hasattr(layer, key):
         return getattr(layer, key)
-    return getattr(layer, "initializers", {}).get(key.removesuffix("_initializer"))
+    own, stem = getattr(layer, "initializers", {}), key.removesuffix("_initializer")
+    return own.get(stem, own.get(f"{stem}_kernel"))  # SeparableConv2D's depthwise_kernel
 
 
 # -- one layer, minicnn -> Keras ---------------------------------------------------------------
@@ -178,17 +60,30 @@ def layer_to_keras(layer) -> dict:
     own = layer.get_config()
     config = {"name": layer.name, "trainable": layer.trainable, "dtype": dtype_policy()}
     for key in spec.keys:
-        if isinstance(key, tuple):
+        if isinstance(key, tuple):  # minicnn's get_config leaves out a Keras default
             key, value = key
-            config[key] = own.get(key, value)
+            config[key] = _object_to_keras(key, own.get(key, value))
         elif key.endswith("_initializer"):
             config[key] = initializer_to_keras(_initializer_of(layer, key), owner, key)
         else:
             config[key] = _as_given(kind, key, own[key])
+    for key, value in spec.neutral.items():  # keys Keras writes only when they are set
+        if key not in config and own.get(key, value) != value:
+            config[key] = _object_to_keras(key, own[key])
+    if spec.bare:
+        config = {"name": layer.name, "dtype": floatx(), **{k: v for k, v in config.items() if k not in ("name", "trainable", "dtype")}}  # fmt: skip
     entry = {"module": "keras.layers", "class_name": kind, "config": config, "registered_name": None}  # fmt: skip
     if spec.builds and layer.build_shape is not None:
         entry["build_config"] = {"input_shape": _shape_list(layer.build_shape)}
     return entry
+
+
+def _object_to_keras(key: str, value):
+    """A regularizer or constraint (minicnn's {class_name, config}) in Keras's layout."""
+    module = next((m for end, m in _OBJECT_MODULES.items() if key.endswith(end)), None)
+    if module is None or not isinstance(value, dict):
+        return value
+    return {"module": module, "class_name": value["class_name"], "config": value.get("config", {}), "registered_name": None}  # fmt: skip
 
 
 def _as_given(kind: str, key: str, value):
@@ -301,8 +196,8 @@ def layer_from_keras(entry: dict, custom_objects=None):
             raise ModelFileError(f"{owner}: minicnn does not support the argument {key}={value!r}")  # fmt: skip
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as e:
-        raise ModelFileError(f"{owner}: {e}") from None
+    except (TypeError, ValueError) as e:  # the layer's own message may name it already
+        raise ModelFileError(str(e) if str(e).startswith(owner) else f"{owner}: {e}") from None
 
 
 def _input_from_keras(config: dict, owner: str):

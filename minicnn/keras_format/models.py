@@ -33,7 +33,7 @@ def _is_model(layer) -> bool:
 
 
 def model_to_keras(model) -> dict:
-    """The model's entry, without compile_config (``compile_config.compile_to_keras``)."""
+    """The model's entry, without compile_config (``Trainer.get_compile_config``)."""
     if model.graph is None:
         raise ValueError(f"Model '{model.name}' has no input shape yet: build it before saving")
     if isinstance(model, Sequential):
@@ -52,9 +52,7 @@ def layer_entry(layer) -> dict:
     """A layer's entry; a nested model's holds its compile_config too ({} when not compiled)."""
     if not _is_model(layer):
         return keras_layers.layer_to_keras(layer)
-    from minicnn.keras_format.compiled import compile_to_keras
-
-    return {**model_to_keras(layer), "compile_config": compile_to_keras(layer) or {}}
+    return {**model_to_keras(layer), "compile_config": layer.get_compile_config()}
 
 
 def _functional_config(model) -> dict:

@@ -266,6 +266,21 @@ class Trainer:
 
         archive.read_weights(self, filepath)
 
+    def get_compile_config(self) -> dict:
+        """Keras's: compile's arguments as they were given, serialized as Keras writes them
+        ({} when not compiled; ``minicnn.keras_format.compiled``)."""
+        if not self.compiled:
+            return {}
+        from minicnn.keras_format.compiled import compile_to_keras
+
+        return compile_to_keras(self.optimizer, *self._compile_args)
+
+    def compile_from_config(self, config: dict) -> None:
+        """Keras's: ``compile`` with what ``get_compile_config`` wrote (Keras's or minicnn's)."""
+        from minicnn.keras_format.compiled import compile_from_keras
+
+        compile_from_keras(self, config)
+
     def to_json(self, **kwargs) -> str:
         """The architecture and compile settings as Keras's JSON (``models.model_from_json``)."""
         from minicnn.keras_format import to_json
