@@ -407,6 +407,27 @@ def test_a_custom_loss_and_metric_travel_by_custom_objects(tmp_path):
     assert loaded.get_compile_config()["loss"]["config"]["scale"] == 2.0
 
 
+def halved_mse(y_true, y_pred):
+    return minicnn.ops.mean(minicnn.ops.square(y_true - y_pred), axis=-1) * 0.5
+
+
+def test_a_loss_function_of_the_users_travels_by_name(tmp_path):
+    """A function loss is written as Keras writes one ({class_name: "function", config: its
+    name}) and found again only in custom_objects: the loaded model trains the same."""
+    model = MODELS["sequential"](minicnn)
+    model.compile("sgd", halved_mse, loss_weights=np.float32(2.0))
+    model.save(tmp_path / "f.keras")
+    entry = model.get_compile_config()["loss"]
+    assert (entry["class_name"], entry["config"], entry["registered_name"]) == ("function", "halved_mse", "halved_mse")  # fmt: skip
+    assert model.get_compile_config()["loss_weights"] == 2.0
+    with pytest.raises(minicnn.saving.ModelFileError, match="loss function 'halved_mse'"):
+        minicnn.models.load_model(tmp_path / "f.keras")
+    loaded = minicnn.models.load_model(tmp_path / "f.keras", custom_objects={"halved_mse": halved_mse})  # fmt: skip
+    x, y = data("sequential")
+    y = np.eye(CLASSES["sequential"], dtype=np.float32)[y]
+    assert loaded.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0), rel=1e-6)  # fmt: skip
+
+
 def test_keras_loads_to_json_and_minicnn_loads_kerass(tmp_path):
     model = residual_cnn(minicnn)
     again = keras.models.model_from_json(model.to_json())

@@ -83,6 +83,8 @@ def _to_keras(value, kind: str):
     """One compile argument as ``serialize_keras_object`` writes it."""
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        return value.item()  # a NumPy number, as Keras writes one
     if isinstance(value, (list, tuple)):
         return [_to_keras(v, kind) for v in value]
     if isinstance(value, dict):
