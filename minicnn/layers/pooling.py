@@ -51,8 +51,10 @@ class MaxPooling2D(_Pooling2D):
 
     def forward(self, x, training=False):
         pads = self._pads(x)
+        if not training:
+            return maths.maxpool(x, *self.pool_size, *self.strides, pads), None
         y, arg = maths.maxpool_forward(x, *self.pool_size, *self.strides, pads)
-        return y, ((arg, pads, x.shape) if training else None)
+        return y, (arg, pads, x.shape)
 
     def backward(self, gy, ctx, need_gx=True):
         arg, pads, x_shape = ctx

@@ -58,6 +58,7 @@ from minicnn.maths.optimizer import adam_update, ema_update
 from minicnn.maths.pooling import (
     avgpool_backward,
     avgpool_forward,
+    maxpool,
     maxpool_backward,
     maxpool_forward,
 )
@@ -110,6 +111,7 @@ __all__ = [
     "layernorm_backward",
     "layernorm_forward",
     "matmul_tn",
+    "maxpool",
     "maxpool_backward",
     "maxpool_forward",
     "pad",

@@ -33,6 +33,26 @@ def maxpool_forward(x, ph, pw, sy, sx, pads):
     return y, arg
 
 
+def maxpool(x, ph, pw, sy, sx, pads):
+    """The max of each window alone, for inference: ``maxpool_forward``'s y without recording
+    the winners (on a few images, the array code's per-window compare-and-record was most of
+    a convnet's batch-1 predict)."""
+    fast = kernel_for("maxpool_forward", x)
+    if fast is not None:
+        return fast(x, ph, pw, sy, sx, pads)[0]
+    xp = get_array_module(x)
+    n, h, w, c = x.shape
+    oh = (h + pads[0] + pads[1] - ph) // sy + 1
+    ow = (w + pads[2] + pads[3] - pw) // sx + 1
+    xpad = pad(x, pads, value=-np.inf)
+    y = xpad[:, 0 : sy * oh : sy, 0 : sx * ow : sx, :].copy()
+    for i in range(ph):
+        for j in range(pw):
+            if i or j:
+                xp.maximum(y, xpad[:, i : i + sy * oh : sy, j : j + sx * ow : sx, :], out=y)
+    return y
+
+
 def maxpool_backward(gy, arg, x_shape, ph, pw, sy, sx, pads):
     """Route each output gradient to the input that won its window. -> gx: (N, H, W, C)"""
     fast = kernel_for("maxpool_backward", gy)
