@@ -9,7 +9,12 @@ Models (the same layers, sizes and optimizer, Adam 1e-3, in every engine):
 - bn_augment: rotation/zoom/shift, then three convolutions each with BatchNorm (one 5x5
   stride 2), Dropout, global average pooling;
 - best: the best recipe's network (minicnn/recipes.py: Deotte's 7 convolutions + BatchNorm, 5x5
-  stride-2 convolutions, Dropout 0.4, the same augmentation), with its EMA in minicnn and Keras.
+  stride-2 convolutions, Dropout 0.4, the same augmentation), with its EMA in minicnn and Keras;
+- separable: Conv 32, then DepthwiseConv2D, SeparableConv2D 64, MaxPool, SeparableConv2D 64,
+  global average pooling (PyTorch: groups=C convolutions and 1x1 ones);
+- autoencoder: keras.io's convolutional autoencoder, its decoder's second Conv2DTranspose an
+  UpSampling2D: Conv 32, MaxPool, Conv 32, MaxPool, Conv2DTranspose 32 (stride 2), UpSampling2D,
+  Conv 1 with a sigmoid; trained to reproduce its input with the mean squared error.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import time
 
 import numpy as np
 
-MODELS = ("seed", "convnet", "bn_augment", "best")
+MODELS = ("seed", "convnet", "bn_augment", "best", "separable", "autoencoder")
 AUGMENTED = {"bn_augment": (0.03, 0.1, 0.1), "best": (10 / 360, 0.1, 0.1)}  # turns, zoom, shift
 
 
@@ -36,6 +41,16 @@ def minicnn_build(name: str):
         return best_model()
     if name == "seed":
         model = seed_model()
+    elif name == "separable":
+        model = keras.Sequential([keras.Input(shape=(28, 28, 1)),
+            layers.Conv2D(32, 3, activation="relu"), layers.DepthwiseConv2D(3, activation="relu"),
+            layers.SeparableConv2D(64, 3, activation="relu"), layers.MaxPooling2D(2),
+            layers.SeparableConv2D(64, 3, activation="relu"), layers.GlobalAveragePooling2D(),
+            layers.Dense(10, activation="softmax")])  # fmt: skip
+    elif name == "autoencoder":
+        model = keras.Sequential([keras.Input(shape=(28, 28, 1)), *_autoencoder(layers)])
+        model.compile(keras.optimizers.Adam(1e-3), "mse")
+        return model
     elif name == "convnet":
         model = keras.Sequential([keras.Input(shape=(28, 28, 1)),
             layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(2),
@@ -54,6 +69,14 @@ def minicnn_build(name: str):
     return model
 
 
+def _autoencoder(layers) -> list:
+    """The autoencoder's layers in Keras's API (minicnn's and Keras's alike)."""
+    return [layers.Conv2D(32, 3, padding="same", activation="relu"), layers.MaxPooling2D(2),
+            layers.Conv2D(32, 3, padding="same", activation="relu"), layers.MaxPooling2D(2),
+            layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu"),
+            layers.UpSampling2D(2), layers.Conv2D(1, 3, padding="same", activation="sigmoid")]  # fmt: skip
+
+
 def train_flop_per_image(name: str) -> tuple[float, float]:
     """(training, inference) FLOPs per image of the direct convolution and the Dense products:
     inference is the forward pass; training adds the weight gradient of every layer and the
@@ -69,6 +92,14 @@ def train_flop_per_image(name: str) -> tuple[float, float]:
             c = layer.params["kernel"].shape[2]
             oh, ow, f = shape[-3:]
             flop = 2.0 * oh * ow * kh * kw * c * f
+        elif kind in ("DepthwiseConv2D", "SeparableConv2D"):
+            kh, kw, c, m = layer.params["kernel" if kind == "DepthwiseConv2D" else "depthwise_kernel"].shape  # fmt: skip
+            oh, ow, f = shape[-3:]
+            flop = 2.0 * oh * ow * kh * kw * c * m + (2.0 * oh * ow * c * m * f if kind == "SeparableConv2D" else 0)  # fmt: skip
+        elif kind == "Conv2DTranspose":  # the adjoint of a convolution of its output
+            kh, kw, f, c = layer.params["kernel"].shape
+            h, w = node.inputs[0].shape[1:3]
+            flop = 2.0 * h * w * kh * kw * c * f
         elif kind == "Dense":
             flop = 2.0 * np.prod(layer.params["kernel"].shape)
         else:
@@ -97,7 +128,7 @@ def fit_predict_loops(model, x, y):
 
 
 def minicnn_loops(name: str, x, y):
-    return fit_predict_loops(minicnn_build(name), x, y)
+    return fit_predict_loops(minicnn_build(name), x, x if name == "autoencoder" else y)
 
 
 # -- PyTorch --------------------------------------------------------------------------------------
@@ -111,6 +142,19 @@ def torch_build(name: str):
     if name == "seed":
         return nn.Sequential(nn.Conv2d(1, 64, 3), nn.ReLU(), nn.Conv2d(64, 32, 3), nn.ReLU(),
                              nn.Flatten(), nn.Linear(18432, 10))  # fmt: skip
+    if name == "separable":
+
+        def separable(cin, cout):  # Keras's SeparableConv2D: depthwise without bias, then 1x1
+            return [nn.Conv2d(cin, cin, 3, groups=cin, bias=False), nn.Conv2d(cin, cout, 1)]
+
+        return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3, groups=32), nn.ReLU(),
+            *separable(32, 64), nn.ReLU(), nn.MaxPool2d(2), *separable(64, 64), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))  # fmt: skip
+    if name == "autoencoder":
+        return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.ConvTranspose2d(32, 32, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
+            nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(32, 1, 3, padding=1), nn.Sigmoid())  # fmt: skip
     if name == "convnet":
         return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.5),
@@ -158,14 +202,16 @@ def torch_loops(name: str, x, labels, compiled: bool):
     def step(xb, yb):
         if aug:
             xb = torch_augment(xb, *aug)
-        loss = F.cross_entropy(model(xb), yb)
+        loss = (
+            F.mse_loss(model(xb), xb) if name == "autoencoder" else F.cross_entropy(model(xb), yb)
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return loss
 
     def forward(xb):
-        return torch.softmax(model(xb), dim=1)
+        return model(xb) if name == "autoencoder" else torch.softmax(model(xb), dim=1)
 
     if compiled:
         step, forward = torch.compile(step), torch.compile(forward)
@@ -206,8 +252,9 @@ def onnx_loops(name: str, x, path: str):
         start = time.perf_counter()
         for lo in range(0, n, batch):
             logits = session.run(None, {"x": X[lo : min(lo + batch, n)]})[0]
-            e = np.exp(logits - logits.max(1, keepdims=True))
-            e / e.sum(1, keepdims=True)
+            if name != "autoencoder":  # a sigmoid's output already
+                e = np.exp(logits - logits.max(1, keepdims=True))
+                e / e.sum(1, keepdims=True)
         return n / (time.perf_counter() - start)
 
     return None, infer
@@ -225,6 +272,15 @@ def keras_loops(name: str, x, y):
     if name == "seed":
         body = [layers.Conv2D(64, 3, activation="relu"), layers.Conv2D(32, 3, activation="relu"),
                 layers.Flatten(), layers.Dense(10, activation="softmax")]  # fmt: skip
+    elif name == "separable":
+        body = [layers.Conv2D(32, 3, activation="relu"), layers.DepthwiseConv2D(3, activation="relu"),
+            layers.SeparableConv2D(64, 3, activation="relu"), layers.MaxPooling2D(2),
+            layers.SeparableConv2D(64, 3, activation="relu"), layers.GlobalAveragePooling2D(),
+            layers.Dense(10, activation="softmax")]  # fmt: skip
+    elif name == "autoencoder":
+        model = keras.Sequential(inp + _autoencoder(layers))
+        model.compile(keras.optimizers.Adam(1e-3), "mse")
+        return fit_predict_loops(model, x, x)
     elif name == "convnet":
         body = [layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(2),
             layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(2),

@@ -22,6 +22,7 @@ OP_NAMES = (
     "col2im",
     "bias_relu",
     "relu_backward",
+    "relu_backward_sum",
     "softmax_cross_entropy",
     "maxpool_forward",
     "maxpool_backward",
@@ -45,8 +46,7 @@ OP_NAMES = (
     "ema_update",
     "erf",
     "depthwise_conv",
-    "depthwise_conv_grad",
-    "depthwise_conv_grad_input",
+    "depthwise_conv_backward",
 )
 
 _tables: dict[str, dict | None] = {}

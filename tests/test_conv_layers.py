@@ -84,6 +84,40 @@ def test_depthwise_kernels_against_the_array_code(monkeypatch, rng, dtype, n, hw
         assert err <= tol, f"{what}: relative error {err:.2e}"
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("relu", [False, True])
+def test_fused_kernels_against_the_array_code(monkeypatch, rng, dtype, relu):
+    """The depthwise convolution with its ReLU fused (one pass over gy for every gradient,
+    masked by the output), and ReLU's gradient with the bias sums in one pass."""
+    if kernels.lookup("depthwise_conv_backward", np, np.dtype(dtype)) is None:
+        pytest.skip("no numba kernel here")
+    x = rng.standard_normal((7, 9, 10, 17)).astype(dtype)
+    kernel = rng.standard_normal((3, 3, 17, 2)).astype(dtype)
+    bias = rng.standard_normal(34).astype(dtype)
+    gy = rng.standard_normal((7, 5, 10, 34)).astype(dtype)
+    pads = maths.padding_amounts(9, 10, 3, 3, 2, 1, "same")
+
+    def run():
+        y, ctx = maths.depthwise_forward(x, kernel, bias, (2, 1), pads, relu)
+        return (y, *maths.depthwise_backward(gy, ctx), *maths.relu_backward_sum(gy.reshape(-1, 34), y.reshape(-1, 34)))  # fmt: skip
+
+    fast = run()
+    _, ctx = maths.depthwise_forward(x, kernel, bias, (2, 1), pads, relu)
+    first = maths.depthwise_backward(gy, ctx, need_gx=False)  # a first layer's: no gx
+    monkeypatch.setenv("MINICNN_KERNELS", "numpy")
+    slow = run()
+    assert first[0] is None
+    np.testing.assert_array_equal(first[1], fast[2])  # the same sums, in the same order
+    np.testing.assert_array_equal(first[2], fast[3])
+    tol = 1e-12 if dtype == "float64" else 2e-5
+    for what, a, b in zip(("y", "gx", "gkernel", "gbias", "g", "gsum"), fast, slow):
+        assert a.dtype == dtype and a.shape == b.shape, what
+        err = np.linalg.norm((a - b).astype(np.float64)) / np.linalg.norm(b.astype(np.float64))
+        assert err <= tol, f"{what}: relative error {err:.2e}"
+    if relu:
+        assert (fast[0] == 0).mean() > 0.3  # the mask mattered
+
+
 # -- depthwise and separable: gradients and PyTorch -------------------------------------------------
 
 

@@ -29,6 +29,7 @@ OPS = {
     ("maxpool_backward", "any"): pooling.maxpool_backward,
     ("bias_relu", "any"): elementwise.bias_relu,
     ("relu_backward", "any"): elementwise.relu_backward,
+    ("relu_backward_sum", "any"): elementwise.relu_backward_sum,
     ("softmax_cross_entropy", "any"): elementwise.softmax_cross_entropy,
     ("adam_update", "any"): elementwise.adam_update,
     ("ema_update", "any"): elementwise.ema_update,
@@ -47,6 +48,5 @@ OPS = {
     ("affine_resample", "any"): resample.affine_resample,
     ("erf", "any"): activation.erf,
     ("depthwise_conv", "any"): depthwise.depthwise_conv,
-    ("depthwise_conv_grad", "any"): depthwise.depthwise_conv_grad,
-    ("depthwise_conv_grad_input", "any"): depthwise.depthwise_conv_grad_input,
+    ("depthwise_conv_backward", "any"): depthwise.depthwise_conv_backward,
 }

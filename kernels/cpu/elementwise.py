@@ -1,5 +1,5 @@
-"""Fused elementwise kernels: bias + ReLU, ReLU's gradient, softmax cross-entropy, Adam and the
-weights' moving average, Dropout."""
+"""Fused elementwise kernels: bias + ReLU, ReLU's gradient (and with the bias gradient),
+softmax cross-entropy, Adam and the weights' moving average, Dropout."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 from numba import prange
 
-from .jit import jit, pjit
+from .jit import jit, pjit, relu_grad_if
 
 
 @pjit
@@ -24,6 +24,19 @@ def _bias_relu(y, b, has_bias, relu):
 def _relu_backward(gy, y, gx):
     for k in prange(gy.size):
         gx[k] = gy[k] if y[k] > 0 else 0
+
+
+@pjit
+def _relu_backward_sum(gy, y, gx, partial):
+    m, f = gy.shape
+    blocks = partial.shape[0]
+    for blk in prange(blocks):  # each block of rows sums into its own slot
+        partial[blk] = 0
+        for r in range(blk * m // blocks, (blk + 1) * m // blocks):
+            for k in range(f):
+                g = relu_grad_if(gy[r, k], y[r, k], True)
+                gx[r, k] = g
+                partial[blk, k] += g
 
 
 @pjit
@@ -88,6 +101,14 @@ def relu_backward(gy, y):
     gx = np.empty_like(gy)
     _relu_backward(gy.reshape(-1), y.reshape(-1), gx.reshape(-1))
     return gx
+
+
+def relu_backward_sum(gy, y):
+    gy, y = np.ascontiguousarray(gy), np.ascontiguousarray(y)
+    gx = np.empty_like(gy)
+    partial = np.empty((min(gy.shape[0], 16), gy.shape[1]), dtype=gy.dtype)
+    _relu_backward_sum(gy, y, gx, partial)
+    return gx, partial.sum(axis=0)
 
 
 def ema_update(ema, p, momentum):

@@ -91,13 +91,16 @@ class DepthwiseConv2D(_Depthwise):
 
     def forward(self, x, training=False):
         kernel, bias = self.params["kernel"], self.params.get("bias")
-        y, dctx = maths.depthwise_forward(x, kernel, bias, self.strides, self.pads(*x.shape[1:3]), keep=training)  # fmt: skip
-        y, kept = self.activate(y)
+        relu = self.activation.name == "relu"  # applied in the convolution's own pass
+        y, dctx = maths.depthwise_forward(x, kernel, bias, self.strides, self.pads(*x.shape[1:3]), relu, keep=training)  # fmt: skip
+        y, kept = (y, None) if relu else self.activate(y)
         return y, ((dctx, kept) if training else None)
 
     def backward(self, gy, ctx, need_gx=True):
         dctx, kept = ctx
-        gx, gkernel, gbias = maths.depthwise_backward(self.activation.backward(gy, kept), dctx, need_gx)  # fmt: skip
+        if kept is not None:  # another activation than ReLU (whose mask the kernel applies)
+            gy = self.activation.backward(gy, kept)
+        gx, gkernel, gbias = maths.depthwise_backward(gy, dctx, need_gx)
         return gx, ({"kernel": gkernel, "bias": gbias} if self.use_bias else {"kernel": gkernel})
 
     def get_config(self):
@@ -159,10 +162,15 @@ class SeparableConv2D(_Depthwise):
         dctx, d2, kept = ctx
         pointwise = self.params["pointwise_kernel"]
         cm = pointwise.shape[2]
-        gz = self.activation.backward(gy.reshape(kept.shape), kept)  # (M, filters)
+        g2 = gy.reshape(kept.shape)
+        if self.activation.name == "relu" and self.use_bias:  # the mask and the bias sums: one pass
+            gz, gbias = maths.relu_backward_sum(g2, kept)
+        else:
+            gz = self.activation.backward(g2, kept)  # (M, filters)
+            gbias = maths.sum_rows(gz) if self.use_bias else None
         grads = {"pointwise_kernel": maths.matmul_tn(d2, gz).reshape(pointwise.shape)}
         if self.use_bias:
-            grads["bias"] = maths.sum_rows(gz)
+            grads["bias"] = gbias
         gd = (gz @ pointwise.reshape(cm, self.filters).T).reshape(*gy.shape[:3], cm)
         gx, grads["depthwise_kernel"], _ = maths.depthwise_backward(gd, dctx, need_gx)
         return gx, grads

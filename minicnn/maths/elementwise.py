@@ -31,6 +31,16 @@ def relu_backward(gy, y):
     return gy * (y > 0)
 
 
+def relu_backward_sum(gy, y):
+    """ReLU's gradient and its column sums (the bias gradient) in one pass: gy and y (the ReLU
+    output) (M, F) -> (g (M, F), g.sum(axis=0) (F,))."""
+    fast = kernel_for("relu_backward_sum", gy)
+    if fast is not None:
+        return fast(gy, y)
+    g = relu_backward(gy, y)
+    return g, sum_rows(g)
+
+
 def dropout(x, rate: float):
     """Inverted dropout: -> (y, keep), keep (bool, x's shape) true with probability 1 - rate,
     drawn from minicnn's seeded generator, and y = x * keep / (1 - rate).
