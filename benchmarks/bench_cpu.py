@@ -2,6 +2,11 @@
 interleaved run.
 
     python benchmarks/bench_cpu.py [--repeats 3] [--models seed,convnet,bn_augment,best] [--no-memory]
+        [--contenders minicnn,torch] [--kinds train] [--out cpu]
+
+(--contenders, --kinds and --out: a shorter run, for instance the convolution layers of issue 23
+against PyTorch eager, ``--models separable,autoencoder --contenders minicnn,torch --kinds train
+--out cpu_layers23``, written beside the full run's results/cpu.json.)
 
 Contenders, each in its own process per model (benchmarks/_worker.py): minicnn imported before
 numpy and after it (as most scripts start); PyTorch eager; PyTorch ``torch.compile``; Keras 3 on
@@ -111,7 +116,7 @@ class Worker:
         self.log.close()
 
 
-def run_model(model: str, contenders: list[str], repeats: int) -> dict:
+def run_model(model: str, contenders: list[str], repeats: int, workloads=WORKLOADS) -> dict:
     """{contender: {workload: {"ips": median, "runs": [...], "peak_rss": max}}}"""
     workers = {}
     for c in contenders:
@@ -120,7 +125,7 @@ def run_model(model: str, contenders: list[str], repeats: int) -> dict:
         except RuntimeError as e:
             print(f"  {NAMES[c]} could not run {model}: {e}", flush=True)
     out = {c: {} for c in workers}
-    for kind, batch, images in WORKLOADS:
+    for kind, batch, images in workloads:
         key = f"{kind} b{batch}"
         samples = {c: [] for c in workers}
         for _ in range(repeats):
@@ -139,8 +144,8 @@ def run_model(model: str, contenders: list[str], repeats: int) -> dict:
     return out
 
 
-def report(model: str, result: dict, flops: tuple[float, float], peak: float) -> str:
-    keys = [f"{k} b{b}" for k, b, _ in WORKLOADS]
+def report(model: str, result: dict, flops: tuple[float, float], peak: float, workloads=WORKLOADS) -> str:  # fmt: skip
+    keys = [f"{k} b{b}" for k, b, _ in workloads]
     rows = []
     for c, r in result.items():
         cells = [f"{r[k]['ips']:,.0f} ({r[k]['peak_rss'] / 2**20:,.0f} MiB)" if k in r else "-" for k in keys]  # fmt: skip
@@ -199,11 +204,16 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--no-memory", action="store_true", help="skip the examples/mnist.py memory run")
+    p.add_argument("--contenders", default=",".join(NAMES), help="a subset of: " + ", ".join(NAMES))
+    p.add_argument("--kinds", default="train,infer", help="the workloads to run: train, infer")
+    p.add_argument("--out", default="cpu", help="results/OUT.json")
     args = p.parse_args()
-    models = args.models.split(",")
-    if unknown := [m for m in models if m not in MODELS]:
-        raise SystemExit(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
-    why = available()
+    models, asked, kinds = (a.split(",") for a in (args.models, args.contenders, args.kinds))
+    for what, names, known in (("model", models, MODELS), ("contender", asked, NAMES), ("kind", kinds, ("train", "infer"))):  # fmt: skip
+        if unknown := [m for m in names if m not in known]:
+            raise SystemExit(f"unknown {what}(s) {unknown}; choose from {list(known)}")
+    workloads = [w for w in WORKLOADS if w[0] in kinds]
+    why = {c: reason for c, reason in available().items() if c in asked}
     for c, reason in why.items():
         if reason:
             print(f"skipping {NAMES[c]}: {reason}")
@@ -213,9 +223,9 @@ def main() -> None:
     record = {"gemm_peak_gflops": peak, "models": {}}
     for model in models:
         flops = train_flop_per_image(model)
-        result = run_model(model, contenders, args.repeats)
+        result = run_model(model, contenders, args.repeats, workloads)
         record["models"][model] = {"flop_per_image": flops, "results": result}
-        print("\n" + report(model, result, flops, peak), flush=True)
+        print("\n" + report(model, result, flops, peak, workloads), flush=True)
     x, y, _ = mnist_like(256)
     record["breakdown_seed_batch_32"] = rows = layer_breakdown(minicnn_model("numpy"), x, y, 32)
     print("\n" + breakdown_table(rows, 32))
@@ -223,7 +233,7 @@ def main() -> None:
         m = record["example"] = example_memory()
         print(f"\nexamples/mnist.py (1 epoch): peak RSS {m['peak_rss_bytes'] / 2**30:.2f} GiB, {m['seconds']:.0f} s, test accuracy {m['test_accuracy_1_epoch']:.2%}"  # fmt: skip
               if "peak_rss_bytes" in m else f"\nexamples/mnist.py failed: {m['error']}")  # fmt: skip
-    print(f"\nwrote {write_json('cpu', record)}")
+    print(f"\nwrote {write_json(args.out, record)}")
 
 
 if __name__ == "__main__":

@@ -53,11 +53,12 @@ def _fresh_state():
         "winograd-chunked",
         "direct",
         "space_to_depth",
+        "taps",
     ]
 )
 def conv_algorithm(request, monkeypatch):
     """Runs a convolution test once per algorithm (shifted: stride 1; winograd: 3x3 stride 1;
-    direct: any; space_to_depth: stride 2; other geometries fall back to im2col); "-chunked" makes every image its own chunk, as large
+    direct: any; space_to_depth: stride 2; taps: stride 1, pads under the kernel size; other geometries fall back to im2col); "-chunked" makes every image its own chunk, as large
     batches are cut."""
     from minicnn.maths import geometry
 

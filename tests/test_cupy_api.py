@@ -307,7 +307,7 @@ def test_training_and_inference_on_cupys_names(strict_cupy, float64, rng):
     np.testing.assert_allclose(l_cp, l_np, rtol=1e-12)
 
 
-@pytest.mark.parametrize("algorithm", ["im2col", "shifted", "winograd", "direct", "space_to_depth"])  # fmt: skip
+@pytest.mark.parametrize("algorithm", ["im2col", "shifted", "winograd", "direct", "space_to_depth", "taps"])  # fmt: skip
 def test_every_convolution_algorithm_on_cupys_names(strict_cupy, float64, rng, monkeypatch, algorithm):  # fmt: skip
     """What MINICNN_CONV can force on the GPU, forward and backward, against NumPy's im2col."""
     from minicnn import maths

@@ -72,6 +72,7 @@ def gradcheck_layer(layer, x_host, backend_name, rng, seed=None, k=60):
         ((7, 6), (3, 2), 2, 3),
         ((8, 8), 4, 4, 5),
         ((9, 10), 5, 3, 2),
+        ((6, 5), 3, 6, 1),  # few filters from more channels: "taps" unforced
     ],  # fmt: skip
 )
 @pytest.mark.parametrize("activation", [None, "relu"])

@@ -328,6 +328,10 @@ def test_summary_and_plan_of_a_graph():
     out = text[0]
     for expected in ("Connected to", "stem[0][0], body[0][0]", "(None, 6, 5, 3)", "Plan (training, batch 32)", "Plan (inference, batch 32)", "bn + relu"):  # fmt: skip
         assert expected in out, expected
+    from minicnn.maths.conv import ALGORITHMS
+    from minicnn.plan.steps import CONV_KEEPS
+
+    assert set(CONV_KEEPS) == set(ALGORITHMS)  # the plan can say what each algorithm keeps
     chain = keras.Sequential([keras.Input((4,)), layers.Dense(2)])
     lines = []
     chain.summary(print_fn=lines.append)

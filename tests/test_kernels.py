@@ -261,7 +261,7 @@ def test_direct_convolution(backend_name, monkeypatch, rng, dtype, k, s, padding
             assert rel(host(be, f), host(be, r)) <= TOL[dtype], op
 
 
-@pytest.mark.parametrize("algorithm", ["shifted", "winograd", "direct"])
+@pytest.mark.parametrize("algorithm", ["shifted", "winograd", "direct", "taps"])
 @pytest.mark.parametrize("relu", [False, True])
 def test_convolution_algorithms_agree(rng, float64, monkeypatch, algorithm, relu):
     """The algebra itself, in float64: each algorithm's output with bias and ReLU, and its kernel,

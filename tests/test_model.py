@@ -207,6 +207,10 @@ def test_auto_algorithm_choice(monkeypatch):
     assert maths.conv_algorithm(x, (5, 5, 64, 32), (1, 1)) == "shifted"
     assert maths.conv_algorithm(x, (3, 3, 8, 64), (1, 1)) == "im2col"
     assert maths.conv_algorithm(x, (3, 3, 64, 32), (2, 2)) == "im2col"
+    assert maths.conv_algorithm(x, (3, 3, 64, 1), (1, 1), (1, 1, 1, 1)) == "taps"  # few filters
+    assert maths.conv_algorithm(x, (3, 3, 64, 4), (1, 1)) == "taps"
+    assert maths.conv_algorithm(x, (3, 3, 64, 5), (1, 1)) == ("winograd" if numba else "shifted")
+    assert maths.conv_algorithm(x, (3, 3, 64, 1), (2, 2)) == "im2col"
     small = np.zeros((32, 8, 8, 64), dtype="float32")  # 5x5/2 "same" to 4x4: one tile an image
     same = maths.padding_amounts(8, 8, 5, 5, 2, 2, "same")
     assert maths.conv_algorithm(small, (5, 5, 64, 64), (2, 2), same) == "im2col"  # 512 rows

@@ -19,10 +19,9 @@ def _im2col(x, col, sy, sx, top, left):
                 y = p * sy + i - top
                 for j in range(kw):
                     xx = q * sx + j - left
-                    if 0 <= y < h and 0 <= xx < w:
-                        col[b, p, q, i, j, :] = x[b, y, xx, :]
-                    else:
-                        col[b, p, q, i, j, :] = 0
+                    inside = 0 <= y < h and 0 <= xx < w
+                    for k in range(c):  # a loop, not a slice: no view per pixel when C is small
+                        col[b, p, q, i, j, k] = x[b, y, xx, k] if inside else 0
 
 
 @pjit
@@ -37,12 +36,12 @@ def _col2im(gcol, gx, sy, sx, top, left):
             if py < 0 or py % sy != 0 or py // sy >= oh:
                 continue
             p = py // sy
-            for xx in range(w):
-                for j in range(kw):
-                    qx = xx + left - j
-                    if qx < 0 or qx % sx != 0 or qx // sx >= ow:
-                        continue
-                    gx[b, y, xx, :] += gcol[b, p, qx // sx, i, j, :]
+            for j in range(kw):  # each element gets its (i, j) terms in the same order as before
+                for q in range(ow):  # over the output columns: no division per element
+                    xx = q * sx + j - left
+                    if 0 <= xx < w:
+                        for k in range(c):
+                            gx[b, y, xx, k] += gcol[b, p, q, i, j, k]
 
 
 def im2col(x, kh, kw, sy, sx, pads):

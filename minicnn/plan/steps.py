@@ -49,6 +49,7 @@ CONV_KEEPS = {
     "shifted": "padded input",
     "winograd": "transformed input V",
     "space_to_depth": "transformed 2x2-block input V",
+    "taps": "input rows",
 }
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from minicnn import kernels
 from minicnn.backend import get_array_module
-from minicnn.maths.conv import direct, im2col, shifted, space_to_depth, winograd
+from minicnn.maths.conv import direct, im2col, shifted, space_to_depth, taps, winograd
 
 ALGORITHMS = {
     "im2col": im2col,
@@ -29,6 +29,7 @@ ALGORITHMS = {
     "direct": direct,
     "winograd": winograd,
     "space_to_depth": space_to_depth,
+    "taps": taps,
 }
 
 _DIRECT_MAX_C = 4  # input channels up to which the direct kernel beats im2col + GEMM
@@ -37,6 +38,10 @@ _DIRECT_MAX_C = 4  # input channels up to which the direct kernel beats im2col +
 # batch. The best recipe's 5x5/2 layer, 8x8x64 -> 4x4x64, forward + backward: batch 2 0.66 ms
 # im2col against 1.70 space-to-depth, batch 32 2.51 against 2.92, batch 128 7.97 against 4.90.
 _SMALL_ROWS = 512
+# Output filters up to which "taps" (one GEMM to kh*kw*F columns, then col2im) beats Winograd
+# and im2col: 32 -> 1 channel, 3x3 "same" at 28x28, forward + backward, batch 128: 11.3 ms
+# taps against 44 Winograd; F = 4 at batch 32, 4.6 against 10.3; F = 8, 15.0 against 8.3.
+_TAPS_MAX_F = 4
 
 
 def conv_algorithm(x, kernel_shape, strides, pads=(0, 0, 0, 0)) -> str:
@@ -54,18 +59,22 @@ def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float
     - "shifted": the same cases without numba: 9 GEMMs on the input as it lies, no im2col copy;
     - "space_to_depth": CPU with numba, stride 2, 5x5 or 6x6 kernels, 8+ input channels: the
       same convolution as a 3x3 stride-1 Winograd one over 2x2 blocks of 4C channels;
+    - "taps": CPU, stride 1, at most 4 output filters from more input channels (a decoder's
+      last layer): one GEMM to each pixel's share of its kh*kw outputs, then col2im;
     - "im2col" also where the output is so small that its rows hold no more than twice the
       input (a 4x4 kernel over a 4x4 map, a Dense layer in disguise): one GEMM, not 16
       (7.1 -> 0.7 ms at batch 64, 64 -> 128 channels); and for outputs of at most 4x4 over
       no more than 512 rows in all (see _SMALL_ROWS).
     MINICNN_CONV forces one where the geometry allows it (else im2col)."""
-    kh, kw, c, _ = kernel_shape
+    kh, kw, c, f = kernel_shape
     stride1 = tuple(strides) == (1, 1)
     stride2 = tuple(strides) == (2, 2)
     forced = os.environ.get("MINICNN_CONV", "auto").lower()
     if forced == "space_to_depth":
         return "space_to_depth" if stride2 else "im2col"
     s2d_winograd = stride2 and (-(-kh // 2), -(-kw // 2)) == (3, 3)  # 5x5 and 6x6
+    if forced == "taps":
+        return "taps" if taps.fits(kernel_shape, strides, pads) else "im2col"
     if forced == "winograd":
         return "winograd" if stride1 and (kh, kw) == (3, 3) else "im2col"
     if forced in ("im2col", "shifted", "direct"):
@@ -82,6 +91,8 @@ def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float
         return "im2col"  # one Winograd tile an image, few images: its weight transforms cost most
     if c <= _DIRECT_MAX_C:
         return "direct" if numba else "im2col"
+    if f <= _TAPS_MAX_F and c > f and taps.fits(kernel_shape, strides, pads):
+        return "taps"
     if s2d_winograd and c >= 8 and numba:
         return "space_to_depth"
     if not stride1 or c < 16:
