@@ -24,20 +24,19 @@ def _forward(x, kf, b, relu, z, sy, sx, m):
         im, p = r // oh, r % oh
         row = np.empty((ow, cm), dtype=z.dtype)
         for q in range(ow):
-            row[q] = b
+            for j in range(cm):
+                row[q, j] = b[j]
         for u in range(kh):
-            xr = x[im, p * sy + u]
+            a = p * sy + u
             for v in range(kw):
-                kk = kf[u, v]
                 for q in range(ow):
-                    xq = xr[q * sx + v]
-                    acc = row[q]
+                    c = q * sx + v
                     if m == 1:
                         for j in range(cm):
-                            acc[j] += xq[j] * kk[j]
+                            row[q, j] += x[im, a, c, j] * kf[u, v, j]
                     else:
                         for j in range(cm):
-                            acc[j] += xq[j // m] * kk[j]
+                            row[q, j] += x[im, a, c, j // m] * kf[u, v, j]
         for q in range(ow):
             for j in range(cm):
                 z[im, p, q, j] = relu_if(row[q, j], relu)
@@ -60,27 +59,25 @@ def _backward(x, gz, y, masked, kf, gk, gb, gx, need_gx, sy, sx, m):
                         g[q, j] = relu_grad_if(gz[im, p, q, j], y[im, p, q, j], masked)
                         gb[blk, j] += g[q, j]
                 for u in range(kh):
-                    xr = x[im, p * sy + u]
+                    a = p * sy + u
                     for v in range(kw):
-                        acc, kk = gk[blk, u, v], kf[u, v]
-                        for q in range(ow):
-                            xq, gq = xr[q * sx + v], g[q]
+                        for q in range(ow):  # indices, not row views: no view per pixel
+                            c = q * sx + v
                             if m == 1:
                                 for j in range(cm):
-                                    acc[j] += xq[j] * gq[j]
+                                    gk[blk, u, v, j] += x[im, a, c, j] * g[q, j]
                             else:
                                 for j in range(cm):
-                                    acc[j] += xq[j // m] * gq[j]
+                                    gk[blk, u, v, j] += x[im, a, c, j // m] * g[q, j]
                         if need_gx:
-                            gr = gx[im, p * sy + u]
                             for q in range(ow):
-                                out, gq = gr[q * sx + v], g[q]
+                                c = q * sx + v
                                 if m == 1:
                                     for j in range(cm):
-                                        out[j] += gq[j] * kk[j]
+                                        gx[im, a, c, j] += g[q, j] * kf[u, v, j]
                                 else:
                                     for j in range(cm):
-                                        out[j // m] += gq[j] * kk[j]
+                                        gx[im, a, c, j // m] += g[q, j] * kf[u, v, j]
 
 
 def _flat(kernel, dtype):
