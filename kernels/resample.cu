@@ -43,8 +43,8 @@ __device__ __forceinline__ int taps(const double* __restrict__ t, int b, int row
     const double xs = tb[0] * col + tb[1] * row + tb[2];
     const double ys = tb[3] * col + tb[4] * row + tb[5];
     if (!bilinear) {
-        r[0] = fold((long long)floor(ys + 0.5), h, mode);
-        q[0] = fold((long long)floor(xs + 0.5), w, mode);
+        r[0] = fold((long long)rint(ys), h, mode);
+        q[0] = fold((long long)rint(xs), w, mode);
         wgt[0] = T(1);
         return 1;
     }

@@ -118,7 +118,8 @@ def get(identifier, owner: str = "layer"):
 def serialize(constraint) -> dict | None:
     if constraint is None:
         return None
-    return {"class_name": type(constraint).__name__, "config": constraint.get_config()}
+    name, config = type(constraint).__name__, constraint.get_config()  # Keras's serialized form
+    return {"module": "keras.constraints", "class_name": name, "config": config, "registered_name": None}  # fmt: skip
 
 
 def apply(weights: list, values: list, grads: list) -> None:

@@ -121,10 +121,12 @@ def get(identifier, owner: str = "layer"):
 
 
 def serialize(regularizer) -> dict | None:
-    """Keras's form: ``{"class_name": "L2", "config": {"l2": 0.01}}`` (None stays None)."""
+    """Keras's form: ``{"module": "keras.regularizers", "class_name": "L2", "config": {"l2":
+    0.01}, "registered_name": None}`` (None stays None)."""
     if regularizer is None:
         return None
-    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
+    name, config = type(regularizer).__name__, regularizer.get_config()
+    return {"module": "keras.regularizers", "class_name": name, "config": config, "registered_name": None}  # fmt: skip
 
 
 def penalties(weights: list, values: list, loss, grads: list):

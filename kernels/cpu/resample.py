@@ -41,8 +41,8 @@ def _resample(x, t, bilinear, mode, fill, y):
             xs = t[b, 0] * col + t[b, 1] * row + t[b, 2]
             ys = t[b, 3] * col + t[b, 4] * row + t[b, 5]
             if not bilinear:
-                r = _fold(int(math.floor(ys + 0.5)), h, mode)
-                q = _fold(int(math.floor(xs + 0.5)), w, mode)
+                r = _fold(int(np.rint(ys)), h, mode)
+                q = _fold(int(np.rint(xs)), w, mode)
                 for k in range(c):
                     y[b, row, col, k] = fill if (r < 0 or q < 0) else x[b, r, q, k]
                 continue

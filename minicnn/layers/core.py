@@ -9,7 +9,7 @@ from minicnn import activations, initializers, maths
 from minicnn.backend import floatx
 from minicnn.layers.base import ActivationMixin, Layer
 from minicnn.layers.node import KerasTensor, Node
-from minicnn.layers.options import WeightOptions, channels_last
+from minicnn.layers.options import WeightOptions, channels_last, only_default
 
 
 class InputLayer(Layer):
@@ -135,6 +135,10 @@ class Dense(ActivationMixin, WeightOptions, Layer):
 class Flatten(Layer):
     """(N, d1, d2, ...) -> (N, d1*d2*...), in C order as Keras's channels-last Flatten."""
 
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        channels_last(data_format, f'Layer "{self.name}" (Flatten)')
+
     def compute_output_shape(self, input_shape):
         return (input_shape[0], math.prod(input_shape[1:]))
 
@@ -164,29 +168,48 @@ class Activation(ActivationMixin, Layer):
 
 
 class ReLU(Activation):
-    def __init__(self, **kwargs):
+    """max(x, 0); Keras's max_value, negative_slope and threshold only at their defaults."""
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         kwargs.pop("activation", None)
         super().__init__("relu", **kwargs)
+        only_default(f'Layer "{self.name}" (ReLU)', max_value=(max_value, None),
+                     negative_slope=(negative_slope, 0.0), threshold=(threshold, 0.0))  # fmt: skip
 
     def get_config(self):
         return Layer.get_config(self)
 
 
 class Softmax(Activation):
-    def __init__(self, **kwargs):
+    """The softmax over the last axis (Keras's ``axis=-1``; another axis is refused)."""
+
+    def __init__(self, axis=-1, **kwargs):
         kwargs.pop("activation", None)
         super().__init__("softmax", **kwargs)
+        self.axis = axis
+
+    def compute_output_shape(self, input_shape):
+        if self.axis not in (-1, len(input_shape) - 1):
+            raise ValueError(f'Layer "{self.name}" (Softmax): axis={self.axis!r} is not supported by minicnn (the last axis only). Received: axis={self.axis!r} for input shape {input_shape}')  # fmt: skip
+        return tuple(input_shape)
 
     def get_config(self):
-        return Layer.get_config(self)
+        return {**Layer.get_config(self), "axis": self.axis}
 
 
 class Dropout(Layer):
     """Zeroes a fraction ``rate`` of inputs while training and scales the rest by 1/(1 - rate)
     (inverted dropout), so inference is the identity."""
 
-    def __init__(self, rate: float, **kwargs):
+    def __init__(self, rate: float, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
+        owner = f'Layer "{self.name}" ({type(self).__name__})'
+        only_default(owner, noise_shape=(noise_shape, None))
+        if seed is not None:
+            raise ValueError(
+                f"{owner}: a per-layer seed is not supported; minicnn draws every mask from its "
+                f"one generator (minicnn.utils.set_random_seed). Received: seed={seed!r}"
+            )
         if not 0 <= rate < 1:
             raise ValueError(
                 f'Layer "{self.name}": rate must be in [0, 1). Received: rate={rate!r}'

@@ -7,7 +7,7 @@ from typing import NamedTuple
 from minicnn import initializers, maths
 from minicnn.backend import get_array_module
 from minicnn.layers.base import Layer
-from minicnn.layers.options import WeightOptions
+from minicnn.layers.options import WeightOptions, only_default
 
 
 class BatchNormCtx(NamedTuple):
@@ -17,7 +17,7 @@ class BatchNormCtx(NamedTuple):
     scale: object  # the moving statistics' per-channel scale (inference mode); else None
 
 
-class BatchNormalization(Layer):
+class BatchNormalization(WeightOptions, Layer):
     """Normalise each channel (the last axis) to zero mean and unit variance, then scale by
     ``gamma`` and shift by ``beta``.
 
@@ -25,8 +25,10 @@ class BatchNormalization(Layer):
     ``moving = moving * momentum + batch * (1 - momentum)`` for both statistics, as Keras does.
     Inference, or a frozen layer: the moving statistics. Weights in Keras's order: gamma, beta,
     moving_mean, moving_variance (the last two not trained). Works after Conv2D (N, H, W, C) and
-    after Dense (N, C).
+    after Dense (N, C). Keras's renorm and synchronized only at their defaults.
     """
+
+    WEIGHTS = ("gamma", "beta")
 
     def __init__(
         self,
@@ -39,10 +41,21 @@ class BatchNormalization(Layer):
         gamma_initializer="ones",
         moving_mean_initializer="zeros",
         moving_variance_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
+        renorm=False,
+        renorm_clipping=None,
+        renorm_momentum=0.99,
+        synchronized=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         owner = f'Layer "{self.name}" (BatchNormalization)'
+        only_default(owner, renorm=(renorm, False), renorm_clipping=(renorm_clipping, None),
+                     renorm_momentum=(renorm_momentum, 0.99), synchronized=(synchronized, False))  # fmt: skip
+        self._init_weight_options(owner, locals())
         if not isinstance(axis, int):
             raise ValueError(f"{owner}: axis must be an int. Received: axis={axis!r}")
         if not 0 <= momentum < 1:
@@ -69,8 +82,8 @@ class BatchNormalization(Layer):
 
     def build(self, input_shape):
         for name, shape in self.weight_shapes(input_shape).items():
-            trainable = name in ("gamma", "beta")
-            self.add_weight(shape=shape, initializer=self.initializers[name], trainable=trainable, name=name)  # fmt: skip
+            options = self.weight_options(name) if name in self.WEIGHTS else {}
+            self.add_weight(shape=shape, initializer=self.initializers[name], trainable=name in self.WEIGHTS, name=name, **options)  # fmt: skip
 
     def weight_shapes(self, input_shape):
         c = (input_shape[-1],)
@@ -155,6 +168,7 @@ class BatchNormalization(Layer):
             "epsilon": self.epsilon,
             "center": self.center,
             "scale": self.scale,
+            **self.weight_options_config(),
         }
 
 
@@ -229,6 +243,9 @@ class LayerNormalization(WeightOptions, Layer):
     def build(self, input_shape):
         for name, shape in self.weight_shapes(input_shape).items():
             self.add_weight(shape=shape, initializer=self.initializers[name], name=name, **self.weight_options(name))  # fmt: skip
+        self.axis = (
+            [self.axis] if isinstance(self.axis, int) else self.axis
+        )  # Keras's build does so
 
     def _broadcast(self, name, x):
         """gamma or beta shaped to broadcast over an input like ``x`` (batch axis left out)."""

@@ -65,6 +65,14 @@ def only_one(value, name: str, owner: str) -> None:
         raise ValueError(f"{owner}: {name} other than 1 is not supported by minicnn. Received: {name}={value!r}")  # fmt: skip
 
 
+def only_default(owner: str, **settings) -> None:
+    """Keras arguments minicnn takes only at Keras's default: each ``name=(value, default)``
+    other than its default is refused, naming it."""
+    for name, (value, default) in settings.items():
+        if value is not default and value != default:
+            raise ValueError(f"{owner}: {name}={value!r} is not supported by minicnn. Received: {name}={value!r}")  # fmt: skip
+
+
 def window_output(layer, input_shape, kernel_size, strides, padding) -> tuple:
     """(N, oH, oW) of a window of ``kernel_size`` slid by ``strides`` over an (N, H, W, C)
     input; a "valid" window larger than the image is refused, naming ``layer``."""

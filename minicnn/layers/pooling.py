@@ -5,15 +5,17 @@ from __future__ import annotations
 from minicnn import maths
 from minicnn.backend import get_array_module
 from minicnn.layers.base import Layer, normalize_padding, normalize_tuple
+from minicnn.layers.options import channels_last
 
 
 class _Pooling2D(Layer):
     """A reduction over ``pool_size`` windows moved by ``strides`` (default: pool_size).
     x: (N, H, W, C) -> y: (N, oH, oW, C)."""
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding: str = "valid", **kwargs):
+    def __init__(self, pool_size=(2, 2), strides=None, padding: str = "valid", data_format=None, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         owner = f'Layer "{self.name}" ({type(self).__name__})'
+        channels_last(data_format, owner)
         self.pool_size = normalize_tuple(pool_size, 2, "pool_size", owner)
         self.strides = (
             self.pool_size if strides is None else normalize_tuple(strides, 2, "strides", owner)
@@ -77,8 +79,9 @@ class AveragePooling2D(_Pooling2D):
 class _GlobalPooling2D(Layer):
     """A reduction over the whole image: (N, H, W, C) -> (N, C), or (N, 1, 1, C) with keepdims."""
 
-    def __init__(self, keepdims: bool = False, **kwargs):
+    def __init__(self, data_format=None, keepdims: bool = False, **kwargs):
         super().__init__(**kwargs)
+        channels_last(data_format, f'Layer "{self.name}" ({type(self).__name__})')
         self.keepdims = bool(keepdims)
 
     def compute_output_shape(self, input_shape):

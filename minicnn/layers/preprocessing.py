@@ -2,8 +2,8 @@
 
 The augmentation layers follow Keras 3's factor conventions and fill modes. They act in training
 only (the identity in inference), draw one transform per image from minicnn's seeded generator
-(so a resumed run draws what the unbroken one would; a ``seed`` argument is kept in the config
-but ``minicnn.utils.set_random_seed`` is what fixes the draws), and resample the whole batch in
+(so a resumed run draws what the unbroken one would; ``minicnn.utils.set_random_seed`` fixes the
+draws, and a per-layer ``seed`` is refused), and resample the whole batch in
 one call of ``maths.affine_resample``.
 """
 
@@ -16,6 +16,7 @@ import numpy as np
 from minicnn import maths
 from minicnn.backend import floatx, get_array_module, rng
 from minicnn.layers.base import Layer
+from minicnn.layers.options import channels_last
 
 
 class Rescaling(Layer):
@@ -52,15 +53,21 @@ def _factor_range(factor, what: str, owner: str, bound: bool = True) -> tuple[fl
 class _RandomAffine(Layer):
     """An augmentation by a random affine map per image; subclasses draw the maps."""
 
-    def __init__(self, fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0, **kwargs):  # fmt: skip
+    def __init__(self, fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0, data_format=None, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         self.owner = f'Layer "{self.name}" ({type(self).__name__})'
+        channels_last(data_format, self.owner)
+        if seed is not None:  # Keras's seed fixes this layer's own draws; minicnn has one generator
+            raise ValueError(
+                f"{self.owner}: a per-layer seed is not supported; minicnn draws every transform "
+                f"from its one generator (minicnn.utils.set_random_seed). Received: seed={seed!r}"
+            )
         if fill_mode not in maths.FILL_MODES:
             raise ValueError(f"{self.owner}: fill_mode must be one of {maths.FILL_MODES}. Received: fill_mode={fill_mode!r}")  # fmt: skip
         if interpolation not in maths.INTERPOLATIONS:
             raise ValueError(f"{self.owner}: interpolation must be one of {maths.INTERPOLATIONS}. Received: interpolation={interpolation!r}")  # fmt: skip
         self.fill_mode, self.interpolation = fill_mode, interpolation
-        self.seed, self.fill_value = seed, float(fill_value)
+        self.seed, self.fill_value = None, float(fill_value)
 
     def compute_output_shape(self, input_shape):
         self.check_rank(input_shape, 4)
@@ -123,6 +130,7 @@ class RandomTranslation(_RandomAffine):
         super().__init__(**kwargs)
         self.height_factor = _factor_range(height_factor, "height_factor", self.owner)
         self.width_factor = _factor_range(width_factor, "width_factor", self.owner)
+        self.given = {"height_factor": height_factor, "width_factor": width_factor}
 
     def transforms(self, n, h, w):
         dy = rng().uniform(*self.height_factor, n) * h
@@ -131,11 +139,7 @@ class RandomTranslation(_RandomAffine):
         return np.stack([one, zero, -dx, zero, one, -dy], axis=1)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "height_factor": list(self.height_factor),
-            "width_factor": list(self.width_factor),
-        }
+        return {**super().get_config(), **self.given}  # as given, as Keras keeps them
 
 
 class RandomZoom(_RandomAffine):
@@ -151,6 +155,7 @@ class RandomZoom(_RandomAffine):
             if width_factor is None
             else _factor_range(width_factor, "width_factor", self.owner)
         )
+        self.given = {"height_factor": height_factor, "width_factor": width_factor}
 
     def transforms(self, n, h, w):
         zy = 1 + rng().uniform(*self.height_factor, n)
@@ -161,5 +166,4 @@ class RandomZoom(_RandomAffine):
         )
 
     def get_config(self):
-        config = {**super().get_config(), "height_factor": list(self.height_factor)}
-        return {**config, "width_factor": None if self.width_factor is None else list(self.width_factor)}  # fmt: skip
+        return {**super().get_config(), **self.given}  # as given, as Keras keeps them

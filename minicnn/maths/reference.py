@@ -112,7 +112,7 @@ def affine_resample(x, t, fill_mode: str, fill_value: float, interpolation: str)
             for col in range(w):
                 xs, ys = a0 * col + a1 * row + a2, b0 * col + b1 * row + b2
                 if interpolation == "nearest":
-                    y[b, row, col] = read(b, math.floor(ys + 0.5), math.floor(xs + 0.5))
+                    y[b, row, col] = read(b, round(ys), round(xs))  # halves to even
                     continue
                 x0, y0 = math.floor(xs), math.floor(ys)
                 fx, fy = xs - x0, ys - y0

@@ -46,7 +46,7 @@ def _taps(xp, transforms, h, w, interpolation, fill_mode, dtype):
     xs = a0 * cols + a1 * rows + a2  # (N, H, W) input column of each output pixel
     ys = b0 * cols + b1 * rows + b2
     if interpolation == "nearest":
-        corners = [(xp.floor(ys + 0.5), xp.floor(xs + 0.5), xp.ones_like(xs))]
+        corners = [(xp.rint(ys), xp.rint(xs), xp.ones_like(xs))]  # halves to even, as Keras rounds
     else:
         x0, y0 = xp.floor(xs), xp.floor(ys)
         fx, fy = xs - x0, ys - y0
