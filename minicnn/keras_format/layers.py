@@ -88,7 +88,7 @@ def _object_to_keras(key: str, value):
 
 def _as_given(kind: str, key: str, value):
     """Keras keeps a translation's or zoom's factor as it was given: f for [-f, f]."""
-    if kind in ("RandomTranslation", "RandomZoom") and key.endswith("_factor") and value is not None:  # fmt: skip
+    if kind in ("RandomTranslation", "RandomZoom") and key.endswith("_factor") and isinstance(value, (list, tuple)):  # fmt: skip
         lo, hi = value
         return hi if lo == -hi else list(value)
     return value
