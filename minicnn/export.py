@@ -84,12 +84,23 @@ class _Graph:
         raise ExportError(message)
 
 
+def _needed(flat) -> list:
+    """The calls the outputs need: not the loss terms (activity penalties, add_loss)."""
+    needed, calls = set(flat.outputs), []
+    for call in reversed(flat.calls):
+        if any(v in needed for v in call.outputs):
+            calls.append(call)
+            needed.update(call.inputs)
+    return calls[::-1]
+
+
 def to_onnx(model):
     """The model as an ``onnx.ModelProto`` (checked), for inference."""
     onnx = _onnx()
     if model.graph is None:
         raise ExportError("the model has no input shape yet: build it or give an Input")
     flat = flatten(model.graph)
+    flat = flat._replace(calls=_needed(flat))
     for call in flat.calls:
         kind = type(call.layer).__name__
         if getattr(call.layer, "is_op", False):  # a keras.ops node, not the layer of its name

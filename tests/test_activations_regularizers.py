@@ -264,8 +264,8 @@ def test_regularizer_values_gradients_and_names(rng):
         Dense(2, kernel_regularizer=lambda w: 0.01 * (w**2).sum())
     with pytest.raises(ValueError, match="finite float >= 0"):
         regularizers.L2(-1)
-    with pytest.raises(ValueError, match="activity_regularizer is not supported"):
-        Conv2D(2, 3, activity_regularizer="l2")
+    with pytest.raises(ValueError, match="plain function has no gradient"):
+        Conv2D(2, 3, activity_regularizer=lambda y: (y**2).sum())
 
 
 def _regularized_model(*more):
@@ -423,3 +423,77 @@ def test_activation_settings_survive_save_and_load(tmp_path, rng):
     assert again.layers[0].activation.approximate and again.layers[1].activation.alpha == 0.5
     assert again.layers[3].activation.negative_slope == 0.1
     np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def _activity_model():
+    """Every layer that takes activity_regularizer as an argument, a penalty on its output."""
+    set_random_seed(4)
+    model = Sequential([
+        minicnn.Input((6, 6, 2)),
+        Conv2D(3, 3, activation="relu", activity_regularizer=regularizers.L1L2(l1=0.02, l2=0.03)),
+        Flatten(),
+        Dense(5, activation="tanh", activity_regularizer="l2"),
+        Dense(4, activation="softmax", activity_regularizer=regularizers.L1(0.05)),
+    ])  # fmt: skip
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    return model
+
+
+def test_activity_regularizers_give_the_gradient_of_their_penalty(rng, f64):
+    """Keras adds regularizer(output) / batch size with add_loss: finite differences of the
+    whole loss against one TrainStep's gradients, for every weight."""
+    model = _activity_model()
+    be = model.backend
+    x = be.asarray(rng.standard_normal((5, 6, 6, 2)))
+    t = be.asarray(np.array([0, 1, 2, 3, 1]))
+    step = TrainStep(model)
+    loss, _, grads = step.gradients([x], [t])
+    conv, _, d1, d2 = model.layers
+    a = be.to_numpy(conv(x))
+    h = be.to_numpy(d1(a.reshape(5, -1)))
+    p = be.to_numpy(d2(h))
+    want = -np.log(p[np.arange(5), [0, 1, 2, 3, 1]]).mean()
+    want += (0.02 * np.abs(a).sum() + 0.03 * (a**2).sum() + 0.01 * (h**2).sum() + 0.05 * np.abs(p).sum()) / 5  # fmt: skip
+    np.testing.assert_allclose(float(loss), want, rtol=1e-12)
+    for (layer, name), g in zip(step.params, grads):
+        w = layer.params[name]
+        w_host = be.to_numpy(w).copy()
+
+        def fw(w=w, w_host=w_host):
+            w[...] = be.asarray(w_host)
+            return float(step.gradients([x], [t])[0])
+
+        numeric = numerical_gradient(fw, w_host)
+        fw()
+        check(f"activity-regularized {layer.name}.{name}", be.to_numpy(g), numeric)
+
+
+def test_activity_regularizers_match_keras_and_travel(rng, tmp_path):
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    k = need("keras")
+    L = k.layers
+    ref = k.Sequential([
+        k.Input((6, 6, 2)),
+        L.Conv2D(3, 3, activation="relu", activity_regularizer=k.regularizers.L1L2(l1=0.02, l2=0.03)),
+        L.Flatten(),
+        L.Dense(5, activation="tanh", activity_regularizer="l2"),
+        L.Dense(4, activation="softmax", activity_regularizer=k.regularizers.L1(0.05)),
+    ])  # fmt: skip
+    ref.compile("sgd", "sparse_categorical_crossentropy")
+    model = _activity_model()
+    model.set_weights(ref.get_weights())
+    x = rng.standard_normal((10, 6, 6, 2)).astype(np.float32)
+    y = np.arange(10) % 4
+    want = float(ref.evaluate(x, y, batch_size=5, verbose=0))
+    np.testing.assert_allclose(model.evaluate(x, y, batch_size=5, verbose=0), want, rtol=1e-5)
+    model.save(tmp_path / "m.minicnn")
+    again = minicnn.models.load_model(tmp_path / "m.minicnn")
+    np.testing.assert_allclose(again.evaluate(x, y, batch_size=5, verbose=0), want, rtol=1e-5)
+    assert again.layers[2].get_config()["activity_regularizer"] == regularizers.serialize(regularizers.L2(0.01))  # fmt: skip
+    ort = need("onnxruntime")  # the penalties are loss terms: the exported graph leaves them out
+    model.export(tmp_path / "m.onnx", format="onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=1e-6)

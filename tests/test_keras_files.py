@@ -442,7 +442,6 @@ def test_keras_loads_to_json_and_minicnn_loads_kerass(tmp_path):
     [
         (lambda L: L.Conv2D(4, 3, dilation_rate=2), "dilation_rate=[2, 2]"),
         (lambda L: L.MaxPooling2D(data_format="channels_first"), "data_format='channels_first'"),
-        (lambda L: L.Conv2D(4, 3, activity_regularizer="l2"), "activity_regularizer"),
         (lambda L: L.GroupNormalization(groups=2), "minicnn has no such layer"),
     ],
 )
@@ -463,7 +462,7 @@ def newer_layers(k):
     """Every layer the first Keras files did not know, with regularizers and constraints."""
     L = k.layers
     inputs = k.Input((12, 12, 2))
-    x = L.Conv2D(4, 3, kernel_regularizer=k.regularizers.L2(0.01), kernel_constraint=k.constraints.MaxNorm(2.0))(inputs)  # fmt: skip
+    x = L.Conv2D(4, 3, kernel_regularizer=k.regularizers.L2(0.01), kernel_constraint=k.constraints.MaxNorm(2.0), activity_regularizer=k.regularizers.L1(0.01))(inputs)  # fmt: skip
     x = L.LeakyReLU(0.2)(L.ZeroPadding2D(1)(x))
     x = L.DepthwiseConv2D(3, depthwise_regularizer="l1", bias_constraint="non_neg")(x)
     x = L.SeparableConv2D(4, 3, padding="same", pointwise_regularizer=k.regularizers.L1L2(0.01, 0.02))(x)  # fmt: skip
@@ -497,10 +496,13 @@ def test_newer_layers_and_their_regularizers_travel_both_ways(maker, tmp_path):
             return value["class_name"], {k: np.float32(v) if isinstance(v, float) else v for k, v in value["config"].items()}  # fmt: skip
         return value
 
-    keys = ("kernel_regularizer", "depthwise_regularizer", "pointwise_regularizer", "kernel_constraint", "bias_constraint", "alpha", "negative_slope", "cropping", "interpolation", "shared_axes", "epsilon", "rate")  # fmt: skip
+    keys = ("kernel_regularizer", "activity_regularizer", "depthwise_regularizer", "pointwise_regularizer", "kernel_constraint", "bias_constraint", "alpha", "negative_slope", "cropping", "interpolation", "shared_axes", "epsilon", "rate")  # fmt: skip
     for a, b in zip(loaded.layers, model.layers):
         assert [setting(a, key) for key in keys] == [setting(b, key) for key in keys], a.name
     assert setting(model.layers[1], "kernel_constraint") == ("MaxNorm", {"max_value": 2.0, "axis": 0})  # fmt: skip
+    assert setting(loaded.layers[1], "activity_regularizer") == ("L1", {"l1": np.float32(0.01)})
+    loss = [m.evaluate(x, np.arange(8) % 3, verbose=0) for m in (model, loaded)]  # the penalty too
+    np.testing.assert_allclose(loss[0], loss[1], rtol=1e-5)
 
 
 KERAS_ARGS = {"Conv2D": (1, 1), "Conv2DTranspose": (1, 1), "DepthwiseConv2D": (1,), "SeparableConv2D": (1, 1), "SpatialDropout2D": (0.5,), "Dense": (1,), "Reshape": ((1,),), "Activation": ("relu",), "Dropout": (0.5,), "AveragePooling2D": (2,), "Rescaling": (1.0,), "RandomRotation": (0.1,), "RandomTranslation": (0.1, 0.1), "RandomZoom": (0.1,)}  # fmt: skip

@@ -1,11 +1,13 @@
 """The settings weighted layers share with Keras: each weight's regularizer and constraint
 (``kernel_regularizer=``, ``bias_constraint=``, ...), and the arguments minicnn takes only at
 their one supported value (``data_format="channels_last"``, ``dilation_rate=1``, ``groups=1``),
-refused with a message naming them otherwise."""
+refused with a message naming them otherwise; and ``activity_regularizer``, a penalty on the
+layer's output."""
 
 from __future__ import annotations
 
 from minicnn import constraints, maths, regularizers
+from minicnn.layers.base import Layer
 
 
 class WeightOptions:
@@ -16,12 +18,8 @@ class WeightOptions:
 
     def _init_weight_options(self, owner: str, settings: dict) -> None:
         """Read the ``<prefix>_regularizer`` / ``<prefix>_constraint`` entries of ``settings``
-        (the __init__ arguments); ``activity_regularizer`` only as None."""
-        if settings.get("activity_regularizer") is not None:
-            raise ValueError(
-                f"{owner}: activity_regularizer is not supported by minicnn yet (weight "
-                f"regularizers are). Received: activity_regularizer={settings['activity_regularizer']!r}"
-            )
+        (the __init__ arguments), and ``activity_regularizer`` (``ActivityPenalty``)."""
+        self.activity_regularizer = regularizers.get(settings.get("activity_regularizer"), owner)
         for w in self.WEIGHTS:
             reg = regularizers.get(settings.get(f"{w}_regularizer"), owner)
             setattr(self, f"{w}_regularizer", reg)
@@ -45,7 +43,42 @@ class WeightOptions:
                 value = getattr(self, f"{w}_{kind}")
                 if value is not None:
                     config[f"{w}_{kind}"] = module.serialize(value)
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         return config
+
+
+class ActivityPenalty(Layer):
+    """Keras's activity regularization: what ``Layer.__call__`` adds with ``add_loss`` for a
+    layer given ``activity_regularizer``, the regularizer of its output over the batch size
+    (0 for an empty batch, Keras's divide_no_nan). The plan runs it as a node reading the
+    layer's output, whose value joins the loss as add_loss terms do."""
+
+    def __init__(self, owner):
+        super().__init__(name=f"{owner.name}_activity_regularizer")
+        self.owner, self.built = owner, True
+
+    def forward(self, y, training=False):
+        n = y.dtype.type(max(y.shape[0], 1))
+        value = self.owner.activity_regularizer(y) / n
+        return value.astype(y.dtype, copy=False), ((y, n) if training else None)
+
+    def backward(self, g, ctx, need_gx=True):
+        y, n = ctx
+        return self.owner.activity_regularizer.gradient(y) * (g / n), {}
+
+    def compute_output_shape(self, input_shape):
+        return ()
+
+
+def activity_penalty(layer):
+    """The layer's ActivityPenalty (one per layer, made once), or None without a regularizer."""
+    if getattr(layer, "activity_regularizer", None) is None:
+        return None
+    penalty = layer.__dict__.get("_activity_penalty")
+    if penalty is None or penalty.owner is not layer:
+        penalty = layer._activity_penalty = ActivityPenalty(layer)
+    return penalty
 
 
 def channels_last(data_format, owner: str) -> str:

@@ -10,6 +10,7 @@ import itertools
 from typing import NamedTuple
 
 from minicnn.layers.graph import Graph
+from minicnn.layers.options import activity_penalty
 
 
 class Call(NamedTuple):
@@ -58,6 +59,12 @@ def flatten(graph: Graph, training: bool = False) -> Flat:
             else:
                 outs = [next(counter) for _ in node.outputs]
                 calls.append(Call(node.layer, tuple(ins), tuple(outs), node.single, training_))
+                penalty = activity_penalty(node.layer)
+                if penalty is not None:  # Keras adds it with add_loss: a loss term
+                    for o in outs:
+                        losses.append(next(counter))
+                        shapes[losses[-1]] = ()
+                        calls.append(Call(penalty, (o,), (losses[-1],), True, training_))
             for t, o in zip(node.outputs, outs):
                 scope[id(t)] = o
                 shapes[o] = t.shape
