@@ -354,9 +354,10 @@ def test_default_model_prefers_the_best_recipe(tmp_path, monkeypatch):
     assert str(default_model()) == "elsewhere.minicnn"
 
 
-def test_health_says_warming_until_the_model_has_answered(model_path):
+def test_health_says_warming_until_the_model_has_answered(model_path, monkeypatch):
     """The server warms the model up before it reports ready: health is 503 "warming" until a
-    first blank digit has been answered, then "ok", and the first real answer needs no plan."""
+    first drawn digit has been read as a request is (a PNG decoded, prepared, answered), then
+    "ok", and the first real answer needs no plan."""
     import threading
 
     from minicnn import load_model
@@ -370,6 +371,11 @@ def test_health_says_warming_until_the_model_has_answered(model_path):
         return real(x, **kwargs)
 
     model.predict = held
+    import minicnn.preprocessing as prep
+
+    read, decoded = prep.read_image, []
+    prep_read = lambda data: decoded.append(data[:8]) or read(data)  # noqa: E731
+    monkeypatch.setattr(prep, "read_image", prep_read)
     srv = make_server(model, "warming-model", port=0, quiet=True)
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
@@ -381,6 +387,7 @@ def test_health_says_warming_until_the_model_has_answered(model_path):
         status, answer = _get(srv, "/api/health")
         assert status == 200 and answer["status"] == "ok"
         assert len(model._plans) == 1  # the warm-up's plan, for one image
+        assert decoded == [b"\x89PNG\r\n\x1a\n"]  # through the PNG decoder, as a request
     finally:
         srv.shutdown()
         srv.server_close()
