@@ -170,10 +170,6 @@ CHANNELS_FIRST = ["Conv2D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv
 REFUSED = {
     **{f"{c}-data_format='channels_first'": "data_format" for c in CHANNELS_FIRST},
     **{f"{c}-dilation_rate=2": "dilation_rate" for c in CHANNELS_FIRST[:4]},
-    **{
-        f"{c}-activity_regularizer='l2'": "activity_regularizer"
-        for c in CHANNELS_FIRST[:4] + ["Dense"]
-    },  # fmt: skip
     **{f"{c}-seed=3": "seed" for c in [*RANDOM, *DRAWN]},
     "Conv2D-groups=2": "groups",
     "Dense-lora_rank=2": "lora_rank",
