@@ -32,7 +32,7 @@ def seed_model(path: Path) -> None:
     """The seed model (untrained: the cost of a prediction does not depend on the weights)."""
     code = (
         "from minicnn.cli import build_seed_model; m = build_seed_model(); "
-        "m.compile('adam', 'sparse_categorical_crossentropy'); m.save(%r)" % str(path)
+        f"m.compile('adam', 'sparse_categorical_crossentropy'); m.save({str(path)!r})"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env=_env(path.parent / "warm"))
 

@@ -12,7 +12,8 @@ from minicnn.keras_format.naming import snake_case
 _SCALED = {"seed": None, "input_axes": None, "output_axes": None}  # Keras's VarianceScaling family
 _FUNCTIONS = {"glorot_uniform": _SCALED, "glorot_normal": _SCALED, "he_normal": _SCALED, "he_uniform": _SCALED, "lecun_normal": _SCALED, "lecun_uniform": _SCALED, "zeros": {}, "ones": {}}  # fmt: skip
 # minicnn's initializer classes and the attributes Keras's config holds, in Keras's order
-_CLASSES = {"RandomNormal": ("seed", "mean", "stddev"), "RandomUniform": ("seed", "minval", "maxval"), "TruncatedNormal": ("seed", "mean", "stddev"), "Constant": ("value",)}  # fmt: skip
+_CLASSES = {"RandomNormal": ("seed", "mean", "stddev"), "RandomUniform": ("seed", "minval", "maxval"), "TruncatedNormal": ("seed", "mean", "stddev"), "Constant": ("value",), "VarianceScaling": ("seed", "scale", "mode", "distribution", "input_axes", "output_axes"), "Zeros": (), "Ones": ()}  # fmt: skip
+_CLASSES.update({_keras_name: ("seed", "input_axes", "output_axes") for _keras_name in ("GlorotUniform", "GlorotNormal", "HeNormal", "HeUniform", "LecunNormal", "LecunUniform")})  # instances: their seed  # fmt: skip
 
 
 def _keras_class(name: str) -> str:
@@ -41,6 +42,11 @@ def initializer_from_keras(value, owner: str, key: str):
     kind, config = value["class_name"], dict(value.get("config") or {})
     if snake_case(kind) in _FUNCTIONS:
         extra = {k: v for k, v in config.items() if v is not None}
+        if extra and kind in _CLASSES and set(config) <= set(_CLASSES[kind]):  # an instance
+            try:
+                return getattr(initializers, kind)(**config)
+            except (TypeError, ValueError) as e:
+                raise ModelFileError(f"{owner}: {key} {kind}: {e}") from None
         if extra:
             raise ModelFileError(f"{owner}: {key} {kind} with {extra} is not supported (minicnn draws initial weights from its own seeded generator: minicnn.utils.set_random_seed)")  # fmt: skip
         return snake_case(kind)
