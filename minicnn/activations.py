@@ -245,6 +245,43 @@ class LeakyReLU(Activation):
         return get_array_module(y).where(y > 0, gy, gy * self.negative_slope)
 
 
+class KerasReLU(Activation):
+    """Keras's ``relu(x, negative_slope, max_value, threshold)`` with settings (the ReLU layer's
+    ``ReLU(max_value=6.0)``, say): x above the threshold, else 0; clipped to [0, max_value];
+    less ``negative_slope * relu(threshold - x)``. Not a name of its own: the plain ReLU is
+    ``ReLU``, which the plan fuses."""
+
+    name = "relu_with_settings"
+    keeps = "input"
+
+    def __init__(self, negative_slope=0.0, max_value=None, threshold=0.0):
+        self.negative_slope = float(negative_slope)
+        self.max_value = None if max_value is None else float(max_value)
+        self.threshold = float(threshold)
+
+    def get_config(self) -> dict:
+        return {"negative_slope": self.negative_slope, "max_value": self.max_value, "threshold": self.threshold}  # fmt: skip
+
+    def forward(self, z):
+        xp, t = get_array_module(z), z.dtype.type(self.threshold)
+        y = z * (z > t) if self.threshold else xp.maximum(z, 0)
+        if self.max_value is not None:
+            y = xp.clip(y, 0, z.dtype.type(self.max_value))
+        if self.negative_slope:
+            y = y - z.dtype.type(self.negative_slope) * xp.maximum(t - z, 0)
+        return y
+
+    def backward(self, gy, z):
+        t = z.dtype.type(self.threshold)
+        d = z > t if self.threshold else z > 0
+        if self.max_value is not None:
+            d = d & (z > 0) & (z < z.dtype.type(self.max_value))
+        g = gy * d
+        if self.negative_slope:
+            g = g + gy * (z.dtype.type(self.negative_slope) * (z < t))
+        return g
+
+
 class ReLU6(Activation):
     name = "relu6"
 
@@ -280,7 +317,15 @@ def _function(cls, doc: str):
 
 
 linear = _function(Activation, "The identity.")
-relu = _function(ReLU, "max(x, 0).")
+
+
+def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    """max(x, 0); with Keras's settings, ``KerasReLU``'s formula."""
+    if negative_slope or max_value is not None or threshold:
+        return KerasReLU(negative_slope, max_value, threshold).forward(_fresh(x))
+    return ReLU().forward(_fresh(x))
+
+
 sigmoid = _function(Sigmoid, "1 / (1 + exp(-x)).")
 tanh = _function(Tanh, "tanh(x).")
 softmax = _function(Softmax, "Softmax over the last axis.")

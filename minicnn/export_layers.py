@@ -46,6 +46,16 @@ def activation(g, value, act):
     x = value[0]
     if name == "silu":
         return g.node("Mul", [x, g.node("Sigmoid", [x])]), layout
+    if name == "relu_with_settings":  # Keras's relu(x, negative_slope, max_value, threshold)
+        t = g.const("threshold", np.float32(act.threshold))
+        y = g.node("Mul", [x, g.node("Cast", [g.node("Greater", [x, t])], to=1)])
+        if act.max_value is not None:
+            lo, hi = g.const("zero", np.float32(0)), g.const("max_value", np.float32(act.max_value))  # fmt: skip
+            y = g.node("Clip", [y, lo, hi])
+        if act.negative_slope:
+            below = g.node("Relu", [g.node("Sub", [t, x])])
+            y = g.node("Sub", [y, g.node("Mul", [below, g.const("slope", np.float32(act.negative_slope))])])  # fmt: skip
+        return y, layout
     if name == "relu6":
         lo, hi = g.const("zero", np.float32(0)), g.const("six", np.float32(6))
         return g.node("Clip", [x, lo, hi]), layout

@@ -5,6 +5,7 @@ plan's fused step runs it), the penalties in the loss fit and evaluate report an
 gradients, and the constraints holding after every step."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -497,3 +498,40 @@ def test_activity_regularizers_match_keras_and_travel(rng, tmp_path):
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(None, {"input": x})[0]
     np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=1e-6)
+
+
+RELU_SETTINGS = [
+    {"max_value": 6.0},
+    {"max_value": 1.0, "threshold": 0.5},
+    {"negative_slope": 0.1},
+    {"negative_slope": 0.2, "threshold": 0.3},
+    {"negative_slope": 0.3, "max_value": 2.0, "threshold": 0.4},
+]
+
+
+@pytest.mark.parametrize("settings", RELU_SETTINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()))  # fmt: skip
+def test_relu_with_settings_is_kerass_and_exports(settings, backend_name, f64, rng, tmp_path):
+    """ReLU(max_value=6.0) (MobileNet's) and the other settings: Keras 3.15.1's values, the
+    gradient by finite differences (inputs kept off the kinks), ONNX Runtime's values."""
+    from minicnn.layers import ReLU
+
+    values = np.array([-3.0, -0.35, -0.1, 0.2, 0.45, 0.7, 1.5, 2.5, 7.0])
+    x = rng.choice(values, size=(3, 4, 5, 2)) + rng.uniform(-0.02, 0.02, (3, 4, 5, 2))
+    gradcheck_layer(ReLU(**settings), x, backend_name, rng)
+    if backend_name != "numpy":
+        return
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    k = need("keras")
+    want = k.ops.convert_to_numpy(k.layers.ReLU(**settings)(x.astype(np.float32)))
+    ours = Sequential([minicnn.Input((4, 5, 2)), ReLU(**settings)])
+    np.testing.assert_allclose(ours.predict(x.astype(ours.dtype), verbose=0), want, rtol=1e-6, atol=1e-7)  # fmt: skip
+    assert {key: ours.layers[0].get_config()[key] for key in settings} == settings
+    ort = need("onnxruntime")
+    ours.export(tmp_path / "r.onnx", format="onnx")
+    session = ort.InferenceSession(str(tmp_path / "r.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x.astype(np.float32)})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="max_value of a ReLU layer cannot be a negative value"):
+        ReLU(max_value=-1.0)
+    with pytest.raises(ValueError, match="threshold of a ReLU layer cannot be None or a negative"):
+        ReLU(threshold=-0.5)

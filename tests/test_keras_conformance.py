@@ -175,9 +175,6 @@ REFUSED = {
     "Dense-lora_rank=2": "lora_rank",
     "UpSampling2D-interpolation='bicubic'": "interpolation",
     "Activation-activation='mish'": "activation='mish'",
-    "ReLU-max_value=1.0": "max_value",
-    "ReLU-negative_slope=0.1": "negative_slope",
-    "ReLU-threshold=0.5": "threshold",
     "Softmax-axis=1": "at build: axis",
     "Dropout-noise_shape=(2,1,1,4)": "noise_shape",
     "BatchNormalization-axis=1": "at build: axis",
@@ -208,7 +205,6 @@ CONFIG_GAPS = {
         "pointwise_constraint",
     ],  # fmt: skip
     "Dense": [*_INIT, *_REG, "quantization_config"],
-    "ReLU": ["max_value", "negative_slope", "threshold"],
     "PReLU": ["alpha_initializer", "alpha_regularizer", "alpha_constraint"],
     "Dropout": ["noise_shape", "seed"],
     "SpatialDropout2D": ["data_format", "seed"],

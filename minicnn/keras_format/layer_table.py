@@ -60,7 +60,7 @@ KERAS_LAYERS = {
     "Flatten": Spec([_CL], builds=True),
     "Reshape": Spec(["target_shape"]),
     "Activation": Spec(["activation"]),
-    "ReLU": Spec([("max_value", None), ("negative_slope", 0.0), ("threshold", 0.0)]),
+    "ReLU": Spec(["max_value", "negative_slope", "threshold"]),
     "Softmax": Spec([("axis", -1)], call={"mask": None}),
     "Dropout": Spec(["rate", ("seed", None), ("noise_shape", None)], call={"training": False}),
     "BatchNormalization": Spec(

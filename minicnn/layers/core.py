@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
+
 from minicnn import activations, initializers, maths
 from minicnn.backend import floatx
 from minicnn.layers.base import ActivationMixin, Layer
@@ -168,16 +170,32 @@ class Activation(ActivationMixin, Layer):
 
 
 class ReLU(Activation):
-    """max(x, 0); Keras's max_value, negative_slope and threshold only at their defaults."""
+    """max(x, 0), or Keras's ``relu`` with ``max_value``, ``negative_slope`` and ``threshold``
+    (``activations.KerasReLU``); the plain one is what the plan fuses into a convolution."""
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         kwargs.pop("activation", None)
         super().__init__("relu", **kwargs)
-        only_default(f'Layer "{self.name}" (ReLU)', max_value=(max_value, None),
-                     negative_slope=(negative_slope, 0.0), threshold=(threshold, 0.0))  # fmt: skip
+        owner = f'Layer "{self.name}" (ReLU)'
+        for arg, value in (("max_value", max_value), ("negative_slope", negative_slope), ("threshold", threshold)):  # fmt: skip
+            if value is None and arg == "max_value":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not np.isfinite(value):  # fmt: skip
+                raise ValueError(f"{owner}: {arg} must be a finite number. Received: {arg}={value!r}")  # fmt: skip
+        if max_value is not None and max_value < 0:
+            raise ValueError(f"{owner}: max_value of a ReLU layer cannot be a negative value. Received: max_value={max_value}")  # fmt: skip
+        if threshold < 0:
+            raise ValueError(f"{owner}: threshold of a ReLU layer cannot be None or a negative value. Received: threshold={threshold}")  # fmt: skip
+        if negative_slope < 0:
+            raise ValueError(f"{owner}: negative_slope of a ReLU layer cannot be a negative value. Received: negative_slope={negative_slope}")  # fmt: skip
+        self.max_value = None if max_value is None else float(max_value)
+        self.negative_slope, self.threshold = float(negative_slope), float(threshold)
+        if self.max_value is not None or self.negative_slope or self.threshold:
+            self.activation = activations.KerasReLU(self.negative_slope, self.max_value, self.threshold)  # fmt: skip
 
     def get_config(self):
-        return Layer.get_config(self)
+        settings = {"max_value": self.max_value, "negative_slope": self.negative_slope, "threshold": self.threshold}  # fmt: skip
+        return {**Layer.get_config(self), **settings}
 
 
 class Softmax(Activation):
