@@ -244,11 +244,43 @@ _NAMED = {"GlorotUniform": "glorot_uniform", "GlorotNormal": "glorot_normal", "H
 _CLASSES = {"random_normal": RandomNormal, "random_uniform": RandomUniform, "truncated_normal": TruncatedNormal, "constant": Constant}  # fmt: skip
 
 
+_BUILT_IN = ("Constant", "Zeros", "Ones", "RandomNormal", "RandomUniform", "TruncatedNormal", "VarianceScaling", "GlorotUniform", "GlorotNormal", "HeNormal", "HeUniform", "LecunNormal", "LecunUniform")  # fmt: skip
+
+
+_CAMEL = {v: k for k, v in _NAMED.items()}  # "he_normal" -> "HeNormal"
+
+
+def serialize(init):
+    """What a layer's config holds for ``init``, in Keras's layout (``{"module",
+    "class_name", "config", "registered_name"}``): a built-in by name is its class unseeded;
+    None for a function of the user's (its weights travel in the file, not its code)."""
+    for name, fn in _ALL.items():
+        if fn is init:
+            config = {} if name in ("zeros", "ones") else {"seed": None, "input_axes": None, "output_axes": None}  # fmt: skip
+            return _entry(_CAMEL[name], config)
+    kind = type(init).__name__
+    if kind in _BUILT_IN and globals()[kind] is type(init):
+        return _entry(kind, init.get_config())
+    return None
+
+
+def _entry(kind: str, config: dict) -> dict:
+    return {"module": "keras.initializers", "class_name": kind, "config": config, "registered_name": None}  # fmt: skip
+
+
 def get(identifier, owner: str = "layer"):
     """An initialiser from a name (snake_case or Keras's class name), an instance, a class
-    (made with its defaults, as Keras's get does) or a function (shape, dtype) -> array."""
+    (made with its defaults, as Keras's get does), ``serialize``'s dict, or a function
+    (shape, dtype) -> array."""
     if isinstance(identifier, type) and issubclass(identifier, Initializer):
         return identifier()
+    if isinstance(identifier, dict):
+        kind, config = identifier.get("class_name"), identifier.get("config", {})
+        if kind not in _BUILT_IN or not isinstance(config, dict):
+            raise ValueError(f"Unknown initializer for {owner}: expected one of {list(_BUILT_IN)}. Received: {str(identifier)[:120]}")  # fmt: skip
+        if kind in _NAMED and not any(config.values()):  # unseeded, by name: a draw per weight
+            return _ALL[_NAMED[kind]]
+        return globals()[kind](**config)
     if callable(identifier):
         return identifier
     if isinstance(identifier, str) and identifier in _NAMED:

@@ -89,3 +89,35 @@ def test_seeded_initializers_travel_in_keras_files(maker, tmp_path):
         assert a.kernel_initializer.get_config() == b.kernel_initializer.get_config()
     for a, b in zip(loaded.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_configs_carry_initializers_as_keras_writes_them(tmp_path):
+    """get_config writes every layer's initializers in Keras's layout; Sequential.from_config
+    and Model.from_config (new weights, as in Keras) and minicnn's files bring them back."""
+    keras = keras_referee()
+    model = minicnn.Sequential([
+        minicnn.Input((4,)),
+        layers.Dense(3, kernel_initializer=inits.HeNormal(seed=3), bias_initializer="ones"),
+        layers.BatchNormalization(gamma_initializer=inits.Constant(0.5)),
+        layers.Dense(2),
+    ])  # fmt: skip
+    theirs = keras.layers.Dense(3, kernel_initializer=keras.initializers.HeNormal(seed=3), bias_initializer="ones")  # fmt: skip
+    ours = model.get_config()["layers"][1]["config"]
+    for key in ("kernel_initializer", "bias_initializer"):
+        assert ours[key] == theirs.get_config()[key]
+    again = minicnn.Sequential.from_config(model.get_config())
+    assert type(again) is minicnn.Sequential and again.layers[0].kernel_initializer.get_config()["seed"] == 3  # fmt: skip
+    np.testing.assert_array_equal(again.get_weights()[0], model.get_weights()[0])  # the seed's draw
+    np.testing.assert_array_equal(again.get_weights()[1], 1.0)
+    np.testing.assert_array_equal(again.layers[1].get_weights()[0], 0.5)
+    inputs = minicnn.Input((4,))
+    functional = minicnn.Model(inputs, layers.Dense(2, kernel_initializer=inits.RandomUniform(seed=9))(inputs))  # fmt: skip
+    back = minicnn.Model.from_config(functional.get_config())
+    np.testing.assert_array_equal(back.get_weights()[0], functional.get_weights()[0])
+    model.save(tmp_path / "m.minicnn")
+    loaded = minicnn.models.load_model(tmp_path / "m.minicnn")
+    assert loaded.layers[0].kernel_initializer.get_config() == model.layers[0].kernel_initializer.get_config()  # fmt: skip
+    with pytest.raises(ValueError, match="Unknown initializer"):
+        inits.get({"class_name": "Orthogonal", "config": {}})
+    with pytest.raises(TypeError, match="takes the dict get_config gives"):
+        minicnn.Sequential.from_config("sequential")

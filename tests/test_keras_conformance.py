@@ -184,51 +184,31 @@ REFUSED = {
     "BatchNormalization-synchronized=True": "synchronized",
 }
 
-# Keys of Keras's config that minicnn's does not write (yet): a saved minicnn model holds its
-# weights, so these matter only to from_config on a fresh model (the initialisers) and to
-# readers of the JSON. "dtype" is Keras's policy object; minicnn computes in floatx.
-_INIT = ["kernel_initializer", "bias_initializer"]
+# Keys of Keras's config that minicnn's does not write (yet): the regularizers and constraints
+# left unset, and arguments minicnn has at one value only. "dtype" is Keras's policy object;
+# minicnn computes in floatx. (The initialisers are written, as Keras writes them.)
 _REG = ["kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint"]
-_CONV = ["data_format", "dilation_rate", "activity_regularizer", *_INIT, *_REG]
-_DW = ["depthwise_initializer", "depthwise_regularizer", "depthwise_constraint"]
-_DW_CONV = ["data_format", "dilation_rate", "activity_regularizer", "bias_initializer", "bias_regularizer", "bias_constraint"]  # fmt: skip
-_BN_INIT = ["beta_initializer", "gamma_initializer"]
+_CONV = ["data_format", "dilation_rate", "activity_regularizer", *_REG]
+_DW = ["depthwise_regularizer", "depthwise_constraint"]
+_DW_CONV = ["data_format", "dilation_rate", "activity_regularizer", "bias_regularizer", "bias_constraint"]  # fmt: skip
+_NORM = ["beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"]
 CONFIG_GAPS = {
     "Conv2D": [*_CONV, "groups"],
     "Conv2DTranspose": _CONV,
     "DepthwiseConv2D": [*_DW_CONV, *_DW],
-    "SeparableConv2D": [
-        *_DW_CONV,
-        *_DW,
-        "pointwise_initializer",
-        "pointwise_regularizer",
-        "pointwise_constraint",
-    ],  # fmt: skip
-    "Dense": [*_INIT, *_REG, "quantization_config"],
-    "PReLU": ["alpha_initializer", "alpha_regularizer", "alpha_constraint"],
+    "SeparableConv2D": [*_DW_CONV, *_DW, "pointwise_regularizer", "pointwise_constraint"],
+    "Dense": [*_REG, "quantization_config"],
+    "PReLU": ["alpha_regularizer", "alpha_constraint"],
     "Dropout": ["noise_shape", "seed"],
     "SpatialDropout2D": ["data_format", "seed"],
     "BatchNormalization": [
-        *_BN_INIT,
-        "moving_mean_initializer",
-        "moving_variance_initializer",
-        "beta_regularizer",
-        "gamma_regularizer",
-        "beta_constraint",
-        "gamma_constraint",
+        *_NORM,
         "renorm",
         "renorm_clipping",
         "renorm_momentum",
         "synchronized",
     ],  # fmt: skip
-    "LayerNormalization": [
-        *_BN_INIT,
-        "beta_regularizer",
-        "gamma_regularizer",
-        "beta_constraint",
-        "gamma_constraint",
-        "rms_scaling",
-    ],  # fmt: skip
+    "LayerNormalization": [*_NORM, "rms_scaling"],
     **{c: ["data_format"] for c in CHANNELS_FIRST[4:] if c != "SpatialDropout2D"},
 }
 

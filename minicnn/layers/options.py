@@ -6,7 +6,9 @@ layer's output."""
 
 from __future__ import annotations
 
-from minicnn import constraints, maths, regularizers
+import inspect
+
+from minicnn import constraints, initializers, maths, regularizers
 from minicnn.layers.base import Layer
 
 
@@ -45,7 +47,25 @@ class WeightOptions:
                     config[f"{w}_{kind}"] = module.serialize(value)
         if self.activity_regularizer is not None:
             config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
-        return config
+        return {**initializer_config(self), **config}
+
+
+def initializer_config(layer) -> dict:
+    """The layer's ``<weight>_initializer`` arguments, as Keras's config holds them
+    (``initializers.serialize``); a function of the user's is left out: the weights it drew
+    travel in the file, not its code."""
+    config = {}
+    for name in inspect.signature(type(layer).__init__).parameters:
+        if not name.endswith("_initializer"):
+            continue
+        own, stem = getattr(layer, "initializers", {}), name.removesuffix("_initializer")
+        init = getattr(layer, name, None) or own.get(stem) or own.get(f"{stem}_kernel")
+        if init is None:
+            continue
+        value = initializers.serialize(init)
+        if value is not None:
+            config[name] = value
+    return config
 
 
 class ActivityPenalty(Layer):

@@ -337,6 +337,16 @@ class Model(Trainer, Layer):
 
         return functional_config(self)
 
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None):
+        """A functional model's config (``get_config``) made again with new weights; a
+        subclassed model's own config goes to its ``__init__``, as in Keras."""
+        if isinstance(config, dict) and "input_layers" in config and "layers" in config:
+            from minicnn.models.sequential import _from_config
+
+            return _from_config("Functional", config, custom_objects)
+        return cls(**config)
+
     def __repr__(self) -> str:
         n = len(self.leaf_layers()) if self.graph is not None else 0
         return (

@@ -114,9 +114,27 @@ class Sequential(Model):
 
         return sequential_config(self)
 
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None):
+        """The Sequential ``get_config`` describes, with new weights (Keras's from_config)."""
+        return _from_config("Sequential", config, custom_objects)
+
 
 def _input_shape_of(layer):
     """The input shape a first layer declares (``input_shape=``, or a built model's)."""
     if isinstance(layer, Model):
         return tuple(layer.input_shape[1:]) if layer.graph is not None and len(layer.inputs) == 1 else None  # fmt: skip
     return layer.input_shape_arg
+
+
+def _from_config(kind: str, config: dict, custom_objects):
+    import contextlib
+
+    from minicnn.models.config import from_config
+    from minicnn.saving import custom_object_scope
+
+    if not isinstance(config, dict):
+        raise TypeError(f"{kind}.from_config takes the dict get_config gives. Received: {type(config).__name__}")  # fmt: skip
+    scope = custom_object_scope(custom_objects) if custom_objects else contextlib.nullcontext()
+    with scope:
+        return from_config({"class_name": kind, "config": config})
