@@ -93,6 +93,24 @@ class Softmax(Activation):
         return y * (gy - (gy * y).sum(axis=-1, keepdims=True))
 
 
+class AxisSoftmax(Activation):
+    """The softmax over ``axis`` (an int or a tuple of them) other than the last alone: the
+    Softmax layer's ``Softmax(axis=1)``. Not a name of its own."""
+
+    name = "softmax_over_axis"
+
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, z):
+        xp = get_array_module(z)
+        e = xp.exp(z - z.max(axis=self.axis, keepdims=True))
+        return e / e.sum(axis=self.axis, keepdims=True)
+
+    def backward(self, gy, y):
+        return y * (gy - (gy * y).sum(axis=self.axis, keepdims=True))
+
+
 class ELU(Activation):
     """z for z >= 0, else alpha (exp(z) - 1); its slope alpha exp(z) there."""
 

@@ -535,3 +535,25 @@ def test_relu_with_settings_is_kerass_and_exports(settings, backend_name, f64, r
         ReLU(max_value=-1.0)
     with pytest.raises(ValueError, match="threshold of a ReLU layer cannot be None or a negative"):
         ReLU(threshold=-0.5)
+
+
+@pytest.mark.parametrize("axis", [1, -2, (1, 2), (2, 3)])
+def test_softmax_over_other_axes_is_kerass(axis, backend_name, f64, rng, tmp_path):
+    """Softmax(axis=...) over any axes but the batch's: Keras 3.15.1's values, the gradient by
+    finite differences; ONNX export refuses it by name rather than export another axis."""
+    from minicnn.export import ExportError
+    from minicnn.layers import Softmax
+
+    x = rng.standard_normal((2, 3, 4, 5)) * 2
+    gradcheck_layer(Softmax(axis=axis), x, backend_name, rng)
+    if backend_name != "numpy":
+        return
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    k = need("keras")
+    want = k.ops.convert_to_numpy(k.layers.Softmax(axis=axis)(x.astype(np.float32)))
+    model = Sequential([minicnn.Input((3, 4, 5)), Softmax(axis=axis)])
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ExportError, match="softmax_over_axis"):
+        model.export(tmp_path / "s.onnx", format="onnx")
+    with pytest.raises(ValueError, match="other than the batch axis"):
+        Sequential([minicnn.Input((3, 4, 5)), Softmax(axis=0)])

@@ -175,7 +175,6 @@ REFUSED = {
     "Dense-lora_rank=2": "lora_rank",
     "UpSampling2D-interpolation='bicubic'": "interpolation",
     "Activation-activation='mish'": "activation='mish'",
-    "Softmax-axis=1": "at build: axis",
     "Dropout-noise_shape=(2,1,1,4)": "noise_shape",
     "BatchNormalization-axis=1": "at build: axis",
     "BatchNormalization-renorm=True": "renorm",

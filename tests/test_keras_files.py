@@ -527,3 +527,15 @@ def test_the_differences_recorded():
     for (name, direction), diff in sorted(RESULTS.items()):
         print(f"  {name:10s} {direction:42s} {diff:.3g}")
     assert all(d < 1e-5 for d in RESULTS.values())
+
+
+@pytest.mark.parametrize("maker", ["keras", "minicnn"])
+def test_softmax_axes_and_relu_settings_travel_both_ways(maker, tmp_path):
+    k, other = (keras, minicnn) if maker == "keras" else (minicnn, keras)
+    model = k.Sequential([k.Input((3, 4, 5)), k.layers.Softmax(axis=1), k.layers.ReLU(max_value=0.5, negative_slope=0.1, threshold=0.2)])  # fmt: skip
+    model.save(tmp_path / "s.keras")
+    loaded = other.models.load_model(tmp_path / "s.keras")
+    x = np.random.default_rng(0).normal(size=(2, 3, 4, 5)).astype(np.float32)
+    diff = np.abs(np.asarray(loaded.predict(x, verbose=0)) - np.asarray(model.predict(x, verbose=0))).max()  # fmt: skip
+    assert diff < 1e-6
+    assert loaded.layers[0].axis == 1 and loaded.layers[1].max_value == 0.5

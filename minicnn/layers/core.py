@@ -199,16 +199,25 @@ class ReLU(Activation):
 
 
 class Softmax(Activation):
-    """The softmax over the last axis (Keras's ``axis=-1``; another axis is refused)."""
+    """The softmax over ``axis`` (Keras's default -1, or any axes but the batch's: an int or a
+    tuple); over the last axis it is the activation a head's loss may take the logits of."""
 
     def __init__(self, axis=-1, **kwargs):
         kwargs.pop("activation", None)
         super().__init__("softmax", **kwargs)
-        self.axis = axis
+        axes = axis if isinstance(axis, (list, tuple)) else (axis,)
+        if not axes or not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axes):  # fmt: skip
+            raise ValueError(f'Layer "{self.name}" (Softmax): axis must be an int or a tuple of ints. Received: axis={axis!r}')  # fmt: skip
+        self.axis = tuple(int(a) for a in axes) if isinstance(axis, (list, tuple)) else int(axis)
 
     def compute_output_shape(self, input_shape):
-        if self.axis not in (-1, len(input_shape) - 1):
-            raise ValueError(f'Layer "{self.name}" (Softmax): axis={self.axis!r} is not supported by minicnn (the last axis only). Received: axis={self.axis!r} for input shape {input_shape}')  # fmt: skip
+        rank = len(input_shape)
+        axes = self.axis if isinstance(self.axis, tuple) else (self.axis,)
+        if any(not -rank <= a < rank or a % rank == 0 for a in axes):
+            raise ValueError(f'Layer "{self.name}" (Softmax): axis={self.axis!r} must name axes of the input other than the batch axis. Received: input shape {input_shape}')  # fmt: skip
+        resolved = tuple(sorted(a % rank for a in axes))
+        if resolved != (rank - 1,):
+            self.activation = activations.AxisSoftmax(resolved)
         return tuple(input_shape)
 
     def get_config(self):
