@@ -557,3 +557,28 @@ def test_softmax_over_other_axes_is_kerass(axis, backend_name, f64, rng, tmp_pat
         model.export(tmp_path / "s.onnx", format="onnx")
     with pytest.raises(ValueError, match="other than the batch axis"):
         Sequential([minicnn.Input((3, 4, 5)), Softmax(axis=0)])
+
+
+def test_dropout_noise_shape_shares_the_mask_as_keras_does(backend_name, f64, rng):
+    """Dropout(noise_shape=(None, 1, 1, C)): one draw per image and channel, shared over the
+    pixels (None takes the input's size), kept values scaled by 1 / (1 - rate); its gradient
+    by finite differences with the same mask; inference the identity; a shape that does not
+    fit the input is refused at build."""
+    from minicnn.layers import Dropout
+
+    be = backend.get_backend(backend_name)
+    x = np.abs(rng.standard_normal((16, 5, 6, 8))) + 0.5
+    layer = Dropout(0.25, noise_shape=(None, 1, 1, 8))
+    y = be.to_numpy(layer(be.asarray(x), training=True))
+    kept = y != 0
+    assert (kept == kept[:, :1, :1, :]).all()  # whole channels of each image
+    np.testing.assert_allclose(y[kept], x[kept] / 0.75, rtol=1e-12)
+    drawn = kept[:, 0, 0, :]
+    assert abs((1 - drawn.mean()) - 0.25) < 4 * np.sqrt(0.25 * 0.75 / drawn.size)
+    np.testing.assert_array_equal(be.to_numpy(layer(be.asarray(x), training=False)), x)
+    gradcheck_layer(Dropout(0.3, noise_shape=(None, 5, 1, 1)), x[:2], backend_name, rng, seed=5)
+    assert Dropout(0.5, noise_shape=(None, 1, 1, 8)).get_config()["noise_shape"] == [None, 1, 1, 8]
+    with pytest.raises(ValueError, match="noise_shape=.* must have one entry per axis"):
+        Sequential([minicnn.Input((5, 6, 8)), Dropout(0.5, noise_shape=(None, 2, 1, 8))])
+    with pytest.raises(ValueError, match="noise_shape must be a tuple of positive ints"):
+        Dropout(0.5, noise_shape=(None, 0))

@@ -175,7 +175,6 @@ REFUSED = {
     "Dense-lora_rank=2": "lora_rank",
     "UpSampling2D-interpolation='bicubic'": "interpolation",
     "Activation-activation='mish'": "activation='mish'",
-    "Dropout-noise_shape=(2,1,1,4)": "noise_shape",
     "BatchNormalization-axis=1": "at build: axis",
     "BatchNormalization-renorm=True": "renorm",
     "BatchNormalization-renorm_clipping={'rmax':2.0}": "renorm_clipping",
@@ -198,7 +197,7 @@ CONFIG_GAPS = {
     "SeparableConv2D": [*_DW_CONV, *_DW, "pointwise_regularizer", "pointwise_constraint"],
     "Dense": [*_REG, "quantization_config"],
     "PReLU": ["alpha_regularizer", "alpha_constraint"],
-    "Dropout": ["noise_shape", "seed"],
+    "Dropout": ["seed"],
     "SpatialDropout2D": ["data_format", "seed"],
     "BatchNormalization": [
         *_NORM,

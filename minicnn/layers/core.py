@@ -11,7 +11,7 @@ from minicnn import activations, initializers, maths
 from minicnn.backend import floatx
 from minicnn.layers.base import ActivationMixin, Layer
 from minicnn.layers.node import KerasTensor, Node
-from minicnn.layers.options import WeightOptions, channels_last, only_default
+from minicnn.layers.options import WeightOptions, channels_last
 
 
 class InputLayer(Layer):
@@ -231,7 +231,12 @@ class Dropout(Layer):
     def __init__(self, rate: float, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         owner = f'Layer "{self.name}" ({type(self).__name__})'
-        only_default(owner, noise_shape=(noise_shape, None))
+        if noise_shape is not None:
+            ok = isinstance(noise_shape, (list, tuple)) and all(d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0) for d in noise_shape)  # fmt: skip
+            if not ok:
+                raise ValueError(f"{owner}: noise_shape must be a tuple of positive ints or None (one per axis, batch first). Received: noise_shape={noise_shape!r}")  # fmt: skip
+            noise_shape = tuple(None if d is None else int(d) for d in noise_shape)
+        self.noise_shape = noise_shape
         if seed is not None:
             raise ValueError(
                 f"{owner}: a per-layer seed is not supported; minicnn draws every mask from its "
@@ -245,16 +250,29 @@ class Dropout(Layer):
 
     mode_dependent = True
 
+    def compute_output_shape(self, input_shape):
+        s = self.noise_shape
+        if s is not None and (len(s) != len(input_shape) or any(d not in (None, 1, n) for d, n in zip(s[1:], input_shape[1:]))):  # fmt: skip
+            raise ValueError(f'Layer "{self.name}" (Dropout): noise_shape={s!r} must have one entry per axis of the input, each None, 1 or the axis\'s size. Received: input shape {tuple(input_shape)}')  # fmt: skip
+        return tuple(input_shape)
+
     def forward(self, x, training=False):
         if not training or self.rate == 0:
             return x, None
+        if self.noise_shape is not None:  # one draw per mask entry, shared along the 1s
+            shape = tuple(n if d is None else d for d, n in zip(self.noise_shape, x.shape))
+            return maths.shaped_dropout(x, self.rate, shape)
         return maths.dropout(x, self.rate)  # (y, mask): True where kept
 
     def backward(self, gy, ctx, need_gx=True):
-        return (gy if ctx is None else maths.dropout_backward(gy, ctx, self.rate)), {}
+        if ctx is None:
+            return gy, {}
+        if self.noise_shape is not None:
+            return maths.spatial_dropout_backward(gy, ctx, self.rate), {}
+        return maths.dropout_backward(gy, ctx, self.rate), {}
 
     def get_config(self):
-        return {**super().get_config(), "rate": self.rate}
+        return {**super().get_config(), "rate": self.rate, "noise_shape": None if self.noise_shape is None else list(self.noise_shape)}  # fmt: skip
 
 
 class SpatialDropout2D(Dropout):
@@ -283,6 +301,9 @@ class SpatialDropout2D(Dropout):
 
     def backward(self, gy, ctx, need_gx=True):
         return (gy if ctx is None else maths.spatial_dropout_backward(gy, ctx, self.rate)), {}
+
+    def get_config(self):  # Keras's SpatialDropout2D has no noise_shape of its own
+        return {k: v for k, v in super().get_config().items() if k != "noise_shape"}
 
 
 class Lambda(Layer):

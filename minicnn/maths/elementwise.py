@@ -90,15 +90,21 @@ def sum_rows(a):
     return a.sum(axis=0)
 
 
-def spatial_dropout(x, rate: float):
-    """Dropout of whole channels: x (N, H, W, C) -> (y, keep), keep (N, 1, 1, C) true with
-    probability 1 - rate (minicnn's seeded generator), y = x * keep / (1 - rate)."""
+def shaped_dropout(x, rate: float, mask_shape: tuple):
+    """Dropout with one draw per entry of ``mask_shape`` (x's shape with 1s where the mask is
+    shared: Keras's ``noise_shape``) -> (y, keep), keep of ``mask_shape`` true with probability
+    1 - rate (minicnn's seeded generator), y = x * keep / (1 - rate), keep broadcast."""
     xp = get_array_module(x)
-    n, c = x.shape[0], x.shape[-1]
-    keep = device_rng(xp).random((n, 1, 1, c), dtype=x.dtype) >= rate
+    keep = device_rng(xp).random(tuple(mask_shape), dtype=x.dtype) >= rate
     return x * (keep * x.dtype.type(1 / (1 - rate))), keep
 
 
+def spatial_dropout(x, rate: float):
+    """Dropout of whole channels: x (N, H, W, C) -> (y, keep), keep (N, 1, 1, C)."""
+    return shaped_dropout(x, rate, (x.shape[0], 1, 1, x.shape[-1]))
+
+
 def spatial_dropout_backward(gy, keep, rate: float):
-    """The gradient of ``spatial_dropout``: gy * keep / (1 - rate), keep broadcast."""
+    """The gradient of ``spatial_dropout`` and ``shaped_dropout``: gy * keep / (1 - rate),
+    keep broadcast."""
     return gy * (keep * gy.dtype.type(1 / (1 - rate)))
