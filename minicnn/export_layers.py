@@ -33,6 +33,19 @@ _SIMPLE = {  # activation name -> (ONNX op, attributes from the activation objec
 }
 
 
+_COMPOSED = {  # Keras 3's newer activations as ONNX opset 17 writes them
+    "mish": lambda g, x: g.node("Mul", [x, g.node("Tanh", [g.node("Softplus", [x])])]),
+    "log_sigmoid": lambda g, x: g.node("Neg", [g.node("Softplus", [g.node("Neg", [x])])]),
+    "hard_tanh": lambda g, x: g.node(
+        "Clip", [x, g.const("minus_one", np.float32(-1)), g.const("one", np.float32(1))]
+    ),  # fmt: skip
+    "tanh_shrink": lambda g, x: g.node("Sub", [x, g.node("Tanh", [x])]),
+    "hard_silu": lambda g, x: g.node(
+        "Mul", [x, g.node("HardSigmoid", [x], alpha=1 / 6, beta=0.5)]
+    ),  # fmt: skip
+}
+
+
 def activation(g, value, act):
     """``value`` through the activation object ``act`` (softmax over the channels' axis)."""
     name, layout = act.name, value[1]
@@ -46,6 +59,10 @@ def activation(g, value, act):
     x = value[0]
     if name == "silu":
         return g.node("Mul", [x, g.node("Sigmoid", [x])]), layout
+    if name == "log_softmax":
+        return g.node("LogSoftmax", [value[0]], axis=1 if layout == "nchw" else -1), layout
+    if name in _COMPOSED:
+        return _COMPOSED[name](g, x), layout
     if name == "relu_with_settings":  # Keras's relu(x, negative_slope, max_value, threshold)
         t = g.const("threshold", np.float32(act.threshold))
         y = g.node("Mul", [x, g.node("Cast", [g.node("Greater", [x, t])], to=1)])

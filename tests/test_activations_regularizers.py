@@ -157,8 +157,9 @@ def test_activation_names_and_functions():
     assert not activations.get("gelu").approximate  # Keras's keras.activations.gelu default
     assert Dense(3, activation=activations.softplus).get_config()["activation"] == "softplus"
     np.testing.assert_allclose(activations.get("elu")(np.array([-1.0, 2.0])), [math.expm1(-1), 2.0])
-    with pytest.raises(ValueError, match="Unknown activation.*'hard_silu'"):
-        Dense(3, activation="hard_silu")
+    assert activations.get("hard_swish").name == "hard_silu"  # Keras's alias
+    with pytest.raises(ValueError, match="Unknown activation.*'sparsemax'"):
+        Dense(3, activation="sparsemax")
     with pytest.raises(ValueError, match="Unknown activation"):
         Dense(3, activation=lambda x: x)
 
@@ -582,3 +583,32 @@ def test_dropout_noise_shape_shares_the_mask_as_keras_does(backend_name, f64, rn
         Sequential([minicnn.Input((5, 6, 8)), Dropout(0.5, noise_shape=(None, 2, 1, 8))])
     with pytest.raises(ValueError, match="noise_shape must be a tuple of positive ints"):
         Dropout(0.5, noise_shape=(None, 0))
+
+
+NEWER = ["celu", "hard_silu", "hard_swish", "hard_tanh", "log_sigmoid", "mish", "soft_shrink", "hard_shrink", "tanh_shrink", "squareplus", "sparse_plus", "sparse_sigmoid", "log_softmax"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", NEWER)
+def test_keras_3s_newer_activations(name, backend_name, f64, rng):
+    """Each by name: Keras 3.15.1's values (the conformance sweep checks them too), the
+    gradient by finite differences off the kinks (|x| = 0.5, 1, 3), inside a Dense as well."""
+    x = rng.standard_normal((3, 4, 5, 2)) * 2.5
+    for kink in (0.5, 1.0, 3.0):
+        x = np.where(np.abs(np.abs(x) - kink) < 0.05, x + 0.1, x)
+    gradcheck_layer(Activation(name), x, backend_name, rng)
+    gradcheck_layer(Dense(4, activation=name), rng.standard_normal((3, 5)), backend_name, rng)
+    if backend_name == "numpy":
+        os.environ.setdefault("KERAS_BACKEND", "torch")
+        k = need("keras")
+        want = k.ops.convert_to_numpy(k.activations.get(name)(x.astype(np.float32)))
+        np.testing.assert_allclose(getattr(activations, name)(x.astype(np.float32)), want, rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["mish", "log_sigmoid", "hard_tanh", "tanh_shrink", "hard_silu", "log_softmax"])  # fmt: skip
+def test_newer_activations_export_to_onnx(name, tmp_path):
+    ort = need("onnxruntime")
+    x = np.random.default_rng(0).normal(size=(4, 3, 3, 2)).astype(np.float32) * 3
+    model = Sequential([minicnn.Input((3, 3, 2)), Conv2D(4, 1, activation=name)])
+    model.export(tmp_path / "a.onnx", format="onnx")
+    session = ort.InferenceSession(str(tmp_path / "a.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"input": x})[0], model.predict(x, verbose=0), atol=2e-6)  # fmt: skip

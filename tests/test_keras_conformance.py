@@ -174,7 +174,6 @@ REFUSED = {
     "Conv2D-groups=2": "groups",
     "Dense-lora_rank=2": "lora_rank",
     "UpSampling2D-interpolation='bicubic'": "interpolation",
-    "Activation-activation='mish'": "activation='mish'",
     "BatchNormalization-axis=1": "at build: axis",
     "BatchNormalization-renorm=True": "renorm",
     "BatchNormalization-renorm_clipping={'rmax':2.0}": "renorm_clipping",
@@ -425,7 +424,10 @@ def test_activation_matches_keras(name):
     x = np.concatenate([X, X[:, ::-1] * 0.37], axis=0)  # softmax: rows of different spread
     want = keras.ops.convert_to_numpy(theirs(x))
     got = np.asarray(ours(x))
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # squareplus's x + sqrt(x^2 + b) cancels for x << 0: the same formula, rounded by torch
+    # and by NumPy, differs there by a few float32 ulps of x
+    atol = 5e-6 if name == "squareplus" else 1e-6
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=atol)
 
 
 # -- the initialisers each layer uses by default ----------------------------------------------

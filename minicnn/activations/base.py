@@ -310,86 +310,8 @@ class ReLU6(Activation):
         return gy * ((y > 0) & (y < 6))
 
 
-_CLASSES = (Activation, ReLU, Sigmoid, Tanh, Softmax, ELU, SELU, GELU, SiLU, Softplus, Softsign,
-            HardSigmoid, Exponential, LeakyReLU, ReLU6)  # fmt: skip
-_ALL = {cls.name: cls for cls in _CLASSES}
-_ALIASES = {"swish": "silu"}  # Keras's own alias
-
-
 def _fresh(x):
     """A copy of ``x`` as an array of floatx when it is not an array (forward may work in place)."""
     if not hasattr(x, "dtype"):
         return np.array(x, dtype=floatx())
     return get_array_module(x).array(x, copy=True)
-
-
-def _function(cls, doc: str):
-    """Keras's function ``keras.activations.<name>(x)`` on an array (NumPy or CuPy)."""
-
-    def fn(x, **settings):
-        return cls(**settings).forward(_fresh(x))
-
-    fn.__name__ = fn.__qualname__ = cls.name
-    fn.__doc__ = doc
-    return fn
-
-
-linear = _function(Activation, "The identity.")
-
-
-def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
-    """max(x, 0); with Keras's settings, ``KerasReLU``'s formula."""
-    if negative_slope or max_value is not None or threshold:
-        return KerasReLU(negative_slope, max_value, threshold).forward(_fresh(x))
-    return ReLU().forward(_fresh(x))
-
-
-sigmoid = _function(Sigmoid, "1 / (1 + exp(-x)).")
-tanh = _function(Tanh, "tanh(x).")
-softmax = _function(Softmax, "Softmax over the last axis.")
-elu = _function(ELU, "x for x >= 0, else alpha (exp(x) - 1); elu(x, alpha=1.0).")
-selu = _function(SELU, "Keras's scaled ELU.")
-gelu = _function(GELU, "x Phi(x); gelu(x, approximate=False).")
-silu = _function(SiLU, "x sigmoid(x).")
-swish = silu
-softplus = _function(Softplus, "log(1 + exp(x)).")
-softsign = _function(Softsign, "x / (1 + |x|).")
-hard_sigmoid = _function(HardSigmoid, "relu6(x + 3) / 6.")
-exponential = _function(Exponential, "exp(x).")
-leaky_relu = _function(LeakyReLU, "x for x >= 0, else negative_slope x; leaky_relu(x, negative_slope=0.2).")  # fmt: skip
-relu6 = _function(ReLU6, "min(max(x, 0), 6).")
-_FUNCTIONS = {fn: fn.__name__ for fn in (linear, relu, sigmoid, tanh, softmax, elu, selu, gelu,
-              silu, softplus, softsign, hard_sigmoid, exponential, leaky_relu, relu6)}  # fmt: skip
-
-
-def serialize(activation: Activation):
-    """Its Keras name, or ``{"class_name": name, "config": settings}`` for an instance whose
-    settings are not the name's defaults (``GELU(approximate=True)``), so a saved model keeps
-    them."""
-    config = activation.get_config()
-    return {"class_name": activation.name, "config": config} if config else activation.name
-
-
-def get(identifier, owner: str = "layer") -> Activation:
-    """An activation from its Keras name ("relu", "gelu", "swish", ...), Keras's function
-    (``keras.activations.gelu``), None (linear), an instance, or what ``serialize`` wrote."""
-    if identifier is None:
-        return Activation()
-    if isinstance(identifier, Activation):
-        return identifier
-    if isinstance(identifier, dict) and identifier.get("class_name") in _ALL:
-        try:
-            return _ALL[identifier["class_name"]](**dict(identifier.get("config") or {}))
-        except TypeError as e:
-            raise ValueError(f"Unknown activation settings for {owner}: {e}. Received: activation={identifier!r}") from None  # fmt: skip
-    if callable(identifier) and identifier in _FUNCTIONS:
-        return _ALL[_FUNCTIONS[identifier]]()
-    if isinstance(identifier, str):
-        name = _ALIASES.get(identifier.lower(), identifier.lower())
-        if name in _ALL:
-            return _ALL[name]()
-    names = sorted([*_ALL, *_ALIASES])
-    raise ValueError(
-        f"Unknown activation for {owner}: expected one of {names}. Received: "
-        f"activation={identifier!r} (Keras's functions, minicnn.activations.gelu say, work too)"
-    )
