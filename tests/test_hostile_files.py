@@ -105,7 +105,8 @@ def test_other_load_errors_are_model_file_errors(tmp_path):
     200,000 deep (RecursionError), a checkpoint's generator field of 10^20 (OverflowError)."""
     src = saved(tmp_path, layers.Flatten(), layers.Dense(2))
     header = b"\x93NUMPY\x01\x00" + (("{'descr': '<f4', 'fortran_order': False, 'shape': (1568, 2), } (" + " " * 40).encode() + b"\n")  # fmt: skip
-    rewrite(src, tmp_path / "src.minicnn", lambda m, b: b.update({"weights/0.npy": header}))
+    data = header + bytes(784 * 2 * 4)  # the file as large as its weights: past the size check
+    rewrite(src, tmp_path / "src.minicnn", lambda m, b: b.update({"weights/0.npy": data}))
     with pytest.raises(ModelFileError, match="damaged array header"):
         load_model(tmp_path / "src.minicnn")
     deep = tmp_path / "deep.minicnn"
@@ -171,3 +172,14 @@ def test_minor_defects(tmp_path):
     with pytest.raises(ModelFileError, match="format version True"):
         load_model(tmp_path / "v.minicnn")
     assert math.isfinite(load_model(src).predict(np.ones((1, 28, 28, 1)), verbose=0).sum())
+
+
+def test_the_size_check_counts_every_layer_of_a_long_chain():
+    """The bytes an architecture needs, worked out from fresh unbuilt layers: each is counted
+    (a freed layer's id, reused by the next, once hid its weights from the count, so a file
+    could be smaller than its weights and pass the size check by chance)."""
+    from minicnn.models import config as model_config
+
+    model = minicnn.Sequential([minicnn.Input((6,)), *(layers.Dense(5) for _ in range(40)), layers.Flatten()])  # fmt: skip
+    need, _, _ = model_config.cost({"class_name": "Sequential", "config": model.get_config()})
+    assert need == model.count_params() * 4

@@ -201,7 +201,8 @@ def cost(entry: dict, input_shapes=None, itemsize: int = 4) -> tuple[int, float,
     if "class_name" not in entry:
         entry = {"class_name": "Sequential", "config": _legacy(entry)}
     kind, config = entry["class_name"], entry["config"]
-    total, flops, counted = 0, 0.0, set()
+    total, flops = 0, 0.0
+    counted: dict = {}  # id -> the layer itself, kept alive: a freed layer's id is reused
 
     def weigh(layer, shapes):
         nonlocal total, flops
@@ -209,11 +210,11 @@ def cost(entry: dict, input_shapes=None, itemsize: int = 4) -> tuple[int, float,
             size, work, out = cost(layer, shapes, itemsize)
             flops += work
             if id(layer) not in counted:
-                counted.add(id(layer))
+                counted[id(layer)] = layer
                 total += size
             return out
         if id(layer) not in counted:
-            counted.add(id(layer))
+            counted[id(layer)] = layer
             total += sum(math.prod(s) for s in layer.weight_shapes(shapes).values()) * itemsize
         out = layer.compute_output_shape(shapes)
         flops += _flops(layer, shapes, out)
