@@ -17,24 +17,14 @@ from __future__ import annotations
 
 from minicnn._missing import not_implemented
 from minicnn.backend import get_array_module
+from minicnn.configurable import Configurable
 
 EPSILON = 1e-7
 
 
-class Constraint:
+class Constraint(Configurable):
     def __call__(self, w):
         return w
-
-    def get_config(self) -> dict:
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({settings})"
 
 
 def _axis(axis, owner: str):

@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 
 from minicnn.backend import floatx, rng
+from minicnn.configurable import Configurable
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -75,22 +76,11 @@ def lecun_uniform(shape, dtype) -> np.ndarray:
     return _scaled(shape, dtype, rng(), 1.0, "fan_in", "uniform")
 
 
-class Initializer:
+class Initializer(Configurable):
     """Keras's ``keras.initializers.Initializer``: ``__call__(shape, dtype=None)``."""
 
     def __call__(self, shape, dtype=None):
         raise NotImplementedError(f"{type(self).__name__} defines no __call__")
-
-    def get_config(self) -> dict:
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({inner})"
 
 
 class RandomInitializer(Initializer):

@@ -18,6 +18,7 @@ import math
 
 from minicnn._missing import not_implemented
 from minicnn.backend import get_array_module
+from minicnn.configurable import Configurable
 
 
 def _factor(value, name: str, owner: str) -> float:
@@ -28,7 +29,7 @@ def _factor(value, name: str, owner: str) -> float:
     return float(value)
 
 
-class Regularizer:
+class Regularizer(Configurable):
     """A penalty ``self(w)`` and its gradient ``self.gradient(w)``."""
 
     def __call__(self, w):
@@ -36,17 +37,6 @@ class Regularizer:
 
     def gradient(self, w):
         return get_array_module(w).zeros_like(w)
-
-    def get_config(self) -> dict:
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({settings})"
 
 
 class L1L2(Regularizer):

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.backend import floatx, get_array_module
+from minicnn.configurable import Configurable
 
 EPSILON = 1e-7  # Keras's backend.epsilon(), the clip of probabilities
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", None, "none")
@@ -53,7 +54,7 @@ def snake_case(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-class Loss:
+class Loss(Configurable):
     """Keras's ``keras.losses.Loss(name=None, reduction="sum_over_batch_size", dtype=None)``.
 
     ``logits_of``: the activation whose input this loss may take instead of its output (a
@@ -176,14 +177,6 @@ class Loss:
 
     def get_config(self) -> dict:
         return {"name": self.name, "reduction": self.reduction}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({inner})"
 
 
 class LossFunctionWrapper(Loss):
