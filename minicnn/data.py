@@ -122,10 +122,10 @@ class ArrayData:
         return len(self.ranges)
 
     def on_epoch_begin(self) -> None:
-        pass
+        """Arrays: nothing to do at an epoch's edges (a PyDataset's source calls its hooks)."""
 
     def on_epoch_end(self) -> None:
-        pass
+        """Arrays: nothing to do at an epoch's edges (a PyDataset's source calls its hooks)."""
 
     def iterator(self, index: int = 0):
         return self.epoch(index)

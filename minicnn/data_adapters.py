@@ -142,10 +142,10 @@ class GeneratorData:
         return map(self.prepare, itertools.chain(self.first, self.generator))
 
     def on_epoch_begin(self):
-        pass
+        """A generator: nothing to do at an epoch's edges (it is read on, not restarted)."""
 
     def on_epoch_end(self):
-        pass
+        """A generator: nothing to do at an epoch's edges (it is read on, not restarted)."""
 
 
 class PyDatasetData:

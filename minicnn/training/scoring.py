@@ -130,10 +130,10 @@ class ArrayBatches:
             yield xbs, model.objectives.targets(ys, units, be.xp, floatx()), wbs
 
     def on_epoch_begin(self):
-        pass
+        """Arrays: nothing to do at an epoch's edges (a PyDataset's source calls its hooks)."""
 
     def on_epoch_end(self):
-        pass
+        """Arrays: nothing to do at an epoch's edges (a PyDataset's source calls its hooks)."""
 
 
 def test_loop(model, batches, cbs, strategy) -> dict:
