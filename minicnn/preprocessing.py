@@ -41,14 +41,17 @@ def to_ink(img) -> np.ndarray:
     the image is inverted. Transparent pixels count as background. When the border is unevenly
     lit (a photo: a shadow, light falling off across the page), one level for the whole page
     would read the shade as ink, so the paper's level is estimated around each pixel instead
-    (``paper_level``)."""
+    (``paper_level``). A photo's sensor noise, lit evenly or not, is smoothed by a 3x3 median,
+    and marks that are not the digit are dropped (``main_strokes``); noise alone does not count
+    as uneven light (``border_light``)."""
     gray = gray_levels(img)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     background = float(np.median(border))
-    low, high = np.percentile(border, [10, 90])
-    photo = high - low > UNEVEN_LIGHT
-    if photo:  # and so sensor noise too: a 3x3 median keeps lone specks from counting as ink
+    shading, noise = border_light(gray)
+    photo = shading > UNEVEN_LIGHT or noise > NOISY
+    if photo:  # a 3x3 median keeps lone specks of sensor noise from counting as ink
         gray = np.asarray(Image.fromarray(gray.astype(np.float32), "F").filter(ImageFilter.MedianFilter(3)), dtype=np.float64)  # fmt: skip
+    if shading > UNEVEN_LIGHT:
         background = paper_level(gray, dark_ink=background > 127)
     ink = background - gray if np.mean(background) > 127 else gray - background
     ink = np.clip(ink, 0, None)
@@ -119,7 +122,37 @@ def _array_levels(a: np.ndarray) -> np.ndarray:
     return _by_range(a.astype(np.float64), fulls, str(a.dtype))
 
 
-UNEVEN_LIGHT = 8  # gray levels between the border's 10th and 90th percentiles: a photo's shading
+UNEVEN_LIGHT = 8  # gray levels of shading along the border (border_light): a photo's light
+NOISY = 2.0  # gray levels of pixel-to-pixel noise along the border: a photo's sensor
+
+
+def border_light(gray: np.ndarray) -> tuple[float, float]:
+    """How the page's border is lit, (shading, noise) in gray levels.
+
+    The border band (a 32nd of the short side deep, at least 2 pixels) is cut along each side
+    into blocks (a 16th of the side long, and 64 pixels or more). Shading is the spread between the
+    10th and 90th percentiles of the blocks' medians; noise is the median distance of the band's
+    pixels from their block's median, scaled to a normal's standard deviation (x 1.4826). A
+    shadow or light falling off across the page changes the level over tens of pixels and stays
+    in the blocks' medians; sensor noise changes it from one pixel to the next and averages out
+    there, so noisy paper lit evenly reads as noisy, not as shaded (the spread of the border's
+    pixels themselves, which this replaced, read noise of sigma 5 as 13 levels of shading)."""
+    h, w = gray.shape
+    depth = max(2, min(h, w) // 32)
+    meds, resid = [], []
+    for band in (gray[:depth], gray[-depth:], gray[:, :depth].T, gray[:, -depth:].T):
+        length = band.shape[1]
+        size = max(length // 16, -(-64 // depth))  # 64 pixels or more a block
+        n = max(1, length // size)
+        size = length // n
+        blocks = (
+            band[:, : n * size].reshape(band.shape[0], n, size).transpose(1, 0, 2).reshape(n, -1)
+        )
+        med = np.median(blocks, axis=1)
+        meds.append(med)
+        resid.append(np.abs(blocks - med[:, None]).ravel())
+    low, high = np.percentile(np.concatenate(meds), [10, 90])
+    return float(high - low), float(1.4826 * np.median(np.concatenate(resid)))
 
 
 def paper_level(gray: np.ndarray, dark_ink: bool) -> np.ndarray:

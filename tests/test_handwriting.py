@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
+from minicnn import preprocessing
 from minicnn.preprocessing import bounding_box, center_of_mass, main_strokes, prepare_digit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,3 +64,53 @@ def test_the_set_is_complete_and_every_image_prepares_like_mnist():
         assert 18 <= max(bottom - top, right - left) <= 21, path.name  # MNIST's 20-pixel box
         cy, cx = center_of_mass(x)
         assert abs(cy - 13.5) <= 1 and abs(cx - 13.5) <= 1, path.name
+
+
+def _paper(shape, rng, sigma, tilt=0.0):
+    """Paper at level 220, light falling off by ``tilt`` of it across the width, sensor noise
+    of standard deviation ``sigma``, as 8-bit levels."""
+    h, w = shape
+    light = 1 + tilt * (np.arange(w) / w - 0.5)
+    page = 220 * light[None, :] + rng.normal(0, sigma, (h, w))
+    return np.clip(page, 0, 255).round()
+
+
+def test_noise_alone_does_not_read_as_uneven_light():
+    """The border's pixel spread read sensor noise of sigma 6 as 14-16 levels of shading and
+    sent evenly lit noisy paper through the paper-level path; the blocks' medians do not."""
+    rng = np.random.default_rng(3)
+    for side in (28, 64, 200, 640):
+        for sigma in (3, 6, 9, 12):
+            gray = _paper((side, side * 4 // 3), rng, sigma)
+            shading, noise = preprocessing.border_light(gray)
+            assert shading <= preprocessing.UNEVEN_LIGHT, (side, sigma, shading)
+            assert noise > preprocessing.NOISY and abs(noise - sigma) < 0.2 * sigma + 1, (side, sigma, noise)  # fmt: skip
+        shading, noise = preprocessing.border_light(_paper((side, side), rng, 0))
+        assert shading == 0 and noise == 0
+
+
+def test_uneven_light_still_reads_as_uneven_light_through_noise():
+    rng = np.random.default_rng(4)
+    for side in (64, 200, 640):
+        for tilt in (0.06, 0.1, 0.25):  # 13, 22 and 55 levels from one side to the other
+            shading, _ = preprocessing.border_light(_paper((side, side), rng, 6, tilt))
+            assert shading > preprocessing.UNEVEN_LIGHT, (side, tilt, shading)
+
+
+def test_a_digit_on_noisy_evenly_lit_paper_skips_the_paper_level(monkeypatch):
+    """Noise is smoothed and specks dropped, but the page keeps one level: the closing that
+    estimates a level per pixel is for shadows, and it lifts thick strokes off small photos."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("paper_level ran on evenly lit paper")
+
+    monkeypatch.setattr(preprocessing, "paper_level", refuse)
+    rng = np.random.default_rng(5)
+    agree = []
+    for digit in range(10):
+        drawing = handwriting.draw_strokes(digit, rng)
+        ink = 1 - np.asarray(drawing.convert("L"), dtype=np.float64) / 255
+        page = _paper(ink.shape, rng, 9) * (1 - 0.8 * ink)  # dark ink, 80% of the paper's light
+        x = prepare_digit(np.clip(page, 0, 255).astype(np.uint8))
+        agree.append(np.corrcoef(_blurred(prepare_digit(drawing)), _blurred(x))[0, 1])
+    assert min(agree) >= 0.9, np.round(agree, 2)
