@@ -114,3 +114,24 @@ def test_a_digit_on_noisy_evenly_lit_paper_skips_the_paper_level(monkeypatch):
         x = prepare_digit(np.clip(page, 0, 255).astype(np.uint8))
         agree.append(np.corrcoef(_blurred(prepare_digit(drawing)), _blurred(x))[0, 1])
     assert min(agree) >= 0.9, np.round(agree, 2)
+
+
+def test_the_held_out_writers_prepare_like_mnist():
+    """UCI's 1,797 digits by 13 writers (scikit-learn's copy), 8x8 scans of 0-16 ink counts:
+    each is read at its own size, dark ink on white, into MNIST's 20-pixel box, centred."""
+    images, digits = handwriting.uci_digits()
+    assert images.shape == (1797, 8, 8) and images.dtype == np.uint8
+    assert np.bincount(digits).min() >= 170  # every digit, about 180 each
+    boxes, offsets = [], []
+    for img in images:
+        x = prepare_digit(img)
+        top, bottom, left, right = bounding_box(x)
+        boxes.append(max(bottom - top, right - left))
+        offsets.append(np.abs(np.subtract(center_of_mass(x), 13.5)).max())
+    boxes, offsets = np.array(boxes), np.array(offsets)
+    # A few scans' outer cells hold 1-3 of 16 counts and fade below the ink threshold once
+    # scaled up (boxes of 15-18 pixels); one, a 3 whose strokes run along the top and bottom
+    # edges, loses most of itself: its ink on the border reads as uneven light. The set stays
+    # out of every choice, so that is recorded (docs/ACCURACY.md), not tuned away.
+    assert np.mean((boxes >= 18) & (boxes <= 21)) >= 0.99, np.bincount(boxes)
+    assert np.mean(offsets <= 1) >= 0.99, np.percentile(offsets, [50, 99, 100])
