@@ -17,6 +17,8 @@ import argparse
 import json
 import time
 
+import numpy as np
+
 from minicnn.callbacks import Callback, LearningRateScheduler
 from minicnn.cli import load_mnist
 from minicnn.fileio import atomic_write
@@ -48,6 +50,39 @@ class ScoreAverage(Callback):
         )
 
 
+# Test-time augmentation: each image's class probabilities averaged over copies of it shifted
+# by these (rows, columns) pixels, the blank edge filled with 0 (MNIST's background)
+SHIFTS = {
+    "none": [(0, 0)],
+    "shift 1 px, 4 ways": [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)],
+    "shift 1 px, 8 ways": [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)],
+}
+
+
+def shifted(x, dy, dx):
+    """x (N, 28, 28, 1) moved by dy rows and dx columns, zeros coming in."""
+    out = np.zeros_like(x)
+    h, w = x.shape[1:3]
+    out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[:, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]  # fmt: skip
+    return out
+
+
+def score_tta(path):
+    """The validation accuracy of a saved model with each of SHIFTS."""
+    from minicnn.saving import load_model
+
+    (x, y), _ = load_mnist()
+    x_val, labels = x[50_000:], np.argmax(y[50_000:], axis=1)
+    model = load_model(path)
+    for name, shifts in SHIFTS.items():
+        p = sum(
+            model.predict(shifted(x_val, dy, dx), batch_size=500, verbose=0) for dy, dx in shifts
+        )
+        print(
+            f"{name}: validation accuracy {np.mean(np.argmax(p, axis=1) == labels):.4f}", flush=True
+        )
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--decay", type=float, default=0.95, help="lr = 1e-3 * decay^epoch")
@@ -55,9 +90,16 @@ def main():
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=50_000, help="training images (a quick try)")
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", help="where the figures go, as JSON (required unless --score-tta)")
     ap.add_argument("--save", default=None, help="also write the trained model here")
+    ap.add_argument(
+        "--score-tta", metavar="MODEL", help="only score a saved model with test-time augmentation"
+    )
     args = ap.parse_args()
+    if args.score_tta:
+        return score_tta(args.score_tta)
+    if not args.out:
+        ap.error("--out is required to train")
 
     set_random_seed(args.seed)
     (x, y), _ = load_mnist()
