@@ -31,6 +31,7 @@ _IDENTITY = (
     "RandomRotation",
     "RandomTranslation",
     "RandomZoom",
+    "RandomElasticTransform",
     *export_layers.IDENTITY,
 )
 _TO_NCHW, _TO_NHWC = [0, 3, 1, 2], [0, 2, 3, 1]

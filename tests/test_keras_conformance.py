@@ -142,6 +142,11 @@ SWEEP = {
         "fill_mode": ["constant", "wrap", "nearest"], "interpolation": ["nearest"],
         "seed": [3], "fill_value": [1.0], "data_format": ["channels_last", "channels_first"],
     }),
+    "RandomElasticTransform": ({}, IMG, {
+        "factor": [0.5, (0.2, 0.6)], "scale": [0.3, (0.1, 0.4)], "fill_mode": ["constant", "nearest", "mirror"],
+        "interpolation": ["nearest"], "fill_value": [1.0], "value_range": [(0, 1)], "seed": [3],
+        "data_format": ["channels_last", "channels_first"],
+    }),
     "Add": ({}, [IMG, IMG], {}),
     "Subtract": ({}, [IMG, IMG], {}),
     "Multiply": ({}, [IMG, IMG, IMG], {}),
@@ -154,11 +159,12 @@ SWEEP = {
 # Randomness that differs between the two libraries' generators: Dropout's is checked
 # statistically; the augmentations are swept with factor ranges of one value, which leave
 # nothing to draw, so training is compared exactly, and their draws statistically.
-RANDOM = {"Dropout", "SpatialDropout2D"}
+RANDOM = {"Dropout", "SpatialDropout2D", "RandomElasticTransform"}  # elastic: its noise field
 DRAWN = {  # the augmentations' default-style factors, for the statistical check
     "RandomRotation": {"factor": 0.2},
     "RandomTranslation": {"height_factor": 0.2, "width_factor": 0.2},
     "RandomZoom": {"height_factor": 0.2},
+    "RandomElasticTransform": {},
 }
 
 # What minicnn refuses, each with the argument its message names. "at build": refused when the
@@ -166,7 +172,8 @@ DRAWN = {  # the augmentations' default-style factors, for the statistical check
 CHANNELS_FIRST = ["Conv2D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D",
                   "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
                   "GlobalMaxPooling2D", "Flatten", "ZeroPadding2D", "Cropping2D", "UpSampling2D",
-                  "SpatialDropout2D", "RandomRotation", "RandomTranslation", "RandomZoom"]  # fmt: skip
+                  "SpatialDropout2D", "RandomRotation", "RandomTranslation", "RandomZoom",
+                  "RandomElasticTransform"]  # fmt: skip
 REFUSED = {
     **{f"{c}-data_format='channels_first'": "data_format" for c in CHANNELS_FIRST},
     **{f"{c}-dilation_rate=2": "dilation_rate" for c in CHANNELS_FIRST[:4]},

@@ -122,6 +122,20 @@ KERAS_LAYERS = {
         builds=True,
         call={"training": True},
     ),  # fmt: skip
+    "RandomElasticTransform": Spec(
+        [
+            *_AUG,
+            "factor",
+            "scale",
+            "interpolation",
+            "fill_mode",
+            "fill_value",
+            "value_range",
+            "seed",
+        ],
+        builds=True,
+        call={"training": True},
+    ),  # fmt: skip
     **{
         k: Spec(_MERGE, builds=True)
         for k in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")

@@ -42,6 +42,7 @@ from minicnn.layers.pooling import (
     MaxPooling2D,
 )
 from minicnn.layers.preprocessing import (
+    RandomElasticTransform,
     RandomRotation,
     RandomTranslation,
     RandomZoom,
@@ -88,6 +89,7 @@ _CLASSES = (
     RandomRotation,
     RandomTranslation,
     RandomZoom,
+    RandomElasticTransform,
     Add,
     Subtract,
     Multiply,

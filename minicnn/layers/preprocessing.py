@@ -1,4 +1,5 @@
-"""Rescaling, and the augmentation layers RandomRotation, RandomTranslation and RandomZoom.
+"""Rescaling, and the augmentation layers RandomRotation, RandomTranslation, RandomZoom and
+RandomElasticTransform.
 
 The augmentation layers follow Keras 3's factor conventions and fill modes. They act in training
 only (the identity in inference), draw one transform per image from minicnn's seeded generator
@@ -167,3 +168,106 @@ class RandomZoom(_RandomAffine):
 
     def get_config(self):
         return {**super().get_config(), **self.given}  # as given, as Keras keeps them
+
+
+def _keras_range(value, what: str, owner: str) -> tuple[float, float]:
+    """Keras's probability-style ranges in [0, 1]: a number f means [0, f]; a pair, sorted."""
+    msg = f"{owner}: {what} must be a number or a pair of numbers in [0, 1]. Received: {what}={value!r}"  # fmt: skip
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2 or value[0] > 1 or value[1] < 0:
+            raise ValueError(msg)
+        lo, hi = sorted(float(v) for v in value)
+        return lo, hi
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
+        return 0.0, float(value)
+    raise ValueError(msg)
+
+
+class RandomElasticTransform(Layer):
+    """Keras's elastic distortion (Simard et al. 2003): each pixel moved along a smooth random
+    field. Per batch, a distortion d is drawn from ``scale``; with it alpha = 0.1 d max(H, W)
+    and sigma = 0.05 d min(H, W), and each pixel reads the point alpha * blur_sigma(sigma * N(0,
+    1)) away, per axis (``maths.elastic_points``). Each image is distorted with a probability
+    drawn from ``factor``, the others pass as they are; the result is clipped to
+    ``value_range``. The identity in inference. For a 28x28 digit and d = 1: alpha 2.8, sigma
+    1.4, displacements of about 0.8 pixel (standard deviation), smooth over ~3 pixels."""
+
+    mode_dependent = True
+
+    def __init__(self, factor=1.0, scale=1.0, interpolation="bilinear", fill_mode="reflect", fill_value=0.0, value_range=(0, 255), seed=None, data_format=None, **kwargs):  # fmt: skip
+        super().__init__(**kwargs)
+        self.owner = f'Layer "{self.name}" (RandomElasticTransform)'
+        channels_last(data_format, self.owner)
+        if seed is not None:
+            raise ValueError(
+                f"{self.owner}: a per-layer seed is not supported; minicnn draws every transform "
+                f"from its one generator (minicnn.utils.set_random_seed). Received: seed={seed!r}"
+            )
+        if interpolation not in maths.INTERPOLATIONS:
+            raise ValueError(f"{self.owner}: interpolation must be one of {maths.INTERPOLATIONS}. Received: interpolation={interpolation!r}")  # fmt: skip
+        if fill_mode not in maths.FILL_MODES:
+            raise ValueError(f"{self.owner}: fill_mode must be one of {maths.FILL_MODES}. Received: fill_mode={fill_mode!r}")  # fmt: skip
+        if not (isinstance(value_range, (tuple, list)) and len(value_range) == 2 and value_range[0] <= value_range[1]):  # fmt: skip
+            raise ValueError(f"{self.owner}: value_range must be a pair (low, high), low <= high. Received: value_range={value_range!r}")  # fmt: skip
+        self.factor = _keras_range(factor, "factor", self.owner)
+        self.scale = _keras_range(scale, "scale", self.owner)
+        self.interpolation, self.fill_mode = interpolation, fill_mode
+        self.fill_value, self.value_range, self.seed = float(fill_value), tuple(float(v) for v in value_range), None  # fmt: skip
+
+    def compute_output_shape(self, input_shape):
+        self.check_rank(input_shape, 4)
+        return tuple(input_shape)
+
+    def draw(self, n: int, h: int, w: int, dtype):
+        """-> None (nothing moves) or (the distorted images' indices, alpha, sigma, their
+        noise (2, k, H, W))."""
+        g = rng()
+        chance = g.uniform(*self.factor, n)
+        chosen = np.flatnonzero(g.uniform(0.0, 1.0, n) < chance)
+        d = g.uniform(*self.scale)
+        alpha, sigma = 0.1 * d * max(h, w), 0.05 * d * min(h, w)
+        if sigma <= 0 or chosen.size == 0:  # d = 0: nothing moves (Keras's blur would divide by 0)
+            return None
+        return chosen, alpha, sigma, g.standard_normal((2, chosen.size, h, w), dtype=dtype)
+
+    def forward(self, x, training=False):
+        if not training or self.factor[1] == 0 or self.scale[1] == 0:
+            return x, None
+        xp = get_array_module(x)
+        n, h, w, _ = x.shape
+        drawn = self.draw(n, h, w, np.dtype(x.dtype))
+        y = x.copy()
+        points = None
+        if drawn is not None:
+            chosen, alpha, sigma, noise = drawn
+            idx = xp.asarray(chosen)
+            ys, xs = maths.elastic_points(xp.asarray(noise), alpha, sigma)
+            y[idx] = maths.point_resample(x[idx], ys, xs, self.interpolation, self.fill_mode, self.fill_value)  # fmt: skip
+            points = (idx, ys, xs)
+        lo, hi = (x.dtype.type(v) for v in self.value_range)
+        inside = (y >= lo) & (y <= hi)
+        return xp.clip(y, lo, hi), (points, inside)
+
+    def backward(self, gy, ctx, need_gx=True):
+        if ctx is None:
+            return gy, {}
+        if not need_gx:
+            return None, {}
+        points, inside = ctx
+        g = gy * inside
+        if points is not None:
+            idx, ys, xs = points
+            g[idx] = maths.point_resample_backward(g[idx], ys, xs, self.interpolation, self.fill_mode)  # fmt: skip
+        return g, {}
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "factor": list(self.factor),
+            "scale": list(self.scale),
+            "interpolation": self.interpolation,
+            "fill_mode": self.fill_mode,
+            "fill_value": self.fill_value,
+            "value_range": list(self.value_range),
+            "seed": self.seed,
+        }

@@ -69,6 +69,10 @@ from minicnn.maths.resample import (
     INTERPOLATIONS,
     affine_resample,
     affine_resample_backward,
+    elastic_points,
+    gaussian_blur_maps,
+    point_resample,
+    point_resample_backward,
 )
 from minicnn.maths.softmax import softmax, softmax_cross_entropy
 from minicnn.maths.special import erf
@@ -83,6 +87,10 @@ __all__ = [
     "adam_update",
     "affine_resample",
     "affine_resample_backward",
+    "elastic_points",
+    "gaussian_blur_maps",
+    "point_resample",
+    "point_resample_backward",
     "avgpool_backward",
     "avgpool_forward",
     "batchnorm_affine",

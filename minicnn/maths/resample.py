@@ -1,5 +1,6 @@
 """Affine resampling of a batch of images, each with its own transform: the maths of the
-augmentation layers (RandomRotation, RandomTranslation, RandomZoom).
+augmentation layers (RandomRotation, RandomTranslation, RandomZoom); and resampling through a
+map of points per pixel, with the smooth random maps of RandomElasticTransform.
 
 A transform ``(a0, a1, a2, b0, b1, b2)`` maps each output pixel (column x, row y) to the input
 point ``(a0 x + a1 y + a2, b0 x + b1 y + b2)``, which is read by bilinear or nearest
@@ -45,6 +46,11 @@ def _taps(xp, transforms, h, w, interpolation, fill_mode, dtype):
     a0, a1, a2, b0, b1, b2 = (t[:, k].reshape(n, 1, 1) for k in range(6))
     xs = a0 * cols + a1 * rows + a2  # (N, H, W) input column of each output pixel
     ys = b0 * cols + b1 * rows + b2
+    return _taps_at(xp, ys, xs, h, w, interpolation, fill_mode)
+
+
+def _taps_at(xp, ys, xs, h, w, interpolation, fill_mode):
+    """``_taps`` for output pixels that read the input points (ys, xs), each (N, H, W)."""
     if interpolation == "nearest":
         corners = [(xp.rint(ys), xp.rint(xs), xp.ones_like(xs))]  # halves to even, as Keras rounds
     else:
@@ -106,3 +112,64 @@ def _scatter_add(xp, target, index, values):
         import cupyx
 
         cupyx.scatter_add(target, index, values)
+
+
+def point_resample(x, ys, xs, interpolation="bilinear", fill_mode="reflect", fill_value=0.0):
+    """x (N, H, W, C), ys and xs (N, H, W): output pixel (i, j) of image k reads the input
+    point (row ys[k, i, j], column xs[k, i, j]) -> (N, H, W, C)."""
+    xp = get_array_module(x)
+    n, h, w, _ = x.shape
+    image = xp.arange(n)[:, None, None]
+    y = xp.zeros_like(x)
+    for r, c, wgt, inside in _taps_at(xp, ys, xs, h, w, interpolation, fill_mode):
+        v = x[image, r, c]
+        if fill_mode == "constant":
+            v = xp.where(inside[..., None], v, x.dtype.type(fill_value))
+        y += wgt.astype(x.dtype)[..., None] * v
+    return y
+
+
+def point_resample_backward(gy, ys, xs, interpolation="bilinear", fill_mode="reflect"):
+    """The adjoint of point_resample in its input."""
+    xp = get_array_module(gy)
+    n, h, w, _ = gy.shape
+    image = xp.broadcast_to(xp.arange(n)[:, None, None], (n, h, w))
+    gx = xp.zeros_like(gy)
+    for r, col, wgt, inside in _taps_at(xp, ys, xs, h, w, interpolation, fill_mode):
+        g = wgt.astype(gy.dtype)[..., None] * gy
+        if fill_mode == "constant":
+            g = g * inside[..., None]
+        _scatter_add(xp, gx, (image, r, col), g)
+    return gx
+
+
+def gaussian_blur_maps(maps, sigma: float):
+    """Each (H, W) map of ``maps`` (N, H, W) blurred by a Gaussian of standard deviation
+    ``sigma`` over a window of int(6 sigma) | 1 pixels a side (weights summing to 1), zeros
+    beyond the edges, as Keras's ``ops.image.gaussian_blur`` pads; separable: rows, then
+    columns."""
+    xp = get_array_module(maps)
+    size = int(6 * sigma) | 1
+    t = xp.arange(size, dtype=maps.dtype) - maps.dtype.type((size - 1) / 2)
+    k = xp.exp(maps.dtype.type(-0.5) * (t / maps.dtype.type(sigma)) ** 2)
+    k = k / k.sum()
+    r = (size - 1) // 2
+    n, h, w = maps.shape
+    padded = xp.pad(maps, ((0, 0), (r, r), (0, 0)))
+    rows = sum(k[i] * padded[:, i : i + h] for i in range(size))  # a loop over the taps
+    padded = xp.pad(rows, ((0, 0), (0, 0), (r, r)))
+    return sum(k[j] * padded[:, :, j : j + w] for j in range(size))
+
+
+def elastic_points(noise, alpha: float, sigma: float):
+    """Keras's elastic map: each pixel displaced by alpha times a Gaussian blur (``sigma``) of
+    ``noise`` (2, N, H, W) of unit normal values scaled by sigma, rows by noise[1] and columns
+    by noise[0]. -> (ys, xs), each (N, H, W), the input points the output pixels read."""
+    xp = get_array_module(noise)
+    dtype = noise.dtype.type
+    _, n, h, w = noise.shape
+    dx = gaussian_blur_maps(noise[0] * dtype(sigma), sigma)
+    dy = gaussian_blur_maps(noise[1] * dtype(sigma), sigma)
+    rows = xp.arange(h, dtype=noise.dtype)[None, :, None]
+    cols = xp.arange(w, dtype=noise.dtype)[None, None, :]
+    return rows + dtype(alpha) * dy, cols + dtype(alpha) * dx

@@ -36,6 +36,7 @@ KEEPS = {
     "RandomRotation": "maps",
     "RandomTranslation": "maps",
     "RandomZoom": "maps",
+    "RandomElasticTransform": "points, clip mask",
     "Activation": "output",
     "ReLU": "output",
     "Softmax": "output",
