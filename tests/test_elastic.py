@@ -57,11 +57,11 @@ def test_the_points_are_kerass_displacement_of_the_grid():
     alpha, sigma = 1.4, 0.7
     ys, xs = maths.elastic_points(noise, alpha, sigma)
     size = int(6 * sigma) | 1
-    blur = lambda a: keras.ops.convert_to_numpy(
-        keras.ops.image.gaussian_blur(
-            (a * sigma)[..., None], (size, size), (sigma, sigma), "channels_last"
-        )
-    )[..., 0]  # noqa: E731 fmt: skip
+
+    def blur(a):
+        blurred = keras.ops.image.gaussian_blur((a * sigma)[..., None], (size, size), (sigma, sigma), "channels_last")  # fmt: skip
+        return keras.ops.convert_to_numpy(blurred)[..., 0]
+
     rows, cols = np.meshgrid(np.arange(14), np.arange(10), indexing="ij")
     np.testing.assert_allclose(ys, rows + alpha * blur(noise[1]), atol=1e-5)
     np.testing.assert_allclose(xs, cols + alpha * blur(noise[0]), atol=1e-5)
