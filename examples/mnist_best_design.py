@@ -92,6 +92,7 @@ def main():
     ap.add_argument("--limit", type=int, default=50_000, help="training images (a quick try)")
     ap.add_argument("--out", help="where the figures go, as JSON (required unless --score-tta)")
     ap.add_argument("--save", default=None, help="also write the trained model here")
+    ap.add_argument("--elastic", type=float, default=None, help="add RandomElasticTransform(scale=E)")  # fmt: skip
     ap.add_argument(
         "--score-tta", metavar="MODEL", help="only score a saved model with test-time augmentation"
     )
@@ -104,7 +105,7 @@ def main():
     set_random_seed(args.seed)
     (x, y), _ = load_mnist()
     x_train, y_train, x_val, y_val = x[: args.limit], y[: args.limit], x[50_000:], y[50_000:]
-    model = best_model()
+    model = best_model(elastic=args.elastic)
     if args.ema is not None:
         model.compile(Adam(1e-3, use_ema=True, ema_momentum=args.ema), "categorical_crossentropy", metrics=["accuracy"])  # fmt: skip
     callbacks = [LearningRateScheduler(lambda epoch, lr: 1e-3 * args.decay**epoch)]

@@ -51,8 +51,10 @@ def _compiled_seed(backend=None):
     return model
 
 
-def best_model(backend=None):
-    """Deotte's network, with the augmentation as its first layers (active in training only)."""
+def best_model(backend=None, elastic=None):
+    """Deotte's network, with the augmentation as its first layers (active in training only).
+    ``elastic``: also distort the digits elastically (Keras's RandomElasticTransform with this
+    ``scale``), a candidate the design script tries on the validation split."""
 
     def conv(filters, size, **kw):
         return [layers.Conv2D(filters, size, activation="relu", **kw), layers.BatchNormalization()]
@@ -63,6 +65,15 @@ def best_model(backend=None):
             layers.RandomRotation(10 / 360, fill_mode="constant"),
             layers.RandomZoom(0.1, fill_mode="constant"),
             layers.RandomTranslation(0.1, 0.1, fill_mode="constant"),
+            *(
+                []
+                if elastic is None
+                else [
+                    layers.RandomElasticTransform(
+                        scale=elastic, fill_mode="constant", value_range=(0, 1)
+                    )
+                ]
+            ),  # fmt: skip
             *conv(32, 3),
             *conv(32, 3),
             *conv(32, 5, strides=2, padding="same"),
