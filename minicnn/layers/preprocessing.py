@@ -51,22 +51,28 @@ def _factor_range(factor, what: str, owner: str, bound: bool = True) -> tuple[fl
     return lo, hi
 
 
+def _check_sampling(owner: str, data_format, seed, fill_mode, interpolation) -> None:
+    """The arguments every resampling augmentation shares, refused by name where minicnn
+    cannot do what Keras does."""
+    channels_last(data_format, owner)
+    if seed is not None:  # Keras's seed fixes this layer's own draws; minicnn has one generator
+        raise ValueError(
+            f"{owner}: a per-layer seed is not supported; minicnn draws every transform "
+            f"from its one generator (minicnn.utils.set_random_seed). Received: seed={seed!r}"
+        )
+    if fill_mode not in maths.FILL_MODES:
+        raise ValueError(f"{owner}: fill_mode must be one of {maths.FILL_MODES}. Received: fill_mode={fill_mode!r}")  # fmt: skip
+    if interpolation not in maths.INTERPOLATIONS:
+        raise ValueError(f"{owner}: interpolation must be one of {maths.INTERPOLATIONS}. Received: interpolation={interpolation!r}")  # fmt: skip
+
+
 class _RandomAffine(Layer):
     """An augmentation by a random affine map per image; subclasses draw the maps."""
 
     def __init__(self, fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0, data_format=None, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         self.owner = f'Layer "{self.name}" ({type(self).__name__})'
-        channels_last(data_format, self.owner)
-        if seed is not None:  # Keras's seed fixes this layer's own draws; minicnn has one generator
-            raise ValueError(
-                f"{self.owner}: a per-layer seed is not supported; minicnn draws every transform "
-                f"from its one generator (minicnn.utils.set_random_seed). Received: seed={seed!r}"
-            )
-        if fill_mode not in maths.FILL_MODES:
-            raise ValueError(f"{self.owner}: fill_mode must be one of {maths.FILL_MODES}. Received: fill_mode={fill_mode!r}")  # fmt: skip
-        if interpolation not in maths.INTERPOLATIONS:
-            raise ValueError(f"{self.owner}: interpolation must be one of {maths.INTERPOLATIONS}. Received: interpolation={interpolation!r}")  # fmt: skip
+        _check_sampling(self.owner, data_format, seed, fill_mode, interpolation)
         self.fill_mode, self.interpolation = fill_mode, interpolation
         self.seed, self.fill_value = None, float(fill_value)
 
@@ -197,16 +203,7 @@ class RandomElasticTransform(Layer):
     def __init__(self, factor=1.0, scale=1.0, interpolation="bilinear", fill_mode="reflect", fill_value=0.0, value_range=(0, 255), seed=None, data_format=None, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         self.owner = f'Layer "{self.name}" (RandomElasticTransform)'
-        channels_last(data_format, self.owner)
-        if seed is not None:
-            raise ValueError(
-                f"{self.owner}: a per-layer seed is not supported; minicnn draws every transform "
-                f"from its one generator (minicnn.utils.set_random_seed). Received: seed={seed!r}"
-            )
-        if interpolation not in maths.INTERPOLATIONS:
-            raise ValueError(f"{self.owner}: interpolation must be one of {maths.INTERPOLATIONS}. Received: interpolation={interpolation!r}")  # fmt: skip
-        if fill_mode not in maths.FILL_MODES:
-            raise ValueError(f"{self.owner}: fill_mode must be one of {maths.FILL_MODES}. Received: fill_mode={fill_mode!r}")  # fmt: skip
+        _check_sampling(self.owner, data_format, seed, fill_mode, interpolation)
         if not (isinstance(value_range, (tuple, list)) and len(value_range) == 2 and value_range[0] <= value_range[1]):  # fmt: skip
             raise ValueError(f"{self.owner}: value_range must be a pair (low, high), low <= high. Received: value_range={value_range!r}")  # fmt: skip
         self.factor = _keras_range(factor, "factor", self.owner)
@@ -246,7 +243,7 @@ class RandomElasticTransform(Layer):
             points = (idx, ys, xs)
         lo, hi = (x.dtype.type(v) for v in self.value_range)
         inside = (y >= lo) & (y <= hi)
-        return xp.clip(y, lo, hi), (points, inside)
+        return xp.clip(y, lo, hi, out=y), (points, inside)
 
     def backward(self, gy, ctx, need_gx=True):
         if ctx is None:

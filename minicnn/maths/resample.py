@@ -36,9 +36,8 @@ def fold(xp, i, n: int, fill_mode: str):
     return xp.clip(i, 0, n - 1)
 
 
-def _taps(xp, transforms, h, w, interpolation, fill_mode, dtype):
-    """For every output pixel of every image: the input pixels it reads and their weights.
-    -> list of (row (N, H, W), col (N, H, W), weight (N, H, W, 1))"""
+def _affine_points(xp, transforms, h, w, dtype):
+    """The input point (ys, xs), each (N, H, W), that each output pixel of each image reads."""
     n = transforms.shape[0]
     t = transforms.astype(dtype)
     rows = xp.arange(h, dtype=dtype)[None, :, None]  # (1, H, 1)
@@ -46,11 +45,12 @@ def _taps(xp, transforms, h, w, interpolation, fill_mode, dtype):
     a0, a1, a2, b0, b1, b2 = (t[:, k].reshape(n, 1, 1) for k in range(6))
     xs = a0 * cols + a1 * rows + a2  # (N, H, W) input column of each output pixel
     ys = b0 * cols + b1 * rows + b2
-    return _taps_at(xp, ys, xs, h, w, interpolation, fill_mode)
+    return ys, xs
 
 
-def _taps_at(xp, ys, xs, h, w, interpolation, fill_mode):
-    """``_taps`` for output pixels that read the input points (ys, xs), each (N, H, W)."""
+def _taps(xp, ys, xs, h, w, interpolation, fill_mode):
+    """For output pixels that read the input points (ys, xs), each (N, H, W): the input pixels
+    each reads and their weights -> list of (row, col, weight, inside), each (N, H, W)."""
     if interpolation == "nearest":
         corners = [(xp.rint(ys), xp.rint(xs), xp.ones_like(xs))]  # halves to even, as Keras rounds
     else:
@@ -76,15 +76,8 @@ def affine_resample(x, transforms, interpolation="bilinear", fill_mode="reflect"
     if fast is not None:
         return fast(x, transforms, interpolation, fill_mode, fill_value)
     xp = get_array_module(x)
-    n, h, w, _ = x.shape
-    image = xp.arange(n)[:, None, None]
-    y = xp.zeros_like(x)
-    for r, c, wgt, inside in _taps(xp, transforms, h, w, interpolation, fill_mode, x.dtype):
-        v = x[image, r, c]  # (N, H, W, C): one gather per tap for the whole batch
-        if fill_mode == "constant":
-            v = xp.where(inside[..., None], v, x.dtype.type(fill_value))
-        y += wgt[..., None] * v
-    return y
+    ys, xs = _affine_points(xp, transforms, x.shape[1], x.shape[2], x.dtype)
+    return point_resample(x, ys, xs, interpolation, fill_mode, fill_value)
 
 
 def affine_resample_backward(gy, transforms, interpolation="bilinear", fill_mode="reflect"):
@@ -94,15 +87,8 @@ def affine_resample_backward(gy, transforms, interpolation="bilinear", fill_mode
     if fast is not None:
         return fast(gy, transforms, interpolation, fill_mode)
     xp = get_array_module(gy)
-    n, h, w, c = gy.shape
-    image = xp.broadcast_to(xp.arange(n)[:, None, None], (n, h, w))
-    gx = xp.zeros_like(gy)
-    for r, col, wgt, inside in _taps(xp, transforms, h, w, interpolation, fill_mode, gy.dtype):
-        g = wgt[..., None] * gy
-        if fill_mode == "constant":
-            g = g * inside[..., None]
-        _scatter_add(xp, gx, (image, r, col), g)
-    return gx
+    ys, xs = _affine_points(xp, transforms, gy.shape[1], gy.shape[2], gy.dtype)
+    return point_resample_backward(gy, ys, xs, interpolation, fill_mode)
 
 
 def _scatter_add(xp, target, index, values):
@@ -121,11 +107,11 @@ def point_resample(x, ys, xs, interpolation="bilinear", fill_mode="reflect", fil
     n, h, w, _ = x.shape
     image = xp.arange(n)[:, None, None]
     y = xp.zeros_like(x)
-    for r, c, wgt, inside in _taps_at(xp, ys, xs, h, w, interpolation, fill_mode):
+    for r, c, wgt, inside in _taps(xp, ys, xs, h, w, interpolation, fill_mode):
         v = x[image, r, c]
         if fill_mode == "constant":
             v = xp.where(inside[..., None], v, x.dtype.type(fill_value))
-        y += wgt.astype(x.dtype)[..., None] * v
+        y += wgt.astype(x.dtype, copy=False)[..., None] * v
     return y
 
 
@@ -135,8 +121,8 @@ def point_resample_backward(gy, ys, xs, interpolation="bilinear", fill_mode="ref
     n, h, w, _ = gy.shape
     image = xp.broadcast_to(xp.arange(n)[:, None, None], (n, h, w))
     gx = xp.zeros_like(gy)
-    for r, col, wgt, inside in _taps_at(xp, ys, xs, h, w, interpolation, fill_mode):
-        g = wgt.astype(gy.dtype)[..., None] * gy
+    for r, col, wgt, inside in _taps(xp, ys, xs, h, w, interpolation, fill_mode):
+        g = wgt.astype(gy.dtype, copy=False)[..., None] * gy
         if fill_mode == "constant":
             g = g * inside[..., None]
         _scatter_add(xp, gx, (image, r, col), g)
