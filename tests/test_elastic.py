@@ -139,6 +139,7 @@ def test_inference_is_the_identity_and_a_model_round_trips(tmp_path):
         ({"factor": 1.5}, "factor"),
         ({"factor": (0.1, 0.2, 0.3)}, "factor"),
         ({"scale": -0.1}, "scale"),
+        ({"scale": (-0.2, 0.5)}, "scale"),
         ({"scale": "big"}, "scale"),
         ({"interpolation": "bicubic"}, "interpolation"),
         ({"fill_mode": "zeros"}, "fill_mode"),

@@ -208,6 +208,8 @@ class RandomElasticTransform(Layer):
             raise ValueError(f"{self.owner}: value_range must be a pair (low, high), low <= high. Received: value_range={value_range!r}")  # fmt: skip
         self.factor = _keras_range(factor, "factor", self.owner)
         self.scale = _keras_range(scale, "scale", self.owner)
+        if self.scale[0] < 0:  # Keras takes it, then builds a blur of negative width from it
+            raise ValueError(f"{self.owner}: scale must lie in [0, 1]; a negative distortion has no meaning. Received: scale={scale!r}")  # fmt: skip
         self.interpolation, self.fill_mode = interpolation, fill_mode
         self.fill_value, self.value_range, self.seed = float(fill_value), tuple(float(v) for v in value_range), None  # fmt: skip
 
