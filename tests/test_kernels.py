@@ -261,6 +261,59 @@ def test_direct_convolution(backend_name, monkeypatch, rng, dtype, k, s, padding
             assert rel(host(be, f), host(be, r)) <= TOL[dtype], op
 
 
+DIRECT_SHAPES = [  # (images, kernel, strides, channels): odd sizes, both sides of UNROLLED_TAPS
+    (1, (3, 3), (1, 1), 1),
+    (7, (3, 3), (2, 2), 3),
+    (7, (5, 5), (2, 1), 4),  # 100 taps: the largest written out
+    (3, (7, 7), (1, 2), 3),  # 147 taps: the loop
+]
+
+
+@pytest.mark.parametrize("n,k,s,c", DIRECT_SHAPES)
+def test_direct_forward_written_out(rng, dtype, n, k, s, c):
+    """The per-geometry forward (taps written out, generated.py) sums in the loop kernel's
+    order, so the two give the same bits; both against im2col + GEMM."""
+    pytest.importorskip("numba")
+    from minicnn.kernels.cpu import direct as kdirect
+
+    x = rng.standard_normal((n, 11, 10, c)).astype(dtype)
+    kernel = rng.standard_normal((*k, c, 19)).astype(dtype)  # 19 filters: no vector multiple
+    bias = rng.standard_normal(19).astype(dtype)
+    z = kdirect.conv_direct(x, kernel, bias, True, s)
+    loop = np.empty_like(z)
+    kdirect._conv_direct(x, kernel, bias, True, loop, *s)
+    np.testing.assert_array_equal(z, loop)
+    col = maths.im2col(x, *k, *s, (0, 0, 0, 0))
+    ref = np.maximum(col.reshape(-1, kernel[..., 0].size) @ kernel.reshape(-1, 19) + bias, 0)
+    assert z.dtype == dtype and rel(z, ref.reshape(z.shape)) <= TOL[dtype]
+    assert (z == 0).mean() > 0.2  # the ReLU was applied
+
+
+def test_generated_kernels_are_cached_by_content(tmp_path, monkeypatch):
+    """A generated kernel is saved once under its source's hash and loaded again from there; a
+    cache folder that cannot be written leaves it compiled in memory, with the same result."""
+    pytest.importorskip("numba")
+    from minicnn.kernels.cpu import generated
+
+    src = "def twice(a):\n    return 2 * a\n"
+    monkeypatch.setenv("MINICNN_KERNEL_CACHE", str(tmp_path / "k"))
+    assert generated.load("twice", src, "twice")(np.arange(3.0)).tolist() == [0.0, 2.0, 4.0]
+    (saved,) = (tmp_path / "k").glob("twice_*.py")
+    assert saved.read_text() == src
+    stamp = saved.stat().st_mtime_ns
+    generated._loaded.clear()
+    assert generated.load("twice", src, "twice")(np.ones(2)).tolist() == [2.0, 2.0]
+    assert saved.stat().st_mtime_ns == stamp  # read, not written again
+    other = src.replace("2 * a", "3 * a")
+    generated.load("twice", other, "twice")
+    assert len(list((tmp_path / "k").glob("twice_*.py"))) == 2  # a changed source: a new file
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("MINICNN_KERNEL_CACHE", str(blocked / "k"))
+    generated._loaded.clear()
+    assert generated.load("twice", src, "twice")(np.ones(2)).tolist() == [2.0, 2.0]
+
+
 @pytest.mark.parametrize("algorithm", ["shifted", "winograd", "direct", "taps"])
 @pytest.mark.parametrize("relu", [False, True])
 def test_convolution_algorithms_agree(rng, float64, monkeypatch, algorithm, relu):
