@@ -31,6 +31,8 @@ OP_NAMES = (
     "matmul_tn",
     "winograd_input",
     "winograd_output",
+    "winograd_input_serial",
+    "winograd_output_serial",
     "winograd_grad_output",
     "winograd_grad_input",
     "conv_direct",

@@ -204,6 +204,48 @@ def test_winograd_transforms(backend_name, monkeypatch, rng, dtype, x_shape, gri
     assert rel(host(be, masked), host(be, gm)) <= TOL[dtype]  # the mask is y > 0
 
 
+@pytest.mark.parametrize("keep", [False, True])
+@pytest.mark.parametrize(
+    "x_shape,grid,out",
+    [
+        ((1, 26, 26, 16), (6, 6, 0, 0, 1), (24, 24)),  # one image
+        ((7, 7, 10, 3), (2, 3, 1, 1, 1), (7, 10)),  # "same": padding, tiles overhang
+        ((7, 9, 10, 3), (2, 2, 1, 2, 2), (5, 5)),  # space to depth (5x5 / 2), padding, cut
+    ],
+)
+def test_winograd_pipeline(monkeypatch, rng, dtype, x_shape, grid, out, keep):
+    """The per-core pipeline (each core's images in chunks: transform, GEMMs, inverse), with
+    chunks of 2 images so each core runs several and a last short one, against the array code:
+    the output, and with ``keep`` the V it keeps and the gradients backward takes from it."""
+    from minicnn.maths.conv import winograd as wino
+
+    if kernels.lookup("winograd_input_serial", np, np.dtype(dtype)) is None:
+        pytest.skip("no numba here")
+    n, th, tw, blk = x_shape[0], grid[0], grid[1], grid[4]
+    c = blk * blk * x_shape[3]
+    x = rng.standard_normal(x_shape).astype(dtype)
+    kernel = rng.standard_normal((3, 3, c, 19)).astype(dtype)
+    bias = rng.standard_normal(19).astype(dtype)
+    gy = rng.standard_normal((n, *out, 19)).astype(dtype)
+    runs = []
+    monkeypatch.setattr(wino, "can_split", lambda: True)
+    monkeypatch.setattr(wino, "over_cores", lambda work, n: runs.append(n) or maths.batched.over_cores(work, n))  # fmt: skip
+    monkeypatch.setattr(
+        wino, "PIPELINE_BYTES", 2 * 36 * th * tw * (c + 19) * np.dtype(dtype).itemsize
+    )
+
+    def run():
+        z, ctx = wino.tiled_forward(x, kernel, grid[2:], out, bias, True, keep)
+        return (z,) if ctx is None else (z, np.concatenate(ctx.vs, axis=1), *wino.backward(gy, ctx))
+
+    fast, ref = both(monkeypatch, "winograd_input_serial", np, dtype, run)
+    assert runs and runs[0] == n  # the pipeline ran, over all the images
+    assert (fast[0] == 0).mean() > 0.2  # ReLU applied
+    for f, r in zip(fast, ref):
+        assert f.dtype == dtype and f.shape == r.shape
+        assert rel(f, r) <= TOL[dtype]
+
+
 def test_placed_grid_is_padding_and_space_to_depth(rng):
     """The grid's map, against a pixel loop: zeros where the map leaves x, x's 2x2 blocks as
     channels; and its adjoint: <grid(x), g> == <x, adjoint(g)>."""

@@ -40,6 +40,8 @@ OPS = {
     ("conv_direct_grad_input", "any"): direct.conv_direct_grad_input,
     ("winograd_input", "any"): winograd.winograd_input,
     ("winograd_output", "any"): winograd.winograd_output,
+    ("winograd_input_serial", "any"): winograd.winograd_input_serial,
+    ("winograd_output_serial", "any"): winograd.winograd_output_serial,
     ("winograd_grad_output", "any"): winograd.winograd_grad_output,
     ("winograd_grad_input", "any"): winograd.winograd_grad_input,
     ("batchnorm_forward", "any"): normalization.batchnorm_forward,

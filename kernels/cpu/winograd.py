@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .jit import bias_row, pjit, relu_grad_if, relu_if
+from .jit import bias_row, jit, pjit, relu_grad_if, relu_if
 
 # fmt: off
 # Winograd F(4x4, 3x3) transforms . Each 2-D transform is two
@@ -101,50 +101,73 @@ def _gather(x, b, y0, x0, blk, d):  # d[0, i, j, (r, s, c)] = x[b, blk*i + r + y
                             d[0, i, j, o + c] = 0
 
 
-@pjit
-def _winograd_input(x, th, tw, top, left, blk, v):  # V = B^T d B over the placed grid
+@njit(cache=True, inline="always")
+def _input_row(x, th, tw, top, left, blk, v, task):  # one row of tiles of one image
     h, w = x.shape[1], x.shape[2]
     vc = v.shape[2]
+    b, y = task // th, 4 * (task % th)
+    s = np.empty((6, 6, vc), dtype=x.dtype)  # s[i, j] = (B^T d)[i, j]
+    d = np.empty((1, 6, 6, vc), dtype=x.dtype)  # a tile that is not a plain window of x
+    for col in range(tw):
+        t, q = task * tw + col, 4 * col
+        y0, x0 = blk * y - top, blk * q - left
+        if blk == 1 and y0 >= 0 and x0 >= 0 and y0 + 6 <= h and x0 + 6 <= w:
+            _input_tile(x, b, y0, x0, s, v, t)
+        else:
+            _gather(x, b, y0, x0, blk, d)
+            _input_tile(d, 0, 0, 0, s, v, t)
+
+
+@pjit
+def _winograd_input(x, th, tw, top, left, blk, v):  # V = B^T d B over the placed grid
     for task in prange(x.shape[0] * th):  # one row of tiles of one image per task
-        b, y = task // th, 4 * (task % th)
-        s = np.empty((6, 6, vc), dtype=x.dtype)  # s[i, j] = (B^T d)[i, j]
-        d = np.empty((1, 6, 6, vc), dtype=x.dtype)  # a tile that is not a plain window of x
-        for col in range(tw):
-            t, q = task * tw + col, 4 * col
-            y0, x0 = blk * y - top, blk * q - left
-            if blk == 1 and y0 >= 0 and x0 >= 0 and y0 + 6 <= h and x0 + 6 <= w:
-                _input_tile(x, b, y0, x0, s, v, t)
-            else:
-                _gather(x, b, y0, x0, blk, d)
-                _input_tile(d, 0, 0, 0, s, v, t)
+        _input_row(x, th, tw, top, left, blk, v, task)
     return v
+
+
+@jit
+def _winograd_input_serial(x, th, tw, top, left, blk, v):  # the same on this thread only
+    for task in range(x.shape[0] * th):
+        _input_row(x, th, tw, top, left, blk, v, task)
+    return v
+
+
+@njit(cache=True, inline="always")
+def _output_row(m, th, tw, z, bias, relu, task):  # one row of tiles of one image
+    oh, ow, nf = z.shape[1], z.shape[2], z.shape[3]
+    b, y = task // th, 4 * (task % th)
+    s = np.empty((6, 4, nf), dtype=z.dtype)  # s[i, q] = (M A)[i, q]
+    o = np.empty((4, 4, nf), dtype=z.dtype)  # the tile's 4x4 outputs
+    for col in range(tw):
+        t, q = task * tw + col, 4 * col
+        for i in range(6):
+            k = 6 * i
+            for f in range(nf):
+                s[i, 0, f], s[i, 1, f], s[i, 2, f], s[i, 3, f] = _at6(
+                    m[k, t, f], m[k + 1, t, f], m[k + 2, t, f],
+                    m[k + 3, t, f], m[k + 4, t, f], m[k + 5, t, f],
+                )
+        for j in range(4):
+            for f in range(nf):
+                o[0, j, f], o[1, j, f], o[2, j, f], o[3, j, f] = _at6(
+                    s[0, j, f], s[1, j, f], s[2, j, f], s[3, j, f], s[4, j, f], s[5, j, f]
+                )
+        for p in range(min(4, oh - y)):
+            for j in range(min(4, ow - q)):
+                for f in range(nf):
+                    z[b, y + p, q + j, f] = relu_if(o[p, j, f] + bias[f], relu)
 
 
 @pjit
 def _winograd_output(m, th, tw, z, bias, relu):  # y = act(A^T M A + bias), cut to z's size
-    oh, ow, nf = z.shape[1], z.shape[2], z.shape[3]
     for task in prange(z.shape[0] * th):  # one row of tiles of one image per task
-        b, y = task // th, 4 * (task % th)
-        s = np.empty((6, 4, nf), dtype=z.dtype)  # s[i, q] = (M A)[i, q]
-        o = np.empty((4, 4, nf), dtype=z.dtype)  # the tile's 4x4 outputs
-        for col in range(tw):
-            t, q = task * tw + col, 4 * col
-            for i in range(6):
-                k = 6 * i
-                for f in range(nf):
-                    s[i, 0, f], s[i, 1, f], s[i, 2, f], s[i, 3, f] = _at6(
-                        m[k, t, f], m[k + 1, t, f], m[k + 2, t, f],
-                        m[k + 3, t, f], m[k + 4, t, f], m[k + 5, t, f],
-                    )
-            for j in range(4):
-                for f in range(nf):
-                    o[0, j, f], o[1, j, f], o[2, j, f], o[3, j, f] = _at6(
-                        s[0, j, f], s[1, j, f], s[2, j, f], s[3, j, f], s[4, j, f], s[5, j, f]
-                    )
-            for p in range(min(4, oh - y)):
-                for j in range(min(4, ow - q)):
-                    for f in range(nf):
-                        z[b, y + p, q + j, f] = relu_if(o[p, j, f] + bias[f], relu)
+        _output_row(m, th, tw, z, bias, relu, task)
+
+
+@jit
+def _winograd_output_serial(m, th, tw, z, bias, relu):  # the same on this thread only
+    for task in range(z.shape[0] * th):
+        _output_row(m, th, tw, z, bias, relu, task)
 
 
 @pjit
@@ -240,6 +263,20 @@ def winograd_input(x, grid, v):
 
 def winograd_output(m, th, tw, z, bias=None, relu=False):
     _winograd_output(m, th, tw, z, bias_row(bias, z.shape[3], z.dtype), bool(relu))
+    return z
+
+
+# The same two on the calling thread alone, for a pipeline that gives each core its own chunk
+# (minicnn/maths/conv/winograd.py): the transforms, GEMMs and inverse of a chunk stay in L2.
+
+
+def winograd_input_serial(x, grid, v):
+    th, tw, top, left, blk = grid
+    return _winograd_input_serial(np.ascontiguousarray(x), th, tw, top, left, blk, v)
+
+
+def winograd_output_serial(m, th, tw, z, bias=None, relu=False):
+    _winograd_output_serial(m, th, tw, z, bias_row(bias, z.shape[3], z.dtype), bool(relu))
     return z
 
 

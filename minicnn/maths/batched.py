@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -54,6 +54,39 @@ if hasattr(os, "register_at_fork"):
 # hearing back costs ~90 us here (a futex wake each way), more than a small batch's GEMMs take
 # (36 products of 8x64 by 64x64, 2.4 MFLOP: 123 us split, 20 us plain; even at 38 MFLOP).
 _SPLIT_MIN_FLOP = 32e6
+
+
+def can_split() -> bool:
+    """Whether ``over_cores`` would run work on more than one core (NumPy's BLAS is OpenBLAS
+    with its thread calls, more than one thread, and the split not turned off)."""
+    if os.environ.get("MINICNN_BATCHED_GEMM") == "0" or _threads.openblas_setter() is None:
+        return False
+    return _threads.openblas_threads() > 1
+
+
+def over_cores(work, n: int) -> None:
+    """``work(n0, n1)`` on each core's share of range(n) at once, OpenBLAS at one thread
+    meanwhile, so a GEMM inside a share stays on its core. On one core, ``work(0, n)``.
+    ``work`` runs no parallel numba kernel (numba's pools are not for calls from two threads)."""
+    set_threads = _threads.openblas_setter()
+    if not can_split() or n < 2:
+        return work(0, n)
+    with _lock:
+        threads = _threads.openblas_threads()
+        workers = min(n, threads)
+        cuts = [round(i * n / workers) for i in range(workers + 1)]
+        set_threads(1)
+        try:
+            pool = _get_pool(workers - 1)
+            futures = [pool.submit(work, cuts[i], cuts[i + 1]) for i in range(1, workers)]
+            try:
+                work(cuts[0], cuts[1])  # this thread's share
+            finally:
+                wait(futures)  # the others' too, before the thread count is given back
+            for f in futures:
+                f.result()
+        finally:
+            set_threads(threads)
 
 
 def batched_matmul(a, b, out=None):
