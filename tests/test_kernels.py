@@ -214,9 +214,10 @@ def test_winograd_transforms(backend_name, monkeypatch, rng, dtype, x_shape, gri
     ],
 )
 def test_winograd_pipeline(monkeypatch, rng, dtype, x_shape, grid, out, keep):
-    """The per-core pipeline (each core's images in chunks: transform, GEMMs, inverse), with
+    """The per-core pipelines (each core's images in chunks: transform, GEMMs, inverse), with
     chunks of 2 images so each core runs several and a last short one, against the array code:
-    the output, and with ``keep`` the V it keeps and the gradients backward takes from it."""
+    the output, and with ``keep`` the V it keeps and backward's gradients from it (input,
+    kernel, bias; and the kernel's alone, without the input's)."""
     from minicnn.maths.conv import winograd as wino
 
     if kernels.lookup("winograd_input_serial", np, np.dtype(dtype)) is None:
@@ -236,10 +237,13 @@ def test_winograd_pipeline(monkeypatch, rng, dtype, x_shape, grid, out, keep):
 
     def run():
         z, ctx = wino.tiled_forward(x, kernel, grid[2:], out, bias, True, keep)
-        return (z,) if ctx is None else (z, np.concatenate(ctx.vs, axis=1), *wino.backward(gy, ctx))
+        if ctx is None:
+            return (z,)
+        _, gk, _ = wino.backward(gy, ctx, need_gx=False)  # the weights' gradients alone
+        return (z, np.concatenate(ctx.vs, axis=1), *wino.backward(gy, ctx), gk)
 
     fast, ref = both(monkeypatch, "winograd_input_serial", np, dtype, run)
-    assert runs and runs[0] == n  # the pipeline ran, over all the images
+    assert runs == [n]  # the forward pipelined, over all the images
     assert (fast[0] == 0).mean() > 0.2  # ReLU applied
     for f, r in zip(fast, ref):
         assert f.dtype == dtype and f.shape == r.shape
