@@ -25,6 +25,7 @@ OP_NAMES = (
     "relu_backward_sum",
     "softmax_cross_entropy",
     "maxpool_forward",
+    "maxpool",
     "maxpool_backward",
     "adam_update",
     "sum_rows",

@@ -110,6 +110,8 @@ def test_maxpool(backend_name, monkeypatch, rng, dtype, k, s, padding):
     )
     np.testing.assert_array_equal(host(be, fy), host(be, ry))
     np.testing.assert_array_equal(host(be, fa), host(be, ra))
+    # inference's maxima alone (its own kernel on the CPU): the training forward's values
+    np.testing.assert_array_equal(host(be, maths.maxpool(x, *k, *s, pads)), host(be, ry))
     gy = be.asarray(rng.standard_normal(ry.shape).astype(dtype))
     fast, ref = both(
         monkeypatch,
@@ -214,7 +216,7 @@ def test_winograd_transforms(backend_name, monkeypatch, rng, dtype, x_shape, gri
     ],
 )
 def test_winograd_pipeline(monkeypatch, rng, dtype, x_shape, grid, out, keep):
-    """The per-core pipelines (each core's images in chunks: transform, GEMMs, inverse), with
+    """The per-core pipeline (each core's images in chunks: transform, GEMMs, inverse), with
     chunks of 2 images so each core runs several and a last short one, against the array code:
     the output, and with ``keep`` the V it keeps and backward's gradients from it (input,
     kernel, bias; and the kernel's alone, without the input's)."""

@@ -26,6 +26,7 @@ OPS = {
     ("im2col", "any"): im2col.im2col,
     ("col2im", "any"): im2col.col2im,
     ("maxpool_forward", "any"): pooling.maxpool_forward,
+    ("maxpool", "any"): pooling.maxpool,
     ("maxpool_backward", "any"): pooling.maxpool_backward,
     ("bias_relu", "any"): elementwise.bias_relu,
     ("relu_backward", "any"): elementwise.relu_backward,

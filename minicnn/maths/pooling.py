@@ -37,7 +37,10 @@ def maxpool(x, ph, pw, sy, sx, pads):
     """The max of each window alone, for inference: ``maxpool_forward``'s y without recording
     the winners (on a few images, the array code's per-window compare-and-record was most of
     a convnet's batch-1 predict)."""
-    fast = kernel_for("maxpool_forward", x)
+    fast = kernel_for("maxpool", x)
+    if fast is not None:
+        return fast(x, ph, pw, sy, sx, pads)
+    fast = kernel_for("maxpool_forward", x)  # a device with no maxima-only kernel (CUDA)
     if fast is not None:
         return fast(x, ph, pw, sy, sx, pads)[0]
     xp = get_array_module(x)
