@@ -318,9 +318,9 @@ DIRECT_SHAPES = [  # (images, kernel, strides, channels): odd sizes, both sides 
 
 
 @pytest.mark.parametrize("n,k,s,c", DIRECT_SHAPES)
-def test_direct_forward_written_out(rng, dtype, n, k, s, c):
-    """The per-geometry forward (taps written out, generated.py) sums in the loop kernel's
-    order, so the two give the same bits; both against im2col + GEMM."""
+def test_direct_written_out(rng, dtype, n, k, s, c):
+    """The per-geometry forward and kernel gradient (taps written out, generated.py) sum in the
+    loop kernels' order, so the two give the same bits; both against im2col + GEMM."""
     pytest.importorskip("numba")
     from minicnn.kernels.cpu import direct as kdirect
 
@@ -335,6 +335,17 @@ def test_direct_forward_written_out(rng, dtype, n, k, s, c):
     ref = np.maximum(col.reshape(-1, kernel[..., 0].size) @ kernel.reshape(-1, 19) + bias, 0)
     assert z.dtype == dtype and rel(z, ref.reshape(z.shape)) <= TOL[dtype]
     assert (z == 0).mean() > 0.2  # the ReLU was applied
+    gz = rng.standard_normal(z.shape).astype(dtype)
+    gk, gb = kdirect.conv_direct_grad(x, gz, z, kernel.shape, s)  # masked by ReLU's output
+    blocks = min(n, kdirect._GRAD_BLOCKS)
+    lk, lb = np.empty((blocks, *kernel.shape), dtype), np.empty((blocks, 19), dtype)
+    kdirect._conv_direct_grad(x, gz, z, True, lk, lb, *s)
+    np.testing.assert_array_equal(gk, lk.sum(axis=0))
+    np.testing.assert_array_equal(gb, lb.sum(axis=0))
+    g = np.where(z > 0, gz, 0).reshape(-1, 19)
+    want = col.reshape(-1, kernel[..., 0].size).T @ g
+    assert gk.dtype == dtype and rel(gk, want.reshape(kernel.shape)) <= TOL[dtype]
+    assert rel(gb, g.sum(axis=0)) <= TOL[dtype]
 
 
 def test_generated_kernels_are_cached_by_content(tmp_path, monkeypatch):
