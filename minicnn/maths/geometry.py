@@ -29,11 +29,17 @@ def padding_amounts(h, w, kh, kw, sy, sx, padding) -> tuple[int, int, int, int]:
 
 
 def pad(x, pads, value=0.0):
+    """x (N, H, W, C) with ``pads`` (top, bottom, left, right) rows and columns of ``value``
+    around it. A filled array and one copy: ``numpy.pad`` took ~75 us a call in its argument
+    handling, a third of a residual CNN's one-image predict."""
     top, bottom, left, right = pads
     if not any(pads):
         return x
     xp = get_array_module(x)
-    return xp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+    n, h, w, c = x.shape
+    out = xp.full((n, h + top + bottom, w + left + right, c), value, dtype=x.dtype)
+    out[:, top : top + h, left : left + w] = x
+    return out
 
 
 def block_grid(x, size, top: int, left: int, blk: int):
