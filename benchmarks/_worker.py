@@ -3,7 +3,8 @@ with another's thread settings or next to another's idle workers.
 
     python benchmarks/_worker.py CONTENDER MODEL        (then JSON lines on stdin)
 
-Each line asks ["train" | "infer", batch, images] and gets {"ips": images/s, "peak_rss": bytes}:
+Each line asks ["train" | "infer", batch, images] and gets {"ips": images/s, "peak_rss": bytes}
+(at inference on batch 1, also "median_ms" and "p99_ms" over ``images`` calls of one image):
 the first time for a (kind, batch), a warm-up run first (compilation, caches, thread pools);
 then the peak RSS is reset (Linux's /proc/self/clear_refs) and the run timed, so each answer's
 peak is that run's own.
@@ -70,6 +71,11 @@ def main() -> None:
             fn(min(images, 4 * batch) if kind == "train" else images, batch)
             warm.add((kind, batch))
         _reset_peak()
+        if kind == "infer" and batch == 1:  # latency: ``images`` calls of one image each
+            ms = sorted(1e3 / fn(1, 1) for _ in range(images))
+            median, p99 = ms[len(ms) // 2], ms[min(len(ms) - 1, round(0.99 * len(ms)))]
+            print(json.dumps({"ips": 1e3 / median, "median_ms": median, "p99_ms": p99, "peak_rss": _peak_rss()}), flush=True)  # fmt: skip
+            continue
         ips = fn(images, batch)
         print(json.dumps({"ips": ips, "peak_rss": _peak_rss()}), flush=True)
 

@@ -13,8 +13,9 @@ numpy and after it (as most scripts start); PyTorch eager; PyTorch ``torch.compi
 TensorFlow; ONNX Runtime (inference, on the PyTorch model exported to ONNX). A peer that is not
 installed is skipped with a line saying so (``pip install -e '.[bench]'`` installs them all).
 
-Workloads: each engine's own training loop over 4,096 images at batch 32 and 128, and inference
-over 5,000 images at batch 128 and 1000 (random MNIST-shaped data: speed does not depend on the
+Workloads: each engine's own training loop over 4,096 images at batch 32 and 128, inference
+over 5,000 images at batch 128 and 1000, and the latency of one image (300 calls: median and
+p99 ms; ``predict_on_batch`` in minicnn and Keras, the module or session call in the others) (random MNIST-shaped data: speed does not depend on the
 pixels). Asked round-robin, median of the rounds, after a warm-up; each row's peak RSS is the
 run's own. Training rows also give minicnn's equivalent GFLOP/s (direct-convolution FLOPs)
 against this machine's float32 GEMM peak, measured in the same run. Also: a per-layer breakdown
@@ -42,7 +43,13 @@ from peers import MODELS, train_flop_per_image
 import minicnn  # noqa: F401  (common imported it first, as the contenders that import it first)
 
 HERE = Path(__file__).resolve().parent
-WORKLOADS = [("train", 32, 4096), ("train", 128, 4096), ("infer", 128, 5000), ("infer", 1000, 5000)]
+WORKLOADS = [
+    ("train", 32, 4096),
+    ("train", 128, 4096),
+    ("infer", 1, 300),
+    ("infer", 128, 5000),
+    ("infer", 1000, 5000),
+]
 NAMES = {
     "minicnn": "minicnn (imported first)",
     "minicnn_numpy_first": "minicnn (numpy imported first)",
@@ -139,6 +146,9 @@ def run_model(model: str, contenders: list[str], repeats: int, workloads=WORKLOA
                     "runs": [r["ips"] for r in runs],
                     "peak_rss": max(r["peak_rss"] for r in runs),
                 }
+                if "median_ms" in runs[0]:  # latency: the median round's median and p99
+                    mid = sorted(runs, key=lambda r: r["median_ms"])[len(runs) // 2]
+                    out[c][key].update(median_ms=mid["median_ms"], p99_ms=mid["p99_ms"])
     for w in workers.values():
         w.close()
     return out
@@ -148,7 +158,7 @@ def report(model: str, result: dict, flops: tuple[float, float], peak: float, wo
     keys = [f"{k} b{b}" for k, b, _ in workloads]
     rows = []
     for c, r in result.items():
-        cells = [f"{r[k]['ips']:,.0f} ({r[k]['peak_rss'] / 2**20:,.0f} MiB)" if k in r else "-" for k in keys]  # fmt: skip
+        cells = [_cell(r[k]) if k in r else "-" for k in keys]
         rows.append((NAMES[c], *cells))
     peers_ = {c: r for c, r in result.items() if not c.startswith("minicnn")}
     for ours in ("minicnn", "minicnn_numpy_first"):
@@ -166,8 +176,17 @@ def report(model: str, result: dict, flops: tuple[float, float], peak: float, wo
             g = result["minicnn"][k]["ips"] * flop / 1e9
             cells.append(f"{g:.0f} GFLOP/s ({g / peak:.0%})")
         rows.append(("minicnn (first), equivalent GFLOP/s of peak", *cells))
-    head = (f"{model}: images/s (peak RSS)", *keys)
+        # the spread of the rounds: (max - min) / median, each contender's widest cell
+        spread = {NAMES[c].split(" (")[0]: max((max(r[k]["runs"]) - min(r[k]["runs"])) / r[k]["ips"] for k in r) for c, r in result.items() if r}  # fmt: skip
+        rows.append(("widest spread of the rounds (max-min)/median", "; ".join(f"{n} {v:.0%}" for n, v in spread.items()), *[""] * (len(keys) - 1)))  # fmt: skip
+    head = (f"{model}: images/s (peak RSS); b1: median ms (p99)", *keys)
     return table(rows, head)
+
+
+def _cell(r: dict) -> str:
+    if "median_ms" in r:
+        return f"{r['median_ms']:.2f} ms (p99 {r['p99_ms']:.2f})"
+    return f"{r['ips']:,.0f} ({r['peak_rss'] / 2**20:,.0f} MiB)"
 
 
 _PEAK_OF = """
