@@ -378,3 +378,39 @@ def test_a_few_images_at_inference_run_the_array_code_and_agree_with_the_kernels
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batchnorm_folds_into_the_valid_convolution_after_it(rng, dtype):
+    """At inference a BatchNormalization after a ReLU, and the Dropouts after it, go into the
+    next convolution's kernel and bias when it reads no padding (conv(x * s + t) =
+    conv_{k*s}(x) + sum k*t); before a "same" convolution, or in training, it stays a step.
+    The fused plan against the layers run one by one."""
+    keras.set_floatx(dtype)
+    try:
+        inputs = keras.Input(shape=(12, 11, 2))
+        x = layers.Conv2D(4, 3, activation="relu", name="c1")(inputs)
+        x = layers.BatchNormalization(name="bn1")(x)
+        x = layers.Dropout(0.3, name="drop")(x)
+        x = layers.Conv2D(5, 3, activation="relu", name="c2")(x)  # valid: bn1 folds into it
+        x = layers.BatchNormalization(name="bn2")(x)
+        x = layers.Conv2D(3, 3, padding="same", name="c3")(x)  # same: bn2 stays
+        out = layers.Dense(3, activation="softmax")(layers.Flatten()(x))
+        model = keras.Model(inputs, out)
+        for name in ("bn1", "bn2"):  # statistics and weights far from 0 and 1
+            layer = model.get_layer(name)
+            c = layer.get_weights()[0].shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, c), rng.normal(0, 1, c), rng.normal(0, 1, c), rng.uniform(0.2, 3, c)])  # fmt: skip
+        rows = {r[0]: r for r in model.plan(8, False).describe()}
+        assert "bn1 + drop + c2" in rows and "batchnorm before" in rows["bn1 + drop + c2"][3]
+        assert "bn2" in rows  # its own step: c3 reads padding
+        assert "bn1" in {r[0] for r in model.plan(8, True).describe()}  # training: no fold
+        x = rng.standard_normal((8, 12, 11, 2)).astype(dtype)
+        h = x
+        for layer in model.layers[1:]:
+            h, _ = layer.forward(h, False)
+        got = model.predict(x, batch_size=8, verbose=0)
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, h, rtol={"float32": 2e-5, "float64": 1e-12}[dtype], atol=1e-7)  # fmt: skip
+    finally:
+        keras.set_floatx("float32")

@@ -5,7 +5,8 @@ For each leaf-layer call it decides
 
 - which convolution algorithm runs (``maths.choose_algorithm`` for that layer's geometry);
 - what fuses (``minicnn.plan.steps``): BatchNormalization + ReLU; Conv2D/Dense + ReLU; at
-  inference Conv2D + BatchNormalization (+ ReLU); a softmax head whose loss takes the logits;
+  inference Conv2D + BatchNormalization (+ ReLU), and a BatchNormalization (through Dropouts)
+  into a "valid" Conv2D after it; a softmax head whose loss takes the logits;
 - whether the step must give its input's gradient (only if a trained weight lies upstream),
   so backward stops where nothing below it learns.
 
@@ -92,16 +93,43 @@ class Plan:
 
     def _chain(self, flat, i, readers) -> list:
         """The calls that fuse with call i: i, then each next one that is its value's only
-        reader (and where that value is no model output), while the pair fuses."""
-        chain = [i]
+        reader (and where that value is no model output), while the pair fuses. A chain may
+        start with a BatchNormalization at inference, and the Dropouts after it, folded into
+        the "valid" convolution they lead to (``_prefix``); the rules then go on from it."""
+        chain = self._prefix(flat, i, readers)
+        head = len(chain) - 1  # where the convolution's own chain starts
         while True:
             out = flat.calls[chain[-1]].outputs
             if len(out) != 1 or out[0] in flat.outputs or len(readers[out[0]]) != 1:
                 return chain
             j = readers[out[0]][0]
-            if not self._fuses([flat.calls[k] for k in chain], flat.calls[j]):
+            if not self._fuses([flat.calls[k] for k in chain[head:]], flat.calls[j]):
                 return chain
             chain.append(j)
+
+    def _prefix(self, flat, i, readers) -> list:
+        """[i, the Dropouts after it..., a Conv2D] when call i is a BatchNormalization at
+        inference that reaches a "valid" Conv2D through nothing but inference Dropouts (each
+        value's one reader, no model output): conv(x * s + t) = conv_{k*s}(x) + sum(k * t)
+        when no padding is read. Else [i]."""
+        call = flat.calls[i]
+        # an inference plan only: backward through the fold would give the folded kernel's
+        # gradient, not the kernel's
+        if self.training or type(call.layer).__name__ != "BatchNormalization":
+            return [i]
+        chain = [i]
+        while True:
+            out = flat.calls[chain[-1]].outputs
+            if len(out) != 1 or out[0] in flat.outputs or len(readers[out[0]]) != 1:
+                return [i]
+            nxt = flat.calls[readers[out[0]][0]]
+            kind = type(nxt.layer).__name__
+            if not nxt.single or nxt.training or kind not in ("Dropout", "Conv2D"):
+                return [i]
+            chain.append(readers[out[0]][0])
+            if kind == "Conv2D":
+                valid = all(p == 0 for p in nxt.layer.pads(*flat.shapes[nxt.inputs[0]][1:3]))
+                return chain if valid else [i]
 
     def _fuses(self, chain, nxt) -> bool:
         kinds = [type(c.layer).__name__ for c in chain]
@@ -125,6 +153,14 @@ class Plan:
 
     def _step(self, call, chain, flat, need_gx, logits, xp, dtype):
         calls = [flat.calls[j] for j in chain]
+        pre = []  # a BatchNormalization (and Dropouts) folded into the convolution after it
+        while type(calls[0].layer).__name__ != "Conv2D" and any(type(c.layer).__name__ == "Conv2D" for c in calls):  # fmt: skip
+            pre.append(calls.pop(0).layer)
+        if pre:
+            conv = calls[0]
+            step = self._step(conv, chain[len(pre) :], flat, need_gx, logits, xp, dtype)
+            step.take_prefix(call, pre)
+            return step
         kind = type(call.layer).__name__
         relu = next((c.layer for c in calls[1:] if is_relu_layer(c.layer)), None)
         if kind == "Conv2D":

@@ -115,10 +115,25 @@ class ConvStep(Step):
             x for x, on in (("batchnorm", bn), ("relu", self.relu), ("logits", logits)) if on
         )
 
+    def take_prefix(self, call, layers) -> None:
+        """Run from ``call`` (a BatchNormalization's, at inference) with its layers folded in:
+        its map x * s + t goes into this convolution's kernel and bias; the Dropouts between
+        them are identities there (``Plan._prefix`` checked the convolution reads no padding)."""
+        self.call, self.inputs = call, call.inputs
+        self.pre = layers[0]
+        self.layers = (*layers, *self.layers)
+        self.fused = ("batchnorm before", *self.fused)
+
+    pre = None
+
     def forward(self, xs, mode, keep=None):
         training = mode if keep is None else keep
         x, conv = xs[0], self.conv
         kernel, bias = conv.params["kernel"], conv.params.get("bias")
+        if self.pre is not None:  # conv(x * s + t) = conv_{k * s}(x) + sum over taps of k * t
+            scale, shift = self.pre.inference_affine()
+            bias = (0 if bias is None else bias) + (kernel * shift[:, None].astype(kernel.dtype)).sum(axis=(0, 1, 2))  # fmt: skip
+            kernel = kernel * scale[:, None].astype(kernel.dtype)
         if self.bn is not None:  # inference: y = conv(x) * scale + shift, into kernel and bias
             scale, shift = self.bn.inference_affine()
             kernel = kernel * scale.astype(kernel.dtype)
