@@ -177,11 +177,11 @@ def report(model: str, result: dict, flops: tuple[float, float], peak: float, wo
             g = result["minicnn"][k]["ips"] * flop / 1e9
             cells.append(f"{g:.0f} GFLOP/s ({g / peak:.0%})")
         rows.append(("minicnn (first), equivalent GFLOP/s of peak", *cells))
-        # the spread of the rounds: (max - min) / median, each contender's widest cell
-        spread = {NAMES[c].split(" (")[0]: max((max(r[k]["runs"]) - min(r[k]["runs"])) / r[k]["ips"] for k in r) for c, r in result.items() if r}  # fmt: skip
-        rows.append(("widest spread of the rounds (max-min)/median", "; ".join(f"{n} {v:.0%}" for n, v in spread.items()), *[""] * (len(keys) - 1)))  # fmt: skip
     head = (f"{model}: images/s (peak RSS); b1: median ms (p99)", *keys)
-    return table(rows, head)
+    # the spread of the rounds, (max - min) / median: each contender's widest cell
+    spread = {NAMES[c].split(" (")[0]: max((max(r[k]["runs"]) - min(r[k]["runs"])) / r[k]["ips"] for k in r) for c, r in result.items() if r}  # fmt: skip
+    note = "Widest spread of the rounds, (max - min) / median: " + ", ".join(f"{n} {v:.0%}" for n, v in spread.items())  # fmt: skip
+    return table(rows, head) + "\n\n" + note
 
 
 def _cell(r: dict) -> str:
