@@ -37,6 +37,8 @@ def _maxpool_forward(x, y, arg, ph, pw, sy, sx, top, left):
             arg[b, p, q, :] = at
 
 
+# Kept apart from _maxpool_forward: one kernel with arg=None for this case (numba compiles
+# each apart) took the training forward from 0.75 to 0.94 ms (128 maps of 26x26x32, interleaved).
 @pjit
 def _maxpool(x, y, ph, pw, sy, sx, top, left):  # the forward's maxima alone: no branch, vectorised
     n, h, w, c = x.shape
