@@ -153,13 +153,11 @@ class Plan:
 
     def _step(self, call, chain, flat, need_gx, logits, xp, dtype):
         calls = [flat.calls[j] for j in chain]
-        pre = []  # a BatchNormalization (and Dropouts) folded into the convolution after it
-        while type(calls[0].layer).__name__ != "Conv2D" and any(type(c.layer).__name__ == "Conv2D" for c in calls):  # fmt: skip
-            pre.append(calls.pop(0).layer)
-        if pre:
-            conv = calls[0]
-            step = self._step(conv, chain[len(pre) :], flat, need_gx, logits, xp, dtype)
-            step.take_prefix(call, pre)
+        kinds = [type(c.layer).__name__ for c in calls]
+        if kinds[0] == "BatchNormalization" and "Conv2D" in kinds:  # ``_prefix``'s fold
+            k = kinds.index("Conv2D")
+            step = self._step(calls[k], chain[k:], flat, need_gx, logits, xp, dtype)
+            step.take_prefix(call, [c.layer for c in calls[:k]])
             return step
         kind = type(call.layer).__name__
         relu = next((c.layer for c in calls[1:] if is_relu_layer(c.layer)), None)
