@@ -92,26 +92,10 @@ def over_cores(work, n: int) -> None:
 def batched_matmul(a, b, out=None):
     """``matmul(a, b, out=out)`` for stacks a (B, M, K) and b (B, K, N) -> (B, M, N)."""
     xp = get_array_module(a)
-    set_threads = _threads.openblas_setter() if xp is np else None
     small = 2.0 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] < _SPLIT_MIN_FLOP
-    if set_threads is None or a.shape[0] < 2 or small or os.environ.get("MINICNN_BATCHED_GEMM") == "0":  # fmt: skip
+    if xp is not np or small or not can_split():
         return xp.matmul(a, b, out=out)
-    with _lock:
-        threads = _threads.openblas_threads()
-        workers = min(a.shape[0], threads)
-        if workers < 2:
-            return np.matmul(a, b, out=out)
-        if out is None:
-            out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.result_type(a, b))
-        cuts = [round(i * a.shape[0] / workers) for i in range(workers + 1)]
-        parts = [slice(cuts[i], cuts[i + 1]) for i in range(workers)]
-        set_threads(1)
-        try:
-            pool = _get_pool(workers - 1)
-            futures = [pool.submit(np.matmul, a[s], b[s], out=out[s]) for s in parts[1:]]
-            np.matmul(a[parts[0]], b[parts[0]], out=out[parts[0]])  # this thread's share
-            for f in futures:
-                f.result()
-        finally:
-            set_threads(threads)
+    if out is None:
+        out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.result_type(a, b))
+    over_cores(lambda n0, n1: np.matmul(a[n0:n1], b[n0:n1], out=out[n0:n1]), a.shape[0])
     return out
