@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import os
 
+# The most channels a Winograd tile holds (blocks x channels in, or filters out): the CPU
+# kernels keep a tile's scratch on the stack (cpu/jit.py); wider layers take another algorithm.
+SCRATCH_CHANNELS = 512
+
 # The ops a device module may serve: each module exports OPS = {(name, dtype or "any"): function}
 # for the names it implements, each one of these, called as minicnn.maths.<name> calls it.
 OP_NAMES = (

@@ -172,6 +172,7 @@ def test_matmul_tn_and_sum_rows(backend_name, monkeypatch, rng, dtype, m):
         ((3, 26, 26, 16), (6, 6, 0, 0, 1), (24, 24)),  # tiles cover x exactly: no map at all
         ((2, 7, 10, 3), (2, 3, 1, 1, 1), (7, 10)),  # "same": padding, tiles overhang
         ((2, 9, 10, 3), (2, 2, 1, 2, 2), (5, 5)),  # space to depth (5x5 / 2), padding, cut
+        ((2, 10, 11, 37), (3, 3, 1, 1, 1), (10, 11)),  # 2 vectors of channels and 5 more
     ],
 )
 def test_winograd_transforms(backend_name, monkeypatch, rng, dtype, x_shape, grid, out):
@@ -204,6 +205,25 @@ def test_winograd_transforms(backend_name, monkeypatch, rng, dtype, x_shape, gri
     masked, _ = maths.winograd_grad_output(gy * (y > 0), th, tw, xp.zeros((36, tiles, c), dtype))
     gm, _ = cases["winograd_grad_output+mask"]()
     assert rel(host(be, masked), host(be, gm)) <= TOL[dtype]  # the mask is y > 0
+
+
+def test_winograd_width_is_bounded_by_its_stack_scratch():
+    """A tile's channels live on the stack, so a layer wider than SCRATCH_CHANNELS takes another
+    algorithm, and the kernels themselves refuse it with a message that names the limit."""
+    from minicnn.maths.conv import choose_algorithm
+
+    if kernels.lookup("winograd_input", np, np.dtype(np.float32)) is None:
+        pytest.skip("no numba here")
+    top = kernels.SCRATCH_CHANNELS
+    assert choose_algorithm((8, 12, 12, top), (3, 3, top, top), (1, 1), (1, 1, 1, 1)) == "winograd"
+    assert choose_algorithm((8, 12, 12, top + 1), (3, 3, top + 1, 64), (1, 1), (1, 1, 1, 1)) == "shifted"
+    assert choose_algorithm((8, 12, 12, 64), (3, 3, 64, top + 1), (1, 1), (1, 1, 1, 1)) == "shifted"
+    assert choose_algorithm((8, 24, 24, top // 4), (5, 5, top // 4, 64), (2, 2), (1, 2, 1, 2)) == "space_to_depth"
+    assert choose_algorithm((8, 24, 24, top // 4 + 1), (5, 5, top // 4 + 1, 64), (2, 2), (1, 2, 1, 2)) == "im2col"
+    wide = kernels.lookup("winograd_input", np, np.dtype(np.float32))
+    x = np.zeros((1, 6, 6, top + 1), np.float32)
+    with pytest.raises(ValueError, match=f"at most {top} channels.*Received: {top + 1} input"):
+        wide(x, (1, 1, 0, 0, 1), np.zeros((36, 1, top + 1), np.float32))
 
 
 @pytest.mark.parametrize("keep", [False, True])

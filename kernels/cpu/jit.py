@@ -7,7 +7,11 @@ import os
 
 import numba
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .. import SCRATCH_CHANNELS
 
 # numba's threads: OpenMP (libgomp) where it is installed, whose workers start a loop in about
 # a microsecond; numba's own "workqueue" pool sleeps between loops and takes 50-90 us to wake, ~20
@@ -36,6 +40,32 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 jit = njit(cache=True, nogil=True)
 pjit = njit(cache=True, nogil=True, parallel=True)
+
+
+# A kernel's per-tile scratch on the stack, not the heap: LLVM then knows it overlaps no array
+# argument, so the loops over channels that read an argument and write the scratch (or the
+# reverse) vectorize with no run-time overlap checks. The Winograd input transform of 2 images
+# ran 2-3x faster so (3x3 64 -> 32 on 26x26: 0.096-0.118 -> 0.036-0.050 ms; the whole layer at
+# batch 128, inference, 12.3 -> 8.8 ms). SCRATCH_CHANNELS bounds the
+# channels of the tile (36 x 512 values: 74 KB in float32, 147 KB in float64, a fraction of a
+# thread's stack); wider layers take another algorithm (minicnn/maths/conv/__init__.py).
+_SCRATCH_VALUES = 36 * SCRATCH_CHANNELS
+
+
+@intrinsic
+def stack_scratch(typingctx, dtype):  # a pointer to _SCRATCH_VALUES values of dtype on the stack
+    item = dtype.dtype
+
+    def codegen(context, builder, signature, args):
+        size = context.get_constant(types.intp, _SCRATCH_VALUES)
+        return cgutils.alloca_once(builder, context.get_value_type(item), size=size)
+
+    return types.CPointer(item)(dtype), codegen
+
+
+@njit(cache=True, inline="always")
+def scratch(shape, dtype):  # an array of ``shape`` (at most _SCRATCH_VALUES values) on the stack
+    return numba.carray(stack_scratch(dtype), shape)
 
 
 @njit(cache=True, inline="always")

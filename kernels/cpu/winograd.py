@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .jit import bias_row, jit, pjit, relu_grad_if, relu_if
+from .. import SCRATCH_CHANNELS
+from .jit import bias_row, jit, pjit, relu_grad_if, relu_if, scratch
 
 # fmt: off
 # Winograd F(4x4, 3x3) transforms . Each 2-D transform is two
@@ -106,8 +107,8 @@ def _input_row(x, th, tw, top, left, blk, v, task):  # one row of tiles of one i
     h, w = x.shape[1], x.shape[2]
     vc = v.shape[2]
     b, y = task // th, 4 * (task % th)
-    s = np.empty((6, 6, vc), dtype=x.dtype)  # s[i, j] = (B^T d)[i, j]
-    d = np.empty((1, 6, 6, vc), dtype=x.dtype)  # a tile that is not a plain window of x
+    s = scratch((6, 6, vc), x.dtype)  # s[i, j] = (B^T d)[i, j]
+    d = scratch((1, 6, 6, vc), x.dtype)  # a tile that is not a plain window of x
     for col in range(tw):
         t, q = task * tw + col, 4 * col
         y0, x0 = blk * y - top, blk * q - left
@@ -136,8 +137,8 @@ def _winograd_input_serial(x, th, tw, top, left, blk, v):  # the same on this th
 def _output_row(m, th, tw, z, bias, relu, task):  # one row of tiles of one image
     oh, ow, nf = z.shape[1], z.shape[2], z.shape[3]
     b, y = task // th, 4 * (task % th)
-    s = np.empty((6, 4, nf), dtype=z.dtype)  # s[i, q] = (M A)[i, q]
-    o = np.empty((4, 4, nf), dtype=z.dtype)  # the tile's 4x4 outputs
+    s = scratch((6, 4, nf), z.dtype)  # s[i, q] = (M A)[i, q]
+    o = scratch((4, 4, nf), z.dtype)  # the tile's 4x4 outputs
     for col in range(tw):
         t, q = task * tw + col, 4 * col
         for i in range(6):
@@ -176,8 +177,8 @@ def _winograd_grad_output(gy, yr, masked, th, tw, gm, gb):  # gM = A gy A^T; gb:
     for task in prange(gy.shape[0] * th):
         b, y = task // th, 4 * (task % th)
         gb[task] = 0  # this task's share of the bias gradient
-        g = np.empty((4, 4, nf), dtype=gy.dtype)  # the tile's 4x4 gradients, 0 past the edge
-        s = np.empty((4, 6, nf), dtype=gy.dtype)  # s[p, j] = (g A^T)[p, j]
+        g = scratch((4, 4, nf), gy.dtype)  # the tile's 4x4 gradients, 0 past the edge
+        s = scratch((4, 6, nf), gy.dtype)  # s[p, j] = (g A^T)[p, j]
         for col in range(tw):
             t, q = task * tw + col, 4 * col
             for p in range(4):
@@ -230,8 +231,8 @@ def _winograd_grad_input(gv, th, tw, top, left, blk, gx):  # gd = B gV B^T, adde
     vc = gv.shape[2]
     for b in prange(gx.shape[0]):  # one image per task: its tiles overlap only each other
         gx[b] = 0
-        s = np.empty((6, 6, vc), dtype=gx.dtype)  # s[i, a] = (gV B^T)[i, a]
-        gd = np.empty((1, 6, 6, vc), dtype=gx.dtype)  # a tile that is not a plain window of x
+        s = scratch((6, 6, vc), gx.dtype)  # s[i, a] = (gV B^T)[i, a]
+        gd = scratch((1, 6, 6, vc), gx.dtype)  # a tile that is not a plain window of x
         for r in range(th * tw):
             t, y, q = b * th * tw + r, 4 * (r // tw), 4 * (r % tw)
             y0, x0 = blk * y - top, blk * q - left
@@ -256,12 +257,22 @@ def _winograd_grad_input(gv, th, tw, top, left, blk, gx):  # gd = B gV B^T, adde
 # fmt: on
 
 
+def _fits(channels: int, what: str) -> None:  # the tile's scratch is on the stack: jit.py
+    if channels > SCRATCH_CHANNELS:
+        raise ValueError(
+            f"The Winograd kernels take at most {SCRATCH_CHANNELS} channels a tile "
+            f"(blocks x channels). Received: {channels} {what}"
+        )
+
+
 def winograd_input(x, grid, v):
     th, tw, top, left, blk = grid
+    _fits(v.shape[2], "input channels")
     return _winograd_input(np.ascontiguousarray(x), th, tw, top, left, blk, v)
 
 
 def winograd_output(m, th, tw, z, bias=None, relu=False):
+    _fits(z.shape[3], "filters")
     _winograd_output(m, th, tw, z, bias_row(bias, z.shape[3], z.dtype), bool(relu))
     return z
 
@@ -272,15 +283,18 @@ def winograd_output(m, th, tw, z, bias=None, relu=False):
 
 def winograd_input_serial(x, grid, v):
     th, tw, top, left, blk = grid
+    _fits(v.shape[2], "input channels")
     return _winograd_input_serial(np.ascontiguousarray(x), th, tw, top, left, blk, v)
 
 
 def winograd_output_serial(m, th, tw, z, bias=None, relu=False):
+    _fits(z.shape[3], "filters")
     _winograd_output_serial(m, th, tw, z, bias_row(bias, z.shape[3], z.dtype), bool(relu))
     return z
 
 
 def winograd_grad_output(gy, th, tw, gm, y=None):
+    _fits(gy.shape[3], "filters")
     gy = np.ascontiguousarray(gy)
     y = gy if y is None else np.ascontiguousarray(y)
     gb = np.empty((gy.shape[0] * th, gy.shape[3]), dtype=gy.dtype)
@@ -290,4 +304,5 @@ def winograd_grad_output(gy, th, tw, gm, y=None):
 
 def winograd_grad_input(gv, grid, gx):
     th, tw, top, left, blk = grid
+    _fits(gv.shape[2], "input channels")
     return _winograd_grad_input(gv, th, tw, top, left, blk, gx)

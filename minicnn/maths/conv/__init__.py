@@ -55,7 +55,8 @@ def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float
 
     - "im2col": the reference, any geometry, and the GPU's choice (cuBLAS on one big GEMM);
     - "direct": CPU, up to 4 input channels (a first layer), with the numba kernels;
-    - "winograd": CPU, 3x3 stride 1, 16+ input channels, with the numba kernels;
+    - "winograd": CPU, 3x3 stride 1, 16 to 512 input channels and at most 512 filters, with
+      the numba kernels (a tile's channels are held on the stack);
     - "shifted": the same cases without numba: 9 GEMMs on the input as it lies, no im2col copy;
     - "space_to_depth": CPU with numba, stride 2, 5x5 or 6x6 kernels, 8+ input channels: the
       same convolution as a 3x3 stride-1 Winograd one over 2x2 blocks of 4C channels;
@@ -70,13 +71,17 @@ def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float
     stride1 = tuple(strides) == (1, 1)
     stride2 = tuple(strides) == (2, 2)
     forced = os.environ.get("MINICNN_CONV", "auto").lower()
-    if forced == "space_to_depth":
-        return "space_to_depth" if stride2 else "im2col"
+    # Winograd's kernels hold a tile's channels on the stack (kernels/cpu/jit.py): wider layers
+    # take another algorithm. Space to depth gives Winograd 4C channels.
+    fits = max(c, f) <= kernels.SCRATCH_CHANNELS
+    fits2 = max(4 * c, f) <= kernels.SCRATCH_CHANNELS
     s2d_winograd = stride2 and (-(-kh // 2), -(-kw // 2)) == (3, 3)  # 5x5 and 6x6
+    if forced == "space_to_depth":
+        return "space_to_depth" if stride2 and (fits2 or not s2d_winograd) else "im2col"
     if forced == "taps":
         return "taps" if taps.fits(kernel_shape, strides, pads) else "im2col"
     if forced == "winograd":
-        return "winograd" if stride1 and (kh, kw) == (3, 3) else "im2col"
+        return "winograd" if stride1 and (kh, kw) == (3, 3) and fits else "im2col"
     if forced in ("im2col", "shifted", "direct"):
         return "im2col" if forced == "shifted" and not stride1 else forced
     if xp is not np:
@@ -93,11 +98,11 @@ def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float
         return "direct" if numba else "im2col"
     if f <= _TAPS_MAX_F and c > f and taps.fits(kernel_shape, strides, pads):
         return "taps"
-    if s2d_winograd and c >= 8 and numba:
+    if s2d_winograd and c >= 8 and numba and fits2:
         return "space_to_depth"
     if not stride1 or c < 16:
         return "im2col"
-    return "winograd" if numba and (kh, kw) == (3, 3) else "shifted"
+    return "winograd" if numba and (kh, kw) == (3, 3) and fits else "shifted"
 
 
 def conv2d_forward(x, kernel, bias, strides, pads, relu=False, algorithm=None, keep=True):
