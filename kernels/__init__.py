@@ -41,6 +41,7 @@ OP_NAMES = (
     "winograd_grad_output",
     "winograd_grad_input",
     "conv_direct",
+    "conv_direct_pool",
     "conv_direct_grad",
     "conv_direct_grad_input",
     "batchnorm_forward",

@@ -9,7 +9,7 @@ from gradcheck import check, model_gradients, model_loss, numerical_gradient
 from referee import need
 
 import minicnn as keras
-from minicnn import layers
+from minicnn import kernels, layers
 from minicnn.utils import set_random_seed, to_categorical
 
 f64 = pytest.mark.usefixtures("float64")
@@ -412,5 +412,85 @@ def test_batchnorm_folds_into_the_valid_convolution_after_it(rng, dtype):
         got = model.predict(x, batch_size=8, verbose=0)
         assert got.dtype == dtype
         np.testing.assert_allclose(got, h, rtol={"float32": 2e-5, "float64": 1e-12}[dtype], atol=1e-7)  # fmt: skip
+    finally:
+        keras.set_floatx("float32")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_max_pooling_fuses_into_the_convolution_before_it(rng, dtype):
+    """At inference on the CPU, a 2x2 stride-2 MaxPooling2D after a Conv2D (its ReLU, or none,
+    and a BatchNormalization + ReLU between them) runs in the convolution's output pass: the
+    direct first layer (27x27 out: a row and column the pooling drops) and Winograd's (13x13
+    tiles cut at the edge). Not with another activation, another pool, or in training. The fused
+    plan against the layers run one by one."""
+    keras.set_floatx(dtype)
+    try:
+        inputs = keras.Input(shape=(29, 29, 1))
+        x = layers.Conv2D(16, 3, activation="relu", name="c1")(inputs)  # direct
+        x = layers.MaxPooling2D(name="p1")(x)  # 13x13
+        x = layers.Conv2D(20, 3, padding="same", use_bias=False, name="c2")(x)  # Winograd
+        x = layers.BatchNormalization(name="bn")(x)
+        x = layers.ReLU(name="r")(x)
+        x = layers.MaxPooling2D(name="p2")(x)  # 6x6
+        x = layers.Conv2D(18, 3, padding="same", activation="tanh", name="c3")(x)
+        x = layers.MaxPooling2D(name="p3")(x)  # after tanh: stays a step
+        x = layers.Conv2D(17, 3, padding="same", name="c4")(x)
+        x = layers.MaxPooling2D(3, name="p4")(x)  # 3x3 windows: stays a step
+        out = layers.Dense(3, activation="softmax")(layers.Flatten()(x))
+        model = keras.Model(inputs, out)
+        bn = model.get_layer("bn")
+        bn.set_weights([rng.uniform(0.5, 2, 20), rng.normal(0, 1, 20), rng.normal(0, 1, 20), rng.uniform(0.2, 3, 20)])  # fmt: skip
+        plan = model.plan(7, False)
+        rows = {r[0]: r for r in plan.describe()}
+        if kernels.lookup("winograd_input", np, np.dtype(dtype)) is not None:
+            assert rows["c1 + p1"][2] == "direct" and "max_pooling" in rows["c1 + p1"][3]
+            assert rows["c2 + bn + r + p2"][2] == "winograd"
+            assert {"p3", "p4"} <= set(rows)
+        assert "p1" in {r[0] for r in model.plan(7, True).describe()}  # training: no fusion
+        x = rng.standard_normal((7, 29, 29, 1)).astype(dtype)
+        h = x
+        for layer in model.layers[1:]:
+            h, _ = layer.forward(h, False)
+        got = model.predict(x, batch_size=7, verbose=0)
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, h, rtol={"float32": 2e-5, "float64": 1e-12}[dtype], atol=1e-7)  # fmt: skip
+    finally:
+        keras.set_floatx("float32")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_residual_add_fuses_into_the_winograd_convolution(rng, dtype):
+    """At inference on the CPU, a residual block's Add, and the ReLU after it, run in the output
+    pass of the Winograd convolution that feeds it (13x13: tiles cut at the edge). Not when the
+    convolution has an activation of its own, when the Add's other input is made after the
+    convolution, or in training. The fused plan against the layers run one by one."""
+    keras.set_floatx(dtype)
+    try:
+        inputs = keras.Input(shape=(13, 13, 16))
+        a = layers.Conv2D(16, 3, padding="same", activation="relu", name="c1")(inputs)
+        b = layers.Conv2D(16, 3, padding="same", name="c2")(a)
+        s = layers.ReLU(name="r1")(layers.Add(name="add1")([inputs, b]))  # fuses into c2
+        c = layers.Conv2D(16, 3, padding="same", activation="relu", name="c3")(s)
+        t = layers.Add(name="add2")([c, s])  # c3 has its own ReLU: stays a step
+        d = layers.Conv2D(16, 3, padding="same", name="c4")(t)
+        e = layers.Conv2D(16, 3, padding="same", name="c5")(t)
+        u = layers.Add(name="add3")([e, d])  # the later of c4 and c5 takes it, not both
+        model = keras.Model(inputs, layers.GlobalAveragePooling2D()(u))
+        rows = {r[0]: r for r in model.plan(7, False).describe()}
+        if kernels.lookup("winograd_input", np, np.dtype(dtype)) is not None:
+            assert rows["c2 + add1 + r1"][2] == "winograd"
+            assert rows["c2 + add1 + r1"][3] == "add, relu"
+            assert "add2" in rows
+            assert {"c4 + add3", "c5"} <= set(rows) or {"c5 + add3", "c4"} <= set(rows)
+        assert "add1" in {r[0] for r in model.plan(7, True).describe()}  # training: no fusion
+        x = rng.standard_normal((7, 13, 13, 16)).astype(dtype)
+        f = {name: model.get_layer(name).forward for name in ("c1", "c2", "c3", "c4", "c5")}
+        a = f["c1"](x, False)[0]
+        s = np.maximum(x + f["c2"](a, False)[0], 0)
+        t = f["c3"](s, False)[0] + s
+        want = (f["c5"](t, False)[0] + f["c4"](t, False)[0]).mean(axis=(1, 2))
+        got = model.predict(x, batch_size=7, verbose=0)
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol={"float32": 2e-5, "float64": 1e-12}[dtype], atol=1e-6)  # fmt: skip
     finally:
         keras.set_floatx("float32")

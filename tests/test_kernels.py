@@ -216,10 +216,19 @@ def test_winograd_width_is_bounded_by_its_stack_scratch():
         pytest.skip("no numba here")
     top = kernels.SCRATCH_CHANNELS
     assert choose_algorithm((8, 12, 12, top), (3, 3, top, top), (1, 1), (1, 1, 1, 1)) == "winograd"
-    assert choose_algorithm((8, 12, 12, top + 1), (3, 3, top + 1, 64), (1, 1), (1, 1, 1, 1)) == "shifted"
+    assert (
+        choose_algorithm((8, 12, 12, top + 1), (3, 3, top + 1, 64), (1, 1), (1, 1, 1, 1))
+        == "shifted"
+    )
     assert choose_algorithm((8, 12, 12, 64), (3, 3, 64, top + 1), (1, 1), (1, 1, 1, 1)) == "shifted"
-    assert choose_algorithm((8, 24, 24, top // 4), (5, 5, top // 4, 64), (2, 2), (1, 2, 1, 2)) == "space_to_depth"
-    assert choose_algorithm((8, 24, 24, top // 4 + 1), (5, 5, top // 4 + 1, 64), (2, 2), (1, 2, 1, 2)) == "im2col"
+    assert (
+        choose_algorithm((8, 24, 24, top // 4), (5, 5, top // 4, 64), (2, 2), (1, 2, 1, 2))
+        == "space_to_depth"
+    )
+    assert (
+        choose_algorithm((8, 24, 24, top // 4 + 1), (5, 5, top // 4 + 1, 64), (2, 2), (1, 2, 1, 2))
+        == "im2col"
+    )
     wide = kernels.lookup("winograd_input", np, np.dtype(np.float32))
     x = np.zeros((1, 6, 6, top + 1), np.float32)
     with pytest.raises(ValueError, match=f"at most {top} channels.*Received: {top + 1} input"):
@@ -366,6 +375,90 @@ def test_direct_written_out(rng, dtype, n, k, s, c):
     want = col.reshape(-1, kernel[..., 0].size).T @ g
     assert gk.dtype == dtype and rel(gk, want.reshape(kernel.shape)) <= TOL[dtype]
     assert rel(gb, g.sum(axis=0)) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("n,k,s,c", DIRECT_SHAPES)
+def test_direct_pooled(rng, dtype, n, k, s, c, relu):
+    """The forward max-pooled 2x2 / 2 in its own pass gives the same bits as the forward, then
+    the max-pooling kernel, and as the array code (im2col + GEMM, then the pooling) to rounding:
+    odd maps (a last row or column the pooling drops), strides, both sides of UNROLLED_TAPS; a
+    NaN input that the pooling skips, as the pooling kernel does."""
+    pytest.importorskip("numba")
+    from minicnn.kernels.cpu import direct as kdirect
+    from minicnn.kernels.cpu import pooling as kpool
+
+    x = rng.standard_normal((n, 12, 11, c)).astype(dtype)
+    x[0, 0, 0, 0] = np.nan
+    kernel = rng.standard_normal((*k, c, 19)).astype(dtype)
+    bias = rng.standard_normal(19).astype(dtype)
+    z = kdirect.conv_direct_pool(x, kernel, bias, relu, s)
+    full = kdirect.conv_direct(x, kernel, bias, relu, s)
+    np.testing.assert_array_equal(z, kpool.maxpool(full, 2, 2, 2, 2, (0, 0, 0, 0)))
+    assert z.shape == (n, full.shape[1] // 2, full.shape[2] // 2, 19) and z.dtype == dtype
+    assert np.isfinite(z).all()  # the NaN's windows took their other values' max
+    x[0, 0, 0, 0] = 0  # the array code's pooling lets a NaN through, the kernels skip it
+    z = kdirect.conv_direct_pool(x, kernel, bias, relu, s)
+    with maths.dispatch.array_code():
+        ref = maths.conv.direct.pooled_forward(x, kernel, bias, s, (0, 0, 0, 0), relu)
+    assert rel(z, ref) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+@pytest.mark.parametrize(
+    "x_shape,pads", [((7, 13, 13, 16), (1, 1, 1, 1)), ((2, 14, 11, 19), (0, 0, 0, 0))]
+)
+def test_winograd_pooled(monkeypatch, rng, dtype, x_shape, pads, pipelined):
+    """Winograd's forward max-pooled 2x2 / 2 in its output transform, against the forward then
+    the pooling kernel (the same bits), pipelined over the cores or not; and the array code's
+    pooled forward to rounding. 13x13 "same" and 12x9 "valid": tiles cut at the edge, a row and
+    a column the pooling drops."""
+    from minicnn.kernels.cpu import pooling as kpool
+
+    from minicnn.maths.conv import winograd as wino
+
+    if kernels.lookup("winograd_input_serial", np, np.dtype(dtype)) is None:
+        pytest.skip("no numba here")
+    monkeypatch.setattr(wino, "can_split", lambda: pipelined)
+    monkeypatch.setattr(wino, "PIPELINE_BYTES", 1)  # one image a chunk: several per core
+    x = rng.standard_normal(x_shape).astype(dtype)
+    kernel = rng.standard_normal((3, 3, x_shape[3], 21)).astype(dtype)
+    bias = rng.standard_normal(21).astype(dtype)
+    z = wino.pooled_forward(x, kernel, bias, (1, 1), pads, True)
+    full, _ = wino.forward(x, kernel, bias, (1, 1), pads, True, keep=False)
+    assert z.shape == (x_shape[0], full.shape[1] // 2, full.shape[2] // 2, 21) and z.dtype == dtype
+    np.testing.assert_array_equal(z, kpool.maxpool(full, 2, 2, 2, 2, (0, 0, 0, 0)))
+    with maths.dispatch.array_code():
+        ref = wino.pooled_forward(x, kernel, bias, (1, 1), pads, True)
+    assert rel(z, ref) <= TOL[dtype] and (z == 0).mean() > 0.02
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+@pytest.mark.parametrize("relu", [False, True])
+def test_winograd_residual(monkeypatch, rng, dtype, relu, pipelined):
+    """Winograd's forward with a residual added in its output transform, act(conv + bias + r),
+    against the forward, the sum and the ReLU one after the other (the same bits), pipelined
+    or not, and the array code to rounding; a residual of another shape is refused."""
+    from minicnn.maths.conv import winograd as wino
+
+    if kernels.lookup("winograd_input_serial", np, np.dtype(dtype)) is None:
+        pytest.skip("no numba here")
+    monkeypatch.setattr(wino, "can_split", lambda: pipelined)
+    monkeypatch.setattr(wino, "PIPELINE_BYTES", 1)
+    x = rng.standard_normal((5, 13, 11, 17)).astype(dtype)
+    kernel = rng.standard_normal((3, 3, 17, 17)).astype(dtype)
+    bias = rng.standard_normal(17).astype(dtype)
+    pads = (1, 1, 1, 1)
+    z = wino.residual_forward(x, kernel, bias, (1, 1), pads, x, relu)
+    y, _ = wino.forward(x, kernel, bias, (1, 1), pads, False, keep=False)
+    want = np.maximum(y + x, 0) if relu else y + x
+    assert z.dtype == dtype
+    np.testing.assert_array_equal(z, want)
+    with maths.dispatch.array_code():
+        ref = wino.residual_forward(x, kernel, bias, (1, 1), pads, x, relu)
+    assert rel(z, ref) <= TOL[dtype]
+    with pytest.raises(ValueError, match="residual must match the output"):
+        wino.residual_forward(x, kernel, bias, (1, 1), pads, x[:, :-1], relu)
 
 
 def test_generated_kernels_are_cached_by_content(tmp_path, monkeypatch):

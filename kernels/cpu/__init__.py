@@ -37,6 +37,7 @@ OPS = {
     ("dropout", "any"): elementwise.dropout,
     ("dropout_backward", "any"): elementwise.dropout_backward,
     ("conv_direct", "any"): direct.conv_direct,
+    ("conv_direct_pool", "any"): direct.conv_direct_pool,
     ("conv_direct_grad", "any"): direct.conv_direct_grad,
     ("conv_direct_grad_input", "any"): direct.conv_direct_grad_input,
     ("winograd_input", "any"): winograd.winograd_input,

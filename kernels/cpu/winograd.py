@@ -134,7 +134,7 @@ def _winograd_input_serial(x, th, tw, top, left, blk, v):  # the same on this th
 
 
 @njit(cache=True, inline="always")
-def _output_row(m, th, tw, z, bias, relu, task):  # one row of tiles of one image
+def _output_row(m, th, tw, z, bias, relu, pool, lo, res, task):  # one row of tiles of one image
     oh, ow, nf = z.shape[1], z.shape[2], z.shape[3]
     b, y = task // th, 4 * (task % th)
     s = scratch((6, 4, nf), z.dtype)  # s[i, q] = (M A)[i, q]
@@ -153,22 +153,45 @@ def _output_row(m, th, tw, z, bias, relu, task):  # one row of tiles of one imag
                 o[0, j, f], o[1, j, f], o[2, j, f], o[3, j, f] = _at6(
                     s[0, j, f], s[1, j, f], s[2, j, f], s[3, j, f], s[4, j, f], s[5, j, f]
                 )
+        if pool:  # z is the 2x2 stride-2 max pool of the output: 2x2 of it a tile
+            _pool_tile(o, bias, relu, lo, z, b, y // 2, q // 2)
+            continue
+        if res.shape[0]:  # a residual added before the activation: act(y + bias + r)
+            for p in range(min(4, oh - y)):
+                for j in range(min(4, ow - q)):
+                    for f in range(nf):
+                        z[b, y + p, q + j, f] = relu_if(o[p, j, f] + bias[f] + res[b, y + p, q + j, f], relu)  # fmt: skip
+            continue
         for p in range(min(4, oh - y)):
             for j in range(min(4, ow - q)):
                 for f in range(nf):
                     z[b, y + p, q + j, f] = relu_if(o[p, j, f] + bias[f], relu)
 
 
+@njit(cache=True, inline="always")
+def _pool_tile(o, bias, relu, lo, z, b, y, q):  # z[b, y:y+2, q:q+2] = 2x2 max pool of act(o + bias)
+    oh, ow, nf = z.shape[1], z.shape[2], z.shape[3]
+    for p in range(min(2, oh - y)):
+        for j in range(min(2, ow - q)):
+            for f in range(nf):  # the max-pooling kernel's order and comparison: the same maxima
+                best = lo
+                for a in range(2):
+                    for c in range(2):
+                        v = relu_if(o[2 * p + a, 2 * j + c, f] + bias[f], relu)
+                        best = v if v > best else best
+                z[b, y + p, q + j, f] = best
+
+
 @pjit
-def _winograd_output(m, th, tw, z, bias, relu):  # y = act(A^T M A + bias), cut to z's size
+def _winograd_output(m, th, tw, z, bias, relu, pool, lo, res):  # y = act(A^T M A + bias), cut to z
     for task in prange(z.shape[0] * th):  # one row of tiles of one image per task
-        _output_row(m, th, tw, z, bias, relu, task)
+        _output_row(m, th, tw, z, bias, relu, pool, lo, res, task)
 
 
 @jit
-def _winograd_output_serial(m, th, tw, z, bias, relu):  # the same on this thread only
+def _winograd_output_serial(m, th, tw, z, bias, relu, pool, lo, res):  # the same, this thread only
     for task in range(z.shape[0] * th):
-        _output_row(m, th, tw, z, bias, relu, task)
+        _output_row(m, th, tw, z, bias, relu, pool, lo, res, task)
 
 
 @pjit
@@ -271,9 +294,24 @@ def winograd_input(x, grid, v):
     return _winograd_input(np.ascontiguousarray(x), th, tw, top, left, blk, v)
 
 
-def winograd_output(m, th, tw, z, bias=None, relu=False):
+def _residual(residual, z, pool):  # the array a kernel adds, or an empty one for none
+    if residual is not None and pool:
+        raise ValueError("The Winograd output pools or adds a residual, not both")
+    if residual is None:
+        return np.empty((0, 0, 0, 0), dtype=z.dtype)
+    if residual.shape != z.shape or residual.dtype != z.dtype:
+        raise ValueError(f"The residual must match the output: {z.shape} {z.dtype}. Received: {residual.shape} {residual.dtype}")  # fmt: skip
+    return np.ascontiguousarray(residual)
+
+
+def winograd_output(m, th, tw, z, bias=None, relu=False, pool=False, residual=None):
     _fits(z.shape[3], "filters")
-    _winograd_output(m, th, tw, z, bias_row(bias, z.shape[3], z.dtype), bool(relu))
+    b, lo, res = (
+        bias_row(bias, z.shape[3], z.dtype),
+        z.dtype.type(-np.inf),
+        _residual(residual, z, pool),
+    )
+    _winograd_output(m, th, tw, z, b, bool(relu), bool(pool), lo, res)
     return z
 
 
@@ -287,9 +325,14 @@ def winograd_input_serial(x, grid, v):
     return _winograd_input_serial(np.ascontiguousarray(x), th, tw, top, left, blk, v)
 
 
-def winograd_output_serial(m, th, tw, z, bias=None, relu=False):
+def winograd_output_serial(m, th, tw, z, bias=None, relu=False, pool=False, residual=None):
     _fits(z.shape[3], "filters")
-    _winograd_output_serial(m, th, tw, z, bias_row(bias, z.shape[3], z.dtype), bool(relu))
+    b, lo, res = (
+        bias_row(bias, z.shape[3], z.dtype),
+        z.dtype.type(-np.inf),
+        _residual(residual, z, pool),
+    )
+    _winograd_output_serial(m, th, tw, z, b, bool(relu), bool(pool), lo, res)
     return z
 
 

@@ -15,7 +15,14 @@ Everything the layers, losses and optimizers use is re-exported here, so they wr
 ``maths.conv2d_forward(...)`` and never ask where it lives.
 """
 
-from minicnn.maths.conv import choose_algorithm, conv2d_backward, conv2d_forward, conv_algorithm
+from minicnn.maths.conv import (
+    choose_algorithm,
+    conv2d_backward,
+    conv2d_forward,
+    conv2d_pooled,
+    conv2d_residual,
+    conv_algorithm,
+)
 from minicnn.maths.conv.direct import conv_direct, conv_direct_grad, conv_direct_grad_input
 from minicnn.maths.conv.im2col import col2im, im2col
 from minicnn.maths.conv.transpose import transpose_backward as conv2d_transpose_backward
@@ -103,6 +110,8 @@ __all__ = [
     "col2im",
     "conv2d_backward",
     "conv2d_forward",
+    "conv2d_pooled",
+    "conv2d_residual",
     "conv2d_transpose_backward",
     "conv2d_transpose_forward",
     "conv_algorithm",

@@ -5,8 +5,10 @@ For each leaf-layer call it decides
 
 - which convolution algorithm runs (``maths.choose_algorithm`` for that layer's geometry);
 - what fuses (``minicnn.plan.steps``): BatchNormalization + ReLU; Conv2D/Dense + ReLU; at
-  inference Conv2D + BatchNormalization (+ ReLU), and a BatchNormalization (through Dropouts)
-  into a "valid" Conv2D after it; a softmax head whose loss takes the logits;
+  inference Conv2D + BatchNormalization (+ ReLU), a BatchNormalization (through Dropouts)
+  into a "valid" Conv2D after it, a 2x2 MaxPooling2D into the Conv2D before it, and a residual
+  block's Add (+ ReLU) into the Winograd Conv2D that feeds it; a softmax head whose loss takes
+  the logits;
 - whether the step must give its input's gradient (only if a trained weight lies upstream),
   so backward stops where nothing below it learns.
 
@@ -49,7 +51,7 @@ class Plan:
     code, 7.6 ms with the kernels, measured on this 2-core machine)."""
 
     def __init__(self, graph: Graph, n: int, training: bool, heads=(), xp=np, dtype="float32"):
-        self.training, self.n = training, n
+        self.training, self.n, self.xp, self.dtype = training, n, xp, dtype
         self.kernels = training or n > SMALL_BATCH or xp is not np
         flat = flatten(graph, training)
         self.inputs, self.n_outputs = flat.inputs, len(flat.outputs)
@@ -59,6 +61,7 @@ class Plan:
             for v in call.inputs:
                 readers[v].append(i)
         heads = {flat.outputs[i]: act for i, act in heads}
+        self._made_at = {v: i for i, call in enumerate(flat.calls) for v in call.outputs}
         emitted = {}  # head values given as logits: their activation
         grad = {v: False for v in flat.inputs}  # does a trained weight lie upstream of v?
         self.steps, taken = [], set()
@@ -103,7 +106,7 @@ class Plan:
             if len(out) != 1 or out[0] in flat.outputs or len(readers[out[0]]) != 1:
                 return chain
             j = readers[out[0]][0]
-            if not self._fuses([flat.calls[k] for k in chain[head:]], flat.calls[j]):
+            if not self._fuses([flat.calls[k] for k in chain[head:]], flat.calls[j], flat):
                 return chain
             chain.append(j)
 
@@ -131,11 +134,19 @@ class Plan:
                 valid = all(p == 0 for p in nxt.layer.pads(*flat.shapes[nxt.inputs[0]][1:3]))
                 return chain if valid else [i]
 
-    def _fuses(self, chain, nxt) -> bool:
+    def _fuses(self, chain, nxt, flat) -> bool:
         kinds = [type(c.layer).__name__ for c in chain]
         first = chain[0].layer
-        if not nxt.single or any(c.training != nxt.training for c in chain):
+        if any(c.training != nxt.training for c in chain):
             return False
+        if type(nxt.layer).__name__ == "Add":
+            return kinds == ["Conv2D"] and self._adds(chain[0], nxt, flat)
+        if not nxt.single:
+            return False
+        if kinds == ["Conv2D", "Add"]:
+            return is_relu_layer(nxt.layer)
+        if type(nxt.layer).__name__ == "MaxPooling2D":
+            return kinds[0] == "Conv2D" and not {"Add", "MaxPooling2D"} & set(kinds) and self._pools(chain[0], nxt, flat)  # fmt: skip
         relu = is_relu_layer(nxt.layer)
         linear = (
             getattr(first, "activation", None) is not None and first.activation.name == "linear"
@@ -151,6 +162,46 @@ class Plan:
         trains = self.training and any(x.trainable and x.params for x in (first, nxt.layer))
         return kinds == ["Conv2D"] and linear and is_bn and inference and not trains
 
+    def _pools(self, conv, pool, flat) -> bool:
+        """Whether the convolution of call ``conv`` (with its BatchNormalization and ReLU) can
+        max-pool its output in its last pass for the MaxPooling2D call ``pool``: at inference on
+        the CPU, 2x2 windows of stride 2 reading no padding, an activation that is ReLU or none
+        (max pooling commutes with ReLU, not with every activation), and an algorithm that can
+        (``maths.conv.POOLED``)."""
+        layer, p = conv.layer, pool.layer
+        if self.training or pool.training or self.xp is not np:
+            return False
+        if (p.pool_size, p.strides, p.padding) != ((2, 2), (2, 2), "valid"):
+            return False
+        if getattr(layer.activation, "name", None) not in ("relu", "linear"):
+            return False
+        return self._conv_algorithm(conv, flat) in maths.conv.POOLED
+
+    def _adds(self, conv, add, flat) -> bool:
+        """Whether the Add call ``add`` (and a ReLU after it) can join the convolution of call
+        ``conv`` as a residual added in its output pass: at inference on the CPU, a Winograd
+        convolution with no activation of its own, whose output is one of the Add's two inputs
+        and the other, of the same shape, is made before it (the fused step runs where the
+        convolution did)."""
+        y = conv.outputs[0]
+        if self.training or add.training or self.xp is not np or len(add.inputs) != 2:
+            return False
+        if getattr(conv.layer.activation, "name", None) != "linear" or list(add.inputs).count(y) != 1:  # fmt: skip
+            return False
+        other = next(v for v in add.inputs if v != y)
+        if tuple(flat.shapes[other]) != tuple(flat.shapes[y]):
+            return False
+        if self._made_at.get(other, -1) >= self._made_at[y]:
+            return False
+        return self._conv_algorithm(conv, flat) == "winograd"
+
+    def _conv_algorithm(self, call, flat) -> str:
+        x_shape = (self.n, *flat.shapes[call.inputs[0]][1:])
+        conv = call.layer
+        kernel = (*conv.kernel_size, x_shape[-1], conv.filters)
+        pads = conv.pads(*x_shape[1:3])
+        return maths.choose_algorithm(x_shape, kernel, conv.strides, pads, self.xp, self.dtype, self.kernels)  # fmt: skip
+
     def _step(self, call, chain, flat, need_gx, logits, xp, dtype):
         calls = [flat.calls[j] for j in chain]
         kinds = [type(c.layer).__name__ for c in calls]
@@ -163,12 +214,13 @@ class Plan:
         relu = next((c.layer for c in calls[1:] if is_relu_layer(c.layer)), None)
         if kind == "Conv2D":
             bn = next((c.layer for c in calls[1:] if type(c.layer).__name__ == "BatchNormalization"), None)  # fmt: skip
-            x_shape = (self.n, *flat.shapes[call.inputs[0]][1:])
-            conv = call.layer
-            pads = conv.pads(*x_shape[1:3])
-            kernel = (*conv.kernel_size, x_shape[-1], conv.filters)
-            algo = maths.choose_algorithm(x_shape, kernel, conv.strides, pads, xp, dtype, self.kernels)  # fmt: skip
-            return ConvStep(call, need_gx, algo, bn, relu, logits)
+            pool = next((c.layer for c in calls[1:] if type(c.layer).__name__ == "MaxPooling2D"), None)  # fmt: skip
+            add = next((c for c in calls[1:] if type(c.layer).__name__ == "Add"), None)
+            algo = self._conv_algorithm(call, flat)
+            step = ConvStep(call, need_gx, algo, bn, relu, logits, pool, add and add.layer)
+            if add is not None:  # the residual: the Add's other input
+                step.inputs = [*call.inputs, next(v for v in add.inputs if v != call.outputs[0])]  # fmt: skip
+            return step
         if kind == "Dense" and (relu is not None or logits):
             return DenseStep(call, need_gx, relu, logits)
         if kind == "BatchNormalization" and relu is not None:

@@ -104,22 +104,23 @@ class ConvCtx(NamedTuple):
 
 
 class ConvStep(Step):
-    def __init__(self, call, need_gx, algorithm, bn=None, relu=None, logits=False):
-        layers = [call.layer] + [layer for layer in (bn, relu) if layer is not None]
+    def __init__(self, call, need_gx, algorithm, bn=None, relu=None, logits=False, pool=None, add=None):  # fmt: skip
+        layers = [call.layer] + [layer for layer in (bn, add, relu, pool) if layer is not None]
         super().__init__(call, need_gx, layers)
         self.conv, self.bn, self.algo, self.logits = call.layer, bn, algorithm, logits
+        self.pool = pool  # a 2x2 MaxPooling2D done in the output pass (inference): Plan._pools
+        self.add = add  # an Add of a residual, its second input (inference): Plan._adds
         act = self.conv.activation
         self.relu = relu is not None or act.name == "relu"
         self.act = None if self.relu or act.name == "linear" or logits else act
-        self.fused = tuple(
-            x for x, on in (("batchnorm", bn), ("relu", self.relu), ("logits", logits)) if on
-        )
+        fused = (("batchnorm", bn), ("add", add), ("relu", self.relu), ("logits", logits), ("max_pooling", pool))  # fmt: skip
+        self.fused = tuple(x for x, on in fused if on)
 
     def take_prefix(self, call, layers) -> None:
         """Run from ``call`` (a BatchNormalization's, at inference) with its layers folded in:
         its map x * s + t goes into this convolution's kernel and bias; the Dropouts between
         them are identities there (``Plan._prefix`` checked the convolution reads no padding)."""
-        self.call, self.inputs = call, call.inputs
+        self.call, self.inputs = call, [*call.inputs, *self.inputs[1:]]  # and a residual
         self.pre = layers[0]
         self.layers = (*layers, *self.layers)
         self.fused = ("batchnorm before", *self.fused)
@@ -139,6 +140,11 @@ class ConvStep(Step):
             kernel = kernel * scale.astype(kernel.dtype)
             bias = (shift if bias is None else bias * scale + shift).astype(kernel.dtype)
         pads = conv.pads(*x.shape[1:3])
+        if self.add is not None:  # inference alone: act(conv + bias + residual)
+            y = maths.conv2d_residual(x, kernel, bias, conv.strides, pads, xs[1], self.relu, self.algo)  # fmt: skip
+            return y, None
+        if self.pool is not None:  # inference alone: nothing is kept
+            return maths.conv2d_pooled(x, kernel, bias, conv.strides, pads, self.relu, self.algo), None  # fmt: skip
         y, cctx = maths.conv2d_forward(
             x, kernel, bias, conv.strides, pads, self.relu, self.algo, keep=training
         )

@@ -22,6 +22,7 @@ import numpy as np
 from minicnn import kernels
 from minicnn.backend import get_array_module
 from minicnn.maths.conv import direct, im2col, shifted, space_to_depth, taps, winograd
+from minicnn.maths.elementwise import bias_relu
 
 ALGORITHMS = {
     "im2col": im2col,
@@ -111,6 +112,32 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, algorithm=None, k
     of ALGORITHMS (a plan's choice), else ``conv_algorithm`` picks."""
     name = algorithm or conv_algorithm(x, kernel.shape, strides, pads)
     return ALGORITHMS[name].forward(x, kernel, bias, tuple(strides), tuple(pads), relu, keep)
+
+
+# The algorithms whose last pass can max-pool their output (2x2, stride 2, "valid") at inference
+POOLED = {"direct": direct.pooled_forward, "winograd": winograd.pooled_forward}
+
+
+def conv2d_pooled(x, kernel, bias, strides, pads, relu=False, algorithm=None):
+    """Inference: ``conv2d_forward``'s output (then ReLU where ``relu``), max-pooled 2x2 with
+    stride 2 and no padding, in the convolution's output pass, so the full map is never
+    written. ``algorithm``: one of POOLED. -> y (N, oH // 2, oW // 2, F)"""
+    name = algorithm or conv_algorithm(x, kernel.shape, strides, pads)
+    if name not in POOLED:
+        raise ValueError(f"The {name} convolution cannot pool in its output pass; those that can: {sorted(POOLED)}")  # fmt: skip
+    return POOLED[name](x, kernel, bias, tuple(strides), tuple(pads), relu)
+
+
+def conv2d_residual(x, kernel, bias, strides, pads, residual, relu=False, algorithm=None):
+    """Inference: ``act(conv(x, kernel) + bias + residual)``, act ReLU or none: a residual
+    block's convolution, its Add and the ReLU after it. Winograd adds the residual in its output
+    pass; the other algorithms add it after. -> y (N, oH, oW, F), residual's shape"""
+    name = algorithm or conv_algorithm(x, kernel.shape, strides, pads)
+    if name == "winograd":
+        return winograd.residual_forward(x, kernel, bias, tuple(strides), tuple(pads), residual, relu)  # fmt: skip
+    y, _ = conv2d_forward(x, kernel, bias, strides, pads, False, name, keep=False)
+    y += residual
+    return bias_relu(y.reshape(-1, y.shape[3]), None, True).reshape(y.shape) if relu else y
 
 
 def conv2d_backward(gy, ctx, need_gx: bool = True):

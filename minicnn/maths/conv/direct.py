@@ -14,6 +14,7 @@ from minicnn.maths.conv.im2col import col2im, im2col
 from minicnn.maths.dispatch import kernel_for
 from minicnn.maths.elementwise import matmul_tn, relu_backward, sum_rows
 from minicnn.maths.geometry import pad
+from minicnn.maths.pooling import maxpool
 
 
 class Ctx(NamedTuple):
@@ -35,6 +36,16 @@ def forward(x, kernel, bias, strides, pads, relu=False, keep=True):
     if not keep:
         return y, None
     return y, Ctx(xpad, kernel, x.shape, strides, pads, y if relu else None, bias is not None)
+
+
+def pooled_forward(x, kernel, bias, strides, pads, relu=False):
+    """Inference: ``forward``'s output max-pooled 2x2, stride 2 ("valid"); the kernel does both
+    in one pass, so the full map is never written. -> y (N, oH // 2, oW // 2, F)"""
+    xpad = pad(x, pads)
+    fast = kernel_for("conv_direct_pool", xpad)
+    if fast is not None:
+        return fast(xpad, kernel, bias, relu, strides)
+    return maxpool(conv_direct(xpad, kernel, bias, relu, strides), 2, 2, 2, 2, (0, 0, 0, 0))
 
 
 def backward(gy, ctx: Ctx, need_gx=True):

@@ -14,6 +14,7 @@ from minicnn.maths.batched import batched_matmul, can_split, over_cores
 from minicnn.maths.dispatch import kernel_for
 from minicnn.maths.elementwise import bias_relu, relu_backward, sum_rows
 from minicnn.maths.geometry import block_grid, block_grid_adjoint, image_chunks, pad
+from minicnn.maths.pooling import maxpool
 
 # Winograd F(4x4, 3x3): each 4x4 block of output from a 6x6 tile of input (tiles overlap by 2)
 #
@@ -98,16 +99,32 @@ def winograd_input(x, grid, v):
     return v
 
 
-def winograd_output(m, th, tw, z, bias=None, relu: bool = False):
+def winograd_output(m, th, tw, z, bias=None, relu: bool = False, pool: bool = False, residual=None):  # fmt: skip
     """y = act(A^T M A + bias) for every tile, written into z; act is ReLU or none. Tiles past
-    z's edge (oH or oW not a multiple of 4) are cut.
+    z's edge (oH or oW not a multiple of 4) are cut. At inference, one of: with ``pool``, z is
+    y's 2x2 stride-2 max pooling instead, made tile by tile (y itself is never written); with
+    a ``residual`` r of z's shape, y = act(A^T M A + bias + r) (a residual block's Add).
 
-    m: (36, N*th*tw, F) -> z: (N, oH, oW, F), oH <= 4*th, oW <= 4*tw
+    m: (36, N*th*tw, F) -> z: (N, oH, oW, F), oH <= 4*th, oW <= 4*tw; with pool, the pooled
+    (N, P, Q, F), 2P <= 4*th, 2Q <= 4*tw
     """
+    if pool and residual is not None:
+        raise ValueError("winograd_output pools or adds a residual, not both")
     fast = kernel_for("winograd_output", m)
     if fast is not None:
+        if pool or residual is not None:
+            return fast(m, th, tw, z, bias, relu, pool, residual)
         return fast(m, th, tw, z, bias, relu)
     xp = get_array_module(m)
+    if pool:  # the plain maths: the whole map, then its pooling
+        n, ph, pw, f = z.shape
+        y = winograd_output(m, th, tw, xp.empty((n, 2 * ph, 2 * pw, f), m.dtype), bias, relu)
+        z[...] = maxpool(y, 2, 2, 2, 2, (0, 0, 0, 0))
+        return z
+    if residual is not None:  # the plain maths: the output, the sum, then the activation
+        winograd_output(m, th, tw, z, bias)
+        z += residual
+        return bias_relu(z.reshape(-1, z.shape[3]), None, True).reshape(z.shape) if relu else z
     n, oh, ow, f = z.shape
     at = xp.asarray(_WINO_AT, dtype=m.dtype)
     y = xp.einsum("ai,ijk,bj->abk", at, m.reshape(6, 6, -1), at)  # (4, 4, N*th*tw*F)
@@ -184,24 +201,46 @@ def forward(x, kernel, bias, strides, pads, relu=False, keep=True):
     return tiled_forward(x, kernel, (top, left, 1), out, bias, relu, keep)
 
 
-def tiled_forward(x, kernel, place, out, bias, relu=False, keep=True):
+def pooled_forward(x, kernel, bias, strides, pads, relu=False):
+    """Inference: ``forward``'s output max-pooled 2x2, stride 2 ("valid"), in the output
+    transform's pass, so the full map is never written. -> y (N, oH // 2, oW // 2, F)"""
+    n, h, w, _ = x.shape
+    top, bottom, left, right = pads
+    out = (h + top + bottom - 2, w + left + right - 2)
+    return tiled_forward(x, kernel, (top, left, 1), out, bias, relu, False, True)[0]
+
+
+def residual_forward(x, kernel, bias, strides, pads, residual, relu=False):
+    """Inference: act(conv(x) + bias + residual), the residual added in the output transform's
+    pass (a residual block's Add, and its ReLU). -> y (N, oH, oW, F), residual's shape"""
+    n, h, w, _ = x.shape
+    top, bottom, left, right = pads
+    out = (h + top + bottom - 2, w + left + right - 2)
+    return tiled_forward(x, kernel, (top, left, 1), out, bias, relu, False, False, residual)[0]
+
+
+def tiled_forward(x, kernel, place, out, bias, relu=False, keep=True, pool=False, residual=None):  # fmt: skip
     """The 3x3 ``kernel`` (3, 3, blk*blk*C, F) over x's placed grid (``place``: top, left,
     blk), to an output of ``out`` (oH, oW). Runs in chunks of images, so the transformed input
     (36 values per tile and channel, 2.25x the input) is never one array of hundreds of MB; each
     chunk's V is kept for the backward pass (with ``keep``; else one V buffer serves every
     chunk). Padding, space to depth and the tiles that overhang
-    the output are all index maps inside the transforms: no padded or cropped copies."""
+    the output are all index maps inside the transforms: no padded or cropped copies. With
+    ``pool`` (inference: no ``keep``), the output is max-pooled 2x2, stride 2, in its transform;
+    with a ``residual`` (inference), it is act(conv + bias + residual)."""
     xp = get_array_module(x)
     c, f = kernel.shape[2:]
     n = x.shape[0]
     (oh, ow), (top, left, blk) = out, place
+    if (pool or residual is not None) and keep:
+        raise ValueError("A pooled convolution, or one that adds a residual, is for inference: it keeps nothing for backward")  # fmt: skip
     th, tw = -(-oh // 4), -(-ow // 4)
     grid = (th, tw, top, left, blk)
     u = (_wino_gg(xp, kernel.dtype) @ kernel.reshape(9, c * f)).reshape(36, c, f)  # G g G^T
-    z = xp.empty((n, oh, ow, f), dtype=x.dtype)
+    z = xp.empty((n, oh // 2, ow // 2, f) if pool else (n, oh, ow, f), dtype=x.dtype)
     pipelined = kernel_for("winograd_input_serial", x) is not None and can_split()
     if pipelined and not keep:  # inference: nothing kept, each core's chunks stay in L2
-        _pipeline(x, u, grid, z, bias, relu, None)
+        _pipeline(x, u, grid, z, bias, relu, None, pool, residual)
         return z, None
     vs, m, v = [], None, None
     # Large chunks: each costs four kernel launches and three batched GEMMs. Measured on conv2 at
@@ -218,7 +257,8 @@ def tiled_forward(x, kernel, place, out, bias, relu=False, keep=True):
         if m is None or m.shape[1] != k:
             m = xp.empty((36, k, f), dtype=x.dtype)
         batched_matmul(v, u, out=m)
-        winograd_output(m, th, tw, z[n0:n1], bias, relu)
+        r = None if residual is None else residual[n0:n1]
+        winograd_output(m, th, tw, z[n0:n1], bias, relu, pool, r)
         if keep:
             vs.append(v)
     if not keep:
@@ -234,7 +274,7 @@ def tiled_forward(x, kernel, place, out, bias, relu=False, keep=True):
 PIPELINE_BYTES = 1 << 20
 
 
-def _pipeline(x, u, grid, z, bias, relu, v):
+def _pipeline(x, u, grid, z, bias, relu, v, pool=False, residual=None):
     """The forward with each core taking its own images, a few at a time: input transform, the
     36 GEMMs and the output transform of a chunk, one after the other, while the chunk's V and M
     are still in that core's cache (the GEMMs single-threaded). ``v``: where V is kept for
@@ -253,7 +293,8 @@ def _pipeline(x, u, grid, z, bias, relu, v):
             vc = vb[:, :k] if v is None else v[:, a * tiles : b * tiles]
             winograd_input_serial(x[a:b], grid, vc)
             np.matmul(vc, u, out=mb[:, :k])
-            winograd_output_serial(mb[:, :k], th, tw, z[a:b], bias, relu)
+            r = None if residual is None else residual[a:b]
+            winograd_output_serial(mb[:, :k], th, tw, z[a:b], bias, relu, pool, r)
 
     over_cores(work, x.shape[0])
 
@@ -264,10 +305,14 @@ def winograd_input_serial(x, grid, v):
     return winograd_input(x, grid, v) if fast is None else fast(x, grid, v)
 
 
-def winograd_output_serial(m, th, tw, z, bias=None, relu: bool = False):
+def winograd_output_serial(m, th, tw, z, bias=None, relu: bool = False, pool: bool = False, residual=None):  # fmt: skip
     """``winograd_output`` on the calling thread alone (the pipeline's)."""
     fast = kernel_for("winograd_output_serial", m)
-    return winograd_output(m, th, tw, z, bias, relu) if fast is None else fast(m, th, tw, z, bias, relu)  # fmt: skip
+    if fast is None:
+        return winograd_output(m, th, tw, z, bias, relu, pool, residual)
+    if pool or residual is not None:
+        return fast(m, th, tw, z, bias, relu, pool, residual)
+    return fast(m, th, tw, z, bias, relu)
 
 
 def backward(gy, ctx: Ctx, need_gx=True):
