@@ -86,20 +86,20 @@ def _input_tile(d, b, y0, x0, s, v, t):  # v[:, t] = B^T d B, d = d[b, y0:y0+6, 
 
 
 @njit(cache=True, inline="always")
-def _gather(x, b, y0, x0, blk, d):  # d[0, i, j, (r, s, c)] = x[b, blk*i + r + y0, blk*j + s + x0, c], 0 outside
+def _band(x, b, y, top, left, blk, g):  # g[0, i, J, (r, s, c)] = x[b, blk*(y+i) + r - top, blk*J + s - left, c], 0 outside
     h, w, nc = x.shape[1], x.shape[2], x.shape[3]
     for i in range(6):
         for r in range(blk):
-            row = blk * i + r + y0
-            for j in range(6):
+            row = blk * (y + i) + r - top
+            for j in range(g.shape[2]):
                 for s in range(blk):
-                    col, o = blk * j + s + x0, (r * blk + s) * nc
+                    col, o = blk * j + s - left, (r * blk + s) * nc
                     if 0 <= row < h and 0 <= col < w:
                         for c in range(nc):
-                            d[0, i, j, o + c] = x[b, row, col, c]
+                            g[0, i, j, o + c] = x[b, row, col, c]
                     else:
                         for c in range(nc):
-                            d[0, i, j, o + c] = 0
+                            g[0, i, j, o + c] = 0
 
 
 @njit(cache=True, inline="always")
@@ -108,15 +108,18 @@ def _input_row(x, th, tw, top, left, blk, v, task):  # one row of tiles of one i
     vc = v.shape[2]
     b, y = task // th, 4 * (task % th)
     s = scratch((6, 6, vc), x.dtype)  # s[i, j] = (B^T d)[i, j]
-    d = scratch((1, 6, 6, vc), x.dtype)  # a tile that is not a plain window of x
+    y0 = blk * y - top
+    if blk == 1 and y0 >= 0 and y0 + 6 <= h and left == 0 and 4 * tw + 2 <= w:
+        for col in range(tw):  # every tile a plain window of x
+            _input_tile(x, b, y0, 4 * col, s, v, task * tw + col)
+        return
+    # else the row's band of the placed grid first (padding, 2x2 blocks): each pixel copied
+    # once, not once per tile that reads it. Per 2 images, 3x3 32 -> 32 "same" on 13x13:
+    # 0.022 -> 0.019-0.020 ms; 5x5/2 (space to depth) 32 -> 32 on 26x26: 0.051-0.053 -> 0.040-0.045
+    g = np.empty((1, 6, 4 * tw + 2, vc), dtype=x.dtype)
+    _band(x, b, y, top, left, blk, g)
     for col in range(tw):
-        t, q = task * tw + col, 4 * col
-        y0, x0 = blk * y - top, blk * q - left
-        if blk == 1 and y0 >= 0 and x0 >= 0 and y0 + 6 <= h and x0 + 6 <= w:
-            _input_tile(x, b, y0, x0, s, v, t)
-        else:
-            _gather(x, b, y0, x0, blk, d)
-            _input_tile(d, 0, 0, 0, s, v, t)
+        _input_tile(g, 0, 0, 4 * col, s, v, task * tw + col)
 
 
 @pjit
