@@ -209,7 +209,8 @@ def test_winograd_transforms(backend_name, monkeypatch, rng, dtype, x_shape, gri
 
 def test_winograd_width_is_bounded_by_its_stack_scratch():
     """A tile's channels live on the stack, so a layer wider than SCRATCH_CHANNELS takes another
-    algorithm, and the kernels themselves refuse it with a message that names the limit."""
+    algorithm, and the kernels themselves refuse it with a message that names the limit; they
+    refuse buffers of the wrong shape too."""
     from minicnn.maths.conv import choose_algorithm
 
     if kernels.lookup("winograd_input", np, np.dtype(np.float32)) is None:
@@ -233,6 +234,13 @@ def test_winograd_width_is_bounded_by_its_stack_scratch():
     x = np.zeros((1, 6, 6, top + 1), np.float32)
     with pytest.raises(ValueError, match=f"at most {top} channels.*Received: {top + 1} input"):
         wide(x, (1, 1, 0, 0, 1), np.zeros((36, 1, top + 1), np.float32))
+    # the kernels index without bounds checks, so a buffer of the wrong shape is refused
+    grad_output = kernels.lookup("winograd_grad_output", np, np.dtype(np.float32))
+    gy = np.zeros((3, 8, 8, 4), np.float32)  # 2x2 tiles an image: gM needs 12 rows
+    with pytest.raises(ValueError, match=r"expected shape \(36, 12, 4\). Received: \(36, 8, 4\)"):
+        grad_output(gy, 2, 2, np.zeros((36, 8, 4), np.float32))
+    with pytest.raises(ValueError, match="a 9x8 map does not fit 2x2 tiles"):
+        grad_output(np.zeros((3, 9, 8, 4), np.float32), 2, 2, np.zeros((36, 12, 4), np.float32))
 
 
 @pytest.mark.parametrize("keep", [False, True])

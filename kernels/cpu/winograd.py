@@ -283,6 +283,16 @@ def _winograd_grad_input(gv, th, tw, top, left, blk, gx):  # gd = B gV B^T, adde
 # fmt: on
 
 
+def _shape(what: str, got: tuple, want: tuple) -> None:  # the kernels index without bounds checks
+    if tuple(got) != tuple(want):
+        raise ValueError(f"Winograd {what}: expected shape {tuple(want)}. Received: {tuple(got)}")
+
+
+def _tiles(what: str, z, th: int, tw: int, scale: int = 1) -> None:  # z's map inside th x tw tiles
+    if scale * z.shape[1] > 4 * th or scale * z.shape[2] > 4 * tw:
+        raise ValueError(f"Winograd {what}: a {z.shape[1]}x{z.shape[2]} map does not fit {th}x{tw} tiles")  # fmt: skip
+
+
 def _fits(channels: int, what: str) -> None:  # the tile's scratch is on the stack: jit.py
     if channels > SCRATCH_CHANNELS:
         raise ValueError(
@@ -294,6 +304,7 @@ def _fits(channels: int, what: str) -> None:  # the tile's scratch is on the sta
 def winograd_input(x, grid, v):
     th, tw, top, left, blk = grid
     _fits(v.shape[2], "input channels")
+    _shape("input's V", v.shape, (36, x.shape[0] * th * tw, blk * blk * x.shape[3]))
     return _winograd_input(np.ascontiguousarray(x), th, tw, top, left, blk, v)
 
 
@@ -309,6 +320,8 @@ def _residual(residual, z, pool):  # the array a kernel adds, or an empty one fo
 
 def winograd_output(m, th, tw, z, bias=None, relu=False, pool=False, residual=None):
     _fits(z.shape[3], "filters")
+    _shape("output's M", m.shape, (36, z.shape[0] * th * tw, z.shape[3]))
+    _tiles("output", z, th, tw, 2 if pool else 1)
     b, lo, res = (
         bias_row(bias, z.shape[3], z.dtype),
         z.dtype.type(-np.inf),
@@ -325,11 +338,14 @@ def winograd_output(m, th, tw, z, bias=None, relu=False, pool=False, residual=No
 def winograd_input_serial(x, grid, v):
     th, tw, top, left, blk = grid
     _fits(v.shape[2], "input channels")
+    _shape("input's V", v.shape, (36, x.shape[0] * th * tw, blk * blk * x.shape[3]))
     return _winograd_input_serial(np.ascontiguousarray(x), th, tw, top, left, blk, v)
 
 
 def winograd_output_serial(m, th, tw, z, bias=None, relu=False, pool=False, residual=None):
     _fits(z.shape[3], "filters")
+    _shape("output's M", m.shape, (36, z.shape[0] * th * tw, z.shape[3]))
+    _tiles("output", z, th, tw, 2 if pool else 1)
     b, lo, res = (
         bias_row(bias, z.shape[3], z.dtype),
         z.dtype.type(-np.inf),
@@ -341,6 +357,10 @@ def winograd_output_serial(m, th, tw, z, bias=None, relu=False, pool=False, resi
 
 def winograd_grad_output(gy, th, tw, gm, y=None):
     _fits(gy.shape[3], "filters")
+    _shape("output gradient's gM", gm.shape, (36, gy.shape[0] * th * tw, gy.shape[3]))
+    _tiles("output gradient", gy, th, tw)
+    if y is not None:
+        _shape("ReLU's output", y.shape, gy.shape)
     gy = np.ascontiguousarray(gy)
     y = gy if y is None else np.ascontiguousarray(y)
     gb = np.empty((gy.shape[0] * th, gy.shape[3]), dtype=gy.dtype)
@@ -351,4 +371,5 @@ def winograd_grad_output(gy, th, tw, gm, y=None):
 def winograd_grad_input(gv, grid, gx):
     th, tw, top, left, blk = grid
     _fits(gv.shape[2], "input channels")
+    _shape("input gradient's gV", gv.shape, (36, gx.shape[0] * th * tw, blk * blk * gx.shape[3]))
     return _winograd_grad_input(gv, th, tw, top, left, blk, gx)
