@@ -380,6 +380,22 @@ def test_a_few_images_at_inference_run_the_array_code_and_agree_with_the_kernels
     assert out.stdout.strip() == "False"
 
 
+def _set_batchnorm_far_from_identity(layer, rng):
+    """Statistics and weights far from 0 and 1, so a fold that drops any of them shows."""
+    c = layer.get_weights()[0].shape[0]
+    layer.set_weights([rng.uniform(0.5, 2, c), rng.normal(0, 1, c), rng.normal(0, 1, c), rng.uniform(0.2, 3, c)])  # fmt: skip
+
+
+def _assert_predict_is_layers_one_by_one(model, x, dtype):
+    """A chain model's predict (its fused inference plan) against its layers run one by one."""
+    h = x
+    for layer in model.layers[1:]:
+        h, _ = layer.forward(h, False)
+    got = model.predict(x, batch_size=x.shape[0], verbose=0)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, h, rtol={"float32": 2e-5, "float64": 1e-12}[dtype], atol=1e-7)  # fmt: skip
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_batchnorm_folds_into_the_valid_convolution_after_it(rng, dtype):
     """At inference a BatchNormalization after a ReLU, and the Dropouts after it, go into the
@@ -397,21 +413,13 @@ def test_batchnorm_folds_into_the_valid_convolution_after_it(rng, dtype):
         x = layers.Conv2D(3, 3, padding="same", name="c3")(x)  # same: bn2 stays
         out = layers.Dense(3, activation="softmax")(layers.Flatten()(x))
         model = keras.Model(inputs, out)
-        for name in ("bn1", "bn2"):  # statistics and weights far from 0 and 1
-            layer = model.get_layer(name)
-            c = layer.get_weights()[0].shape[0]
-            layer.set_weights([rng.uniform(0.5, 2, c), rng.normal(0, 1, c), rng.normal(0, 1, c), rng.uniform(0.2, 3, c)])  # fmt: skip
+        for name in ("bn1", "bn2"):
+            _set_batchnorm_far_from_identity(model.get_layer(name), rng)
         rows = {r[0]: r for r in model.plan(8, False).describe()}
         assert "bn1 + drop + c2" in rows and "batchnorm before" in rows["bn1 + drop + c2"][3]
         assert "bn2" in rows  # its own step: c3 reads padding
         assert "bn1" in {r[0] for r in model.plan(8, True).describe()}  # training: no fold
-        x = rng.standard_normal((8, 12, 11, 2)).astype(dtype)
-        h = x
-        for layer in model.layers[1:]:
-            h, _ = layer.forward(h, False)
-        got = model.predict(x, batch_size=8, verbose=0)
-        assert got.dtype == dtype
-        np.testing.assert_allclose(got, h, rtol={"float32": 2e-5, "float64": 1e-12}[dtype], atol=1e-7)  # fmt: skip
+        _assert_predict_is_layers_one_by_one(model, rng.standard_normal((8, 12, 11, 2)).astype(dtype), dtype)  # fmt: skip
     finally:
         keras.set_floatx("float32")
 
@@ -438,8 +446,7 @@ def test_max_pooling_fuses_into_the_convolution_before_it(rng, dtype):
         x = layers.MaxPooling2D(3, name="p4")(x)  # 3x3 windows: stays a step
         out = layers.Dense(3, activation="softmax")(layers.Flatten()(x))
         model = keras.Model(inputs, out)
-        bn = model.get_layer("bn")
-        bn.set_weights([rng.uniform(0.5, 2, 20), rng.normal(0, 1, 20), rng.normal(0, 1, 20), rng.uniform(0.2, 3, 20)])  # fmt: skip
+        _set_batchnorm_far_from_identity(model.get_layer("bn"), rng)
         plan = model.plan(7, False)
         rows = {r[0]: r for r in plan.describe()}
         if kernels.lookup("winograd_input", np, np.dtype(dtype)) is not None:
@@ -447,13 +454,7 @@ def test_max_pooling_fuses_into_the_convolution_before_it(rng, dtype):
             assert rows["c2 + bn + r + p2"][2] == "winograd"
             assert {"p3", "p4"} <= set(rows)
         assert "p1" in {r[0] for r in model.plan(7, True).describe()}  # training: no fusion
-        x = rng.standard_normal((7, 29, 29, 1)).astype(dtype)
-        h = x
-        for layer in model.layers[1:]:
-            h, _ = layer.forward(h, False)
-        got = model.predict(x, batch_size=7, verbose=0)
-        assert got.dtype == dtype
-        np.testing.assert_allclose(got, h, rtol={"float32": 2e-5, "float64": 1e-12}[dtype], atol=1e-7)  # fmt: skip
+        _assert_predict_is_layers_one_by_one(model, rng.standard_normal((7, 29, 29, 1)).astype(dtype), dtype)  # fmt: skip
     finally:
         keras.set_floatx("float32")
 

@@ -301,11 +301,11 @@ def _fits(channels: int, what: str) -> None:  # the tile's scratch is on the sta
         )
 
 
-def winograd_input(x, grid, v):
+def _input_args(x, grid, v):  # the input kernels' arguments, checked
     th, tw, top, left, blk = grid
     _fits(v.shape[2], "input channels")
     _shape("input's V", v.shape, (36, x.shape[0] * th * tw, blk * blk * x.shape[3]))
-    return _winograd_input(np.ascontiguousarray(x), th, tw, top, left, blk, v)
+    return np.ascontiguousarray(x), th, tw, top, left, blk, v
 
 
 def _residual(residual, z, pool):  # the array a kernel adds, or an empty one for none
@@ -318,16 +318,22 @@ def _residual(residual, z, pool):  # the array a kernel adds, or an empty one fo
     return np.ascontiguousarray(residual)
 
 
-def winograd_output(m, th, tw, z, bias=None, relu=False, pool=False, residual=None):
+def _output_args(
+    m, th, tw, z, bias, relu, pool, residual
+):  # the output kernels' arguments, checked
     _fits(z.shape[3], "filters")
     _shape("output's M", m.shape, (36, z.shape[0] * th * tw, z.shape[3]))
     _tiles("output", z, th, tw, 2 if pool else 1)
-    b, lo, res = (
-        bias_row(bias, z.shape[3], z.dtype),
-        z.dtype.type(-np.inf),
-        _residual(residual, z, pool),
-    )
-    _winograd_output(m, th, tw, z, b, bool(relu), bool(pool), lo, res)
+    b, lo = bias_row(bias, z.shape[3], z.dtype), z.dtype.type(-np.inf)
+    return m, th, tw, z, b, bool(relu), bool(pool), lo, _residual(residual, z, pool)
+
+
+def winograd_input(x, grid, v):
+    return _winograd_input(*_input_args(x, grid, v))
+
+
+def winograd_output(m, th, tw, z, bias=None, relu=False, pool=False, residual=None):
+    _winograd_output(*_output_args(m, th, tw, z, bias, relu, pool, residual))
     return z
 
 
@@ -336,22 +342,11 @@ def winograd_output(m, th, tw, z, bias=None, relu=False, pool=False, residual=No
 
 
 def winograd_input_serial(x, grid, v):
-    th, tw, top, left, blk = grid
-    _fits(v.shape[2], "input channels")
-    _shape("input's V", v.shape, (36, x.shape[0] * th * tw, blk * blk * x.shape[3]))
-    return _winograd_input_serial(np.ascontiguousarray(x), th, tw, top, left, blk, v)
+    return _winograd_input_serial(*_input_args(x, grid, v))
 
 
 def winograd_output_serial(m, th, tw, z, bias=None, relu=False, pool=False, residual=None):
-    _fits(z.shape[3], "filters")
-    _shape("output's M", m.shape, (36, z.shape[0] * th * tw, z.shape[3]))
-    _tiles("output", z, th, tw, 2 if pool else 1)
-    b, lo, res = (
-        bias_row(bias, z.shape[3], z.dtype),
-        z.dtype.type(-np.inf),
-        _residual(residual, z, pool),
-    )
-    _winograd_output_serial(m, th, tw, z, b, bool(relu), bool(pool), lo, res)
+    _winograd_output_serial(*_output_args(m, th, tw, z, bias, relu, pool, residual))
     return z
 
 

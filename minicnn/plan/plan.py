@@ -79,7 +79,7 @@ class Plan:
             )
             if logits:
                 emitted[last.outputs[0]] = heads[last.outputs[0]]
-            step = self._step(call, chain, flat, need_gx, logits, xp, dtype)
+            step = self._step(call, chain, flat, need_gx, logits)
             taken.update(chain)
             step.outputs = flat.calls[chain[-1]].outputs  # a fused chain gives its last value
             for v in step.outputs:
@@ -202,12 +202,12 @@ class Plan:
         pads = conv.pads(*x_shape[1:3])
         return maths.choose_algorithm(x_shape, kernel, conv.strides, pads, self.xp, self.dtype, self.kernels)  # fmt: skip
 
-    def _step(self, call, chain, flat, need_gx, logits, xp, dtype):
+    def _step(self, call, chain, flat, need_gx, logits):
         calls = [flat.calls[j] for j in chain]
         kinds = [type(c.layer).__name__ for c in calls]
         if kinds[0] == "BatchNormalization" and "Conv2D" in kinds:  # ``_prefix``'s fold
             k = kinds.index("Conv2D")
-            step = self._step(calls[k], chain[k:], flat, need_gx, logits, xp, dtype)
+            step = self._step(calls[k], chain[k:], flat, need_gx, logits)
             step.take_prefix(call, [c.layer for c in calls[:k]])
             return step
         kind = type(call.layer).__name__

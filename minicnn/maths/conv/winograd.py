@@ -112,9 +112,7 @@ def winograd_output(m, th, tw, z, bias=None, relu: bool = False, pool: bool = Fa
         raise ValueError("winograd_output pools or adds a residual, not both")
     fast = kernel_for("winograd_output", m)
     if fast is not None:
-        if pool or residual is not None:
-            return fast(m, th, tw, z, bias, relu, pool, residual)
-        return fast(m, th, tw, z, bias, relu)
+        return fast(m, th, tw, z, bias, relu, pool, residual)
     xp = get_array_module(m)
     if pool:  # the plain maths: the whole map, then its pooling
         n, ph, pw, f = z.shape
@@ -310,9 +308,7 @@ def winograd_output_serial(m, th, tw, z, bias=None, relu: bool = False, pool: bo
     fast = kernel_for("winograd_output_serial", m)
     if fast is None:
         return winograd_output(m, th, tw, z, bias, relu, pool, residual)
-    if pool or residual is not None:
-        return fast(m, th, tw, z, bias, relu, pool, residual)
-    return fast(m, th, tw, z, bias, relu)
+    return fast(m, th, tw, z, bias, relu, pool, residual)
 
 
 def backward(gy, ctx: Ctx, need_gx=True):
