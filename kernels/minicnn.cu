@@ -111,7 +111,8 @@ __global__ void softmax_cross_entropy(const T* __restrict__ z, const T* __restri
     }
 }
 
-// y[n, p, q, ch] = max over the window; arg = i * kw + j of the first maximum (padding is -inf)
+// y[n, p, q, ch] = max over the window; arg = i * kw + j of the first maximum (padding is -inf);
+// a NaN is the maximum of its window (the first NaN), as NumPy's max and PyTorch's pooling give
 template <typename T, typename I>
 __global__ void maxpool_forward(const T* __restrict__ x, T* __restrict__ y, signed char* __restrict__ arg,
                                 GEOMETRY_ARGS) {
@@ -132,7 +133,7 @@ __global__ void maxpool_forward(const T* __restrict__ x, T* __restrict__ y, sign
                 const T v = (yy >= 0 && yy < g.h && xx >= 0 && xx < g.w)
                                 ? x[(((I)n * g.h + yy) * g.w + xx) * g.c + ch]
                                 : neg_inf<T>();
-                if (v > best) { best = v; best_at = i * g.kw + j; }
+                if (v > best || (v != v && best == best)) { best = v; best_at = i * g.kw + j; }  // a NaN wins
             }
         }
         y[k] = best;

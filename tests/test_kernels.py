@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from minicnn import backend, kernels, maths
+from minicnn.maths import reference
 from minicnn.utils import set_random_seed
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
@@ -112,6 +113,30 @@ def test_maxpool(backend_name, monkeypatch, rng, dtype, k, s, padding):
     np.testing.assert_array_equal(host(be, fa), host(be, ra))
     # inference's maxima alone (its own kernel on the CPU): the training forward's values
     np.testing.assert_array_equal(host(be, maths.maxpool(x, *k, *s, pads)), host(be, ry))
+    # a NaN is its window's maximum, and the first NaN of a window takes its gradient
+    xn = host(be, x).copy()
+    xn[0, 1, 1, :2] = xn[0, 1, 2, 1:3] = xn[1, 0, 0, 3] = np.nan
+    xn = be.asarray(xn)
+    (fny, fna), (rny, rna) = both(
+        monkeypatch,
+        "maxpool_forward",
+        be.xp,
+        dtype,
+        lambda: maths.maxpool_forward(xn, *k, *s, pads),
+    )
+    want = reference.maxpool(host(be, xn).astype(np.float64), k, s, padding)
+    assert np.isnan(want).any()
+    for got in (fny, rny, maths.maxpool(xn, *k, *s, pads)):
+        np.testing.assert_array_equal(host(be, got), want.astype(dtype))
+    np.testing.assert_array_equal(host(be, fna), host(be, rna))
+    top, _, left, _ = pads  # each NaN output's winner is its window's first NaN
+    xh, arg = host(be, xn), host(be, fna)
+    for b, p, q, ch in np.argwhere(np.isnan(want)):
+        window = [(p * s[0] + i - top, q * s[1] + j - left) for i in range(k[0]) for j in range(k[1])]  # fmt: skip
+        inside = [0 <= r < 9 and 0 <= c < 8 and np.isnan(xh[b, r, c, ch]) for r, c in window]
+        assert arg[b, p, q, ch] == inside.index(True)
+    gx = maths.maxpool_backward(be.asarray(np.ones(want.shape, dtype)), fna, xn.shape, *k, *s, pads)
+    assert (host(be, gx)[np.isnan(xh)] > 0).all()  # the NaNs took their windows' gradients
     gy = be.asarray(rng.standard_normal(ry.shape).astype(dtype))
     fast, ref = both(
         monkeypatch,
@@ -391,25 +416,25 @@ def test_direct_pooled(rng, dtype, n, k, s, c, relu):
     """The forward max-pooled 2x2 / 2 in its own pass gives the same bits as the forward, then
     the max-pooling kernel, and as the array code (im2col + GEMM, then the pooling) to rounding:
     odd maps (a last row or column the pooling drops), strides, both sides of UNROLLED_TAPS; a
-    NaN input that the pooling skips, as the pooling kernel does."""
+    NaN input, which the windows that read it give (as the pooling kernel and NumPy's max)."""
     pytest.importorskip("numba")
     from minicnn.kernels.cpu import direct as kdirect
     from minicnn.kernels.cpu import pooling as kpool
 
     x = rng.standard_normal((n, 12, 11, c)).astype(dtype)
-    x[0, 0, 0, 0] = np.nan
+    x[0, 0, 0, 0] = x[-1, 6, 5, 0] = np.nan  # first in its window; inside, read by many
     kernel = rng.standard_normal((*k, c, 19)).astype(dtype)
     bias = rng.standard_normal(19).astype(dtype)
     z = kdirect.conv_direct_pool(x, kernel, bias, relu, s)
     full = kdirect.conv_direct(x, kernel, bias, relu, s)
     np.testing.assert_array_equal(z, kpool.maxpool(full, 2, 2, 2, 2, (0, 0, 0, 0)))
     assert z.shape == (n, full.shape[1] // 2, full.shape[2] // 2, 19) and z.dtype == dtype
-    assert np.isfinite(z).all()  # the NaN's windows took their other values' max
-    x[0, 0, 0, 0] = 0  # the array code's pooling lets a NaN through, the kernels skip it
-    z = kdirect.conv_direct_pool(x, kernel, bias, relu, s)
+    nan = np.isnan(z)
+    assert nan[0, 0, 0].all() and nan[-1].sum() >= 19  # the windows that read them, every filter
     with maths.dispatch.array_code():
         ref = maths.conv.direct.pooled_forward(x, kernel, bias, s, (0, 0, 0, 0), relu)
-    assert rel(z, ref) <= TOL[dtype]
+    np.testing.assert_array_equal(np.isnan(ref), nan)
+    assert rel(z[~nan], ref[~nan]) <= TOL[dtype]
 
 
 @pytest.mark.parametrize("pipelined", [False, True])
@@ -439,6 +464,24 @@ def test_winograd_pooled(monkeypatch, rng, dtype, x_shape, pads, pipelined):
     with maths.dispatch.array_code():
         ref = wino.pooled_forward(x, kernel, bias, (1, 1), pads, True)
     assert rel(z, ref) <= TOL[dtype] and (z == 0).mean() > 0.02
+
+
+def test_winograd_pooled_tile_gives_a_nan(dtype):
+    """The output transform's pooling: a NaN anywhere in a window is its maximum, and stays
+    there over larger values after it (as the max-pooling kernel)."""
+    if kernels.lookup("winograd_input_serial", np, np.dtype(dtype)) is None:
+        pytest.skip("no numba here")
+    from minicnn.kernels.cpu.winograd import _pool_tile
+
+    o = np.zeros((4, 4, 3), dtype)
+    o[0, 1, 0], o[1, 0, 0], o[1, 1, 0] = np.nan, 5, 9  # filter 0, window (0, 0): NaN second
+    o[2, 2, 1], o[3, 3, 1] = 7, np.nan  # filter 1, window (1, 1): NaN last
+    o[..., 2] = np.arange(16).reshape(4, 4)
+    z = np.empty((1, 2, 2, 3), dtype)
+    _pool_tile(o, np.zeros(3, dtype), True, np.dtype(dtype).type(-np.inf), z, 0, 0, 0)
+    assert np.isnan(z[0, 0, 0, 0]) and np.isnan(z[0, 1, 1, 1])
+    assert z[0, 0, 1, 0] == 0 and z[0, 1, 0, 1] == 0
+    np.testing.assert_array_equal(z[0, ..., 2], [[5, 7], [13, 15]])
 
 
 @pytest.mark.parametrize("pipelined", [False, True])

@@ -17,6 +17,8 @@ from minicnn.layers import (
     Flatten,
     GlobalAveragePooling2D,
     GlobalMaxPooling2D,
+    Input,
+    MaxPooling2D,
     RandomRotation,
     RandomTranslation,
     RandomZoom,
@@ -227,6 +229,40 @@ def test_against_pytorch(rng):
     np.testing.assert_allclose(ours, theirs.numpy().transpose(0, 2, 3, 1), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(GlobalAveragePooling2D()(x32), F.adaptive_avg_pool2d(t32, 1).numpy()[:, :, 0, 0], rtol=1e-5)  # fmt: skip
     np.testing.assert_allclose(GlobalMaxPooling2D()(x32), F.adaptive_max_pool2d(t32, 1).numpy()[:, :, 0, 0])  # fmt: skip
+
+
+@pytest.mark.parametrize("batch", [1, 6])  # the array code; the kernels (and their fusions)
+def test_max_pooling_gives_a_nan_as_pytorch_does(rng, batch):
+    """A NaN is its window's maximum, in training and at inference, alone and fused into the
+    convolution before it (the plan's inference fusion), as in PyTorch: never hidden from the
+    loss and the non-finite guard. Inputs with NaNs are refused at the door, so in a model the
+    NaN comes from a weight: one filter's bias."""
+    torch = need("torch")
+    F = torch.nn.functional
+    x = rng.standard_normal((batch, 9, 10, 3)).astype(np.float32)
+    xn = x.copy()
+    xn[0, 2, 3, 1] = xn[-1, 7, 8, 0] = np.nan
+    pool = MaxPooling2D(2)
+    want = F.max_pool2d(torch.tensor(xn.transpose(0, 3, 1, 2)), 2).numpy().transpose(0, 2, 3, 1)
+    assert np.isnan(want).sum() == 2
+    for training in (False, True):
+        with maths.dispatch.array_code():
+            np.testing.assert_array_equal(pool(xn, training=training), want)
+        np.testing.assert_array_equal(pool(xn, training=training), want)
+    model = Sequential([Input((9, 10, 3)), Conv2D(5, 3, activation="relu"), MaxPooling2D(2)])
+    kernel, bias = model.layers[0].get_weights()
+    bias[2] = np.nan
+    model.layers[0].set_weights([kernel, bias])
+    xt = torch.tensor(x.transpose(0, 3, 1, 2)).double()
+    conv = F.conv2d(xt, torch.tensor(kernel.transpose(3, 2, 0, 1)).double(), torch.tensor(bias).double())  # fmt: skip
+    want = F.max_pool2d(F.relu(conv), 2).numpy().transpose(0, 2, 3, 1)
+    got = model.predict_on_batch(x)
+    fused = [row[3] for row in model.plan(batch, False).describe()]
+    assert fused[0] == ("relu, max_pooling" if batch > 4 else "relu")
+    assert np.isnan(want[..., 2]).all() and not np.isnan(want[..., [0, 1, 3, 4]]).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    finite = ~np.isnan(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-5)
 
 
 # -- models that use them ----------------------------------------------------------------------

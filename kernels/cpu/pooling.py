@@ -30,7 +30,7 @@ def _maxpool_forward(x, y, arg, ph, pw, sy, sx, top, left):
                         continue
                     for ch in range(c):  # contiguous over channels
                         v = x[b, yy, xx, ch]
-                        if v > best[ch]:
+                        if v > best[ch] or (v != v and best[ch] == best[ch]):  # a NaN wins
                             best[ch] = v
                             at[ch] = i * pw + j
             y[b, p, q, :] = best
@@ -56,9 +56,9 @@ def _maxpool(x, y, ph, pw, sy, sx, top, left):  # the forward's maxima alone: no
                     xx = q * sx + j - left
                     if xx < 0 or xx >= w:
                         continue
-                    for ch in range(c):  # the forward's comparison, so the same maxima
+                    for ch in range(c):  # the forward's maxima: a NaN wins and stays
                         v = x[b, yy, xx, ch]
-                        best[ch] = v if v > best[ch] else best[ch]
+                        best[ch] = v if (v > best[ch]) | (v != v) else best[ch]
             y[b, p, q, :] = best
 
 

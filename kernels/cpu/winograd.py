@@ -181,7 +181,7 @@ def _pool_tile(o, bias, relu, lo, z, b, y, q):  # z[b, y:y+2, q:q+2] = 2x2 max p
                 for a in range(2):
                     for c in range(2):
                         v = relu_if(o[2 * p + a, 2 * j + c, f] + bias[f], relu)
-                        best = v if v > best else best
+                        best = v if (v > best) | (v != v) else best  # a NaN wins and stays
                 z[b, y + p, q + j, f] = best
 
 

@@ -11,7 +11,9 @@ from minicnn.maths.geometry import pad
 
 def maxpool_forward(x, ph, pw, sy, sx, pads):
     """x: (N, H, W, C) -> y: (N, oH, oW, C) and ``arg``: (N, oH, oW, C), the winning offset
-    ``i * pw + j`` inside each window (the first one on ties, as the naive loop would pick)."""
+    ``i * pw + j`` inside each window (the first one on ties, as the naive loop would pick).
+    A NaN is its window's maximum (the first NaN, where its gradient goes), as NumPy's max and
+    Keras on PyTorch and JAX give: a NaN is never hidden from the loss and the non-finite guard."""
     fast = kernel_for("maxpool_forward", x)
     if fast is not None:
         return fast(x, ph, pw, sy, sx, pads)
@@ -27,7 +29,7 @@ def maxpool_forward(x, ph, pw, sy, sx, pads):
             if i == j == 0:
                 continue
             window = xpad[:, i : i + sy * oh : sy, j : j + sx * ow : sx, :]
-            better = window > y
+            better = (window > y) | (xp.isnan(window) & ~xp.isnan(y))  # a NaN wins
             y = xp.where(better, window, y)
             arg[better] = i * pw + j
     return y, arg
