@@ -153,6 +153,35 @@ def test_predict_returns_probabilities_as_numpy(backend_name, rng):
     np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-5)
 
 
+def test_predict_on_batch_is_predict_of_one_batch(backend_name, rng):
+    """predict_on_batch skips predict's batching and callbacks, nothing else: the same bits as
+    predict over one batch, Keras's output structure, uint8 in and float32 out, new arrays
+    (never a view of x), and predict's errors."""
+    inputs = Input((6, 6, 2))
+    h = Conv2D(4, 3, activation="relu")(inputs)
+    flat = Flatten()(inputs)  # a view of the input, were it handed back as it is
+    model = minicnn.Model(inputs, {"probs": Dense(3, activation="softmax")(Flatten()(h)), "flat": flat}, backend=backend_name)  # fmt: skip
+    x = rng.integers(0, 256, (5, 6, 6, 2), dtype=np.uint8)
+    got, want = model.predict_on_batch(x), model.predict(x, batch_size=5, verbose=0)
+    assert sorted(got) == ["flat", "probs"]
+    for key in got:
+        assert isinstance(got[key], np.ndarray) and got[key].dtype == np.float32
+        np.testing.assert_array_equal(got[key], want[key])
+    xf = x.astype(np.float32)
+    out = model.predict_on_batch(xf)["flat"]
+    out[...] = -1
+    assert (xf >= 0).all()  # x is untouched
+    with pytest.raises(ValueError) as ours:
+        model.predict_on_batch(x[:, :5])
+    with pytest.raises(ValueError) as theirs:
+        model.predict(x[:, :5], verbose=0)
+    assert str(ours.value) == str(theirs.value) and "shape" in str(ours.value)
+    with pytest.raises(ValueError, match="x is empty"):
+        model.predict_on_batch(x[:0])
+    with pytest.raises(ValueError, match=r"takes arrays.*use predict\(\) for a generator"):
+        model.predict_on_batch(b for b in [x])
+
+
 def test_train_on_batch_and_evaluate(rng):
     x, labels = quadrants(64, rng)
     model = small_model()

@@ -157,7 +157,20 @@ class Trainer:
         return training.predict(self, x, batch_size, verbose, steps, callbacks)
 
     def predict_on_batch(self, x):
-        return self.predict(x, batch_size=max(len(data.first(x)), 1), verbose=0)
+        """The outputs for ``x`` as one batch, as NumPy arrays (new ones, as Keras gives):
+        predict without its batching and callbacks, which at a few images cost as much as
+        the model (Keras's predict_on_batch runs no callbacks either)."""
+        from minicnn.training.inputs import is_stream
+
+        self.check_own_loop()
+        if is_stream(x):
+            raise ValueError(f"predict_on_batch() takes arrays, as Keras's does; got a {type(x).__name__}: use predict() for a generator or PyDataset")  # fmt: skip
+        xs = self.check_inputs(x)  # predict's checks (an empty x is refused there)
+        n, be = xs[0].shape[0], self.backend
+        outs = self.run([self.as_batch(a, 0, n) for a in xs], training=False)
+        # new arrays, never a view of x or of a buffer (from a device, asnumpy is a copy)
+        flat = [o.copy() if isinstance(o, np.ndarray) else be.to_numpy(o) for o in outs]
+        return self._restructure(flat, self._output_struct)
 
     def as_batch(self, x, lo: int, hi: int):
         return self.backend.asarray(x[lo:hi]).astype(floatx(), copy=False)
