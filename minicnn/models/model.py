@@ -295,10 +295,7 @@ class Model(Trainer, Layer):
             self.build((None, *data.as_real_array(first, what).shape[1:]))
         keys = self.input_keys()
         xs = _per_key(x, keys, what, "input")
-        readers = {}  # each input's first reader, the layer an error names
-        for node in self.graph.nodes:
-            for t in node.inputs:
-                readers.setdefault(id(t), node.layer.name)
+        readers = self._first_readers()
         arrays = [
             data.check_features(
                 a,
@@ -313,6 +310,18 @@ class Model(Trainer, Layer):
         if len(n) > 1:
             raise ValueError(f"All inputs must have the same number of samples. Received: {[a.shape[0] for a in arrays]}")  # fmt: skip
         return arrays
+
+    def _first_readers(self) -> dict:
+        """{id(tensor): the name of the first layer that reads it}, the layer an input's error
+        names; worked out once per graph (every predict_on_batch checks its inputs)."""
+        graph, readers = self.__dict__.get("_readers", (None, None))
+        if graph is not self.graph:
+            readers = {}
+            for node in self.graph.nodes:
+                for t in node.inputs:
+                    readers.setdefault(id(t), node.layer.name)
+            self.__dict__["_readers"] = (self.graph, readers)
+        return readers
 
     def check_targets(self, y, n: int, what: str = "y") -> list:
         """y as one checked array per output (None for outputs without a loss)."""
