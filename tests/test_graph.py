@@ -400,15 +400,16 @@ def _assert_predict_is_layers_one_by_one(model, x, dtype):
 def test_batchnorm_folds_into_the_valid_convolution_after_it(rng, dtype):
     """At inference a BatchNormalization after a ReLU, and the Dropouts after it, go into the
     next convolution's kernel and bias when it reads no padding (conv(x * s + t) =
-    conv_{k*s}(x) + sum k*t); before a "same" convolution, or in training, it stays a step.
-    The fused plan against the layers run one by one."""
+    conv_{k*s}(x) + sum k*t); before a "same" convolution, in training, or where the batch is
+    smaller than the kernel (the fold remakes the kernel each call), it stays a step. The fused
+    plan against the layers run one by one."""
     keras.set_floatx(dtype)
     try:
         inputs = keras.Input(shape=(12, 11, 2))
         x = layers.Conv2D(4, 3, activation="relu", name="c1")(inputs)
         x = layers.BatchNormalization(name="bn1")(x)
         x = layers.Dropout(0.3, name="drop")(x)
-        x = layers.Conv2D(5, 3, activation="relu", name="c2")(x)  # valid: bn1 folds into it
+        x = layers.Conv2D(40, 3, activation="relu", name="c2")(x)  # valid: bn1 folds into it
         x = layers.BatchNormalization(name="bn2")(x)
         x = layers.Conv2D(3, 3, padding="same", name="c3")(x)  # same: bn2 stays
         out = layers.Dense(3, activation="softmax")(layers.Flatten()(x))
@@ -419,7 +420,10 @@ def test_batchnorm_folds_into_the_valid_convolution_after_it(rng, dtype):
         assert "bn1 + drop + c2" in rows and "batchnorm before" in rows["bn1 + drop + c2"][3]
         assert "bn2" in rows  # its own step: c3 reads padding
         assert "bn1" in {r[0] for r in model.plan(8, True).describe()}  # training: no fold
-        _assert_predict_is_layers_one_by_one(model, rng.standard_normal((8, 12, 11, 2)).astype(dtype), dtype)  # fmt: skip
+        # one image: 10 x 9 x 4 inputs against a 3 x 3 x 4 x 40 kernel, so no fold
+        assert "bn1" in {r[0] for r in model.plan(1, False).describe()}
+        for n in (8, 1):
+            _assert_predict_is_layers_one_by_one(model, rng.standard_normal((n, 12, 11, 2)).astype(dtype), dtype)  # fmt: skip
     finally:
         keras.set_floatx("float32")
 

@@ -133,7 +133,8 @@ class ConvStep(Step):
         kernel, bias = conv.params["kernel"], conv.params.get("bias")
         if self.pre is not None:  # conv(x * s + t) = conv_{k * s}(x) + sum over taps of k * t
             scale, shift = self.pre.inference_affine()
-            bias = (0 if bias is None else bias) + (kernel * shift[:, None].astype(kernel.dtype)).sum(axis=(0, 1, 2))  # fmt: skip
+            taps = kernel.sum(axis=(0, 1))  # (C, F): sum over taps of k * t = t @ (sum of k)
+            bias = (0 if bias is None else bias) + shift.astype(kernel.dtype) @ taps
             kernel = kernel * scale[:, None].astype(kernel.dtype)
         if self.bn is not None:  # inference: y = conv(x) * scale + shift, into kernel and bias
             scale, shift = self.bn.inference_affine()
