@@ -40,6 +40,8 @@ OP_NAMES = (
     "winograd_output_serial",
     "winograd_grad_output",
     "winograd_grad_input",
+    "winograd_grad_output_serial",
+    "winograd_grad_input_serial",
     "conv_direct",
     "conv_direct_pool",
     "conv_direct_grad",

@@ -281,7 +281,7 @@ def test_winograd_pipeline(monkeypatch, rng, dtype, x_shape, grid, out, keep):
     """The per-core pipeline (each core's images in chunks: transform, GEMMs, inverse), with
     chunks of 2 images so each core runs several and a last short one, against the array code:
     the output, and with ``keep`` the V it keeps and backward's gradients from it (input,
-    kernel, bias; and the kernel's alone, without the input's)."""
+    kernel, bias; and the kernel's alone, without the input's), the backward pipelined too."""
     from minicnn.maths.conv import winograd as wino
 
     if kernels.lookup("winograd_input_serial", np, np.dtype(dtype)) is None:
@@ -307,7 +307,7 @@ def test_winograd_pipeline(monkeypatch, rng, dtype, x_shape, grid, out, keep):
         return (z, np.concatenate(ctx.vs, axis=1), *wino.backward(gy, ctx), gk)
 
     fast, ref = both(monkeypatch, "winograd_input_serial", np, dtype, run)
-    assert runs == [n]  # the forward pipelined, over all the images
+    assert runs == ([n] * 3 if keep else [n])  # the forward pipelined, and with keep both backwards
     assert (fast[0] == 0).mean() > 0.2  # ReLU applied
     for f, r in zip(fast, ref):
         assert f.dtype == dtype and f.shape == r.shape

@@ -46,6 +46,8 @@ OPS = {
     ("winograd_output_serial", "any"): winograd.winograd_output_serial,
     ("winograd_grad_output", "any"): winograd.winograd_grad_output,
     ("winograd_grad_input", "any"): winograd.winograd_grad_input,
+    ("winograd_grad_output_serial", "any"): winograd.winograd_grad_output_serial,
+    ("winograd_grad_input_serial", "any"): winograd.winograd_grad_input_serial,
     ("batchnorm_forward", "any"): normalization.batchnorm_forward,
     ("batchnorm_backward", "any"): normalization.batchnorm_backward,
     ("channel_affine", "any"): normalization.channel_affine,

@@ -311,6 +311,18 @@ def winograd_output_serial(m, th, tw, z, bias=None, relu: bool = False, pool: bo
     return fast(m, th, tw, z, bias, relu, pool, residual)
 
 
+def winograd_grad_output_serial(gy, th, tw, gm, y=None):
+    """``winograd_grad_output`` on the calling thread alone (the backward's pipeline)."""
+    fast = kernel_for("winograd_grad_output_serial", gy)
+    return winograd_grad_output(gy, th, tw, gm, y) if fast is None else fast(gy, th, tw, gm, y)
+
+
+def winograd_grad_input_serial(gv, grid, gx):
+    """``winograd_grad_input`` on the calling thread alone (the backward's pipeline)."""
+    fast = kernel_for("winograd_grad_input_serial", gv)
+    return winograd_grad_input(gv, grid, gx) if fast is None else fast(gv, grid, gx)
+
+
 def backward(gy, ctx: Ctx, need_gx=True):
     """-> (gx or None, gkernel (3, 3, blk*blk*C, F), gbias or None); gy is masked by y > 0
     where a ReLU was applied, inside the first transform; the input gradient goes straight into
@@ -324,9 +336,15 @@ def backward(gy, ctx: Ctx, need_gx=True):
     y = ctx.y
     gm = gv = None
     n0 = 0
+    pipelined = kernel_for("winograd_grad_output_serial", gy) is not None and can_split()
     for v in ctx.vs:  # the forward's chunks, in order
         k = v.shape[1]
         n1 = n0 + k // (th * tw)
+        if pipelined:
+            part, gb = _backward_pipeline(gy[n0:n1], None if y is None else y[n0:n1], v, ut, ctx.grid, None if gx is None else gx[n0:n1])  # fmt: skip
+            gu, gbias = (part, gb) if gu is None else (gu + part, gbias + gb)
+            n0 = n1
+            continue
         if gm is None or gm.shape[1] != k:  # buffers for this chunk size (the last may differ)
             gm = xp.empty((36, k, f), dtype=gy.dtype)
             gv = xp.empty((36, k, c), dtype=gy.dtype) if need_gx else None
@@ -343,3 +361,39 @@ def backward(gy, ctx: Ctx, need_gx=True):
         n0 = n1
     gkernel = _wino_gg(xp, gy.dtype).T @ gu.reshape(36, c * f)  # G^T gU G
     return gx, gkernel.reshape(3, 3, c, f), gbias if ctx.bias else None
+
+
+def _backward_pipeline(gy, y, v, ut, grid, gx):
+    """The backward of one forward chunk with each core taking its own images, a few at a
+    time: gM = A gy A^T, gU += V^T gM, gV = gM U^T and gV back to gx's pixels, while the few
+    images' gM and gV are still in that core's cache (the GEMMs single-threaded), instead of
+    each written whole to memory and read back. -> (gU (36, C, F), gbias (F,)), summed over
+    the cores' shares in image order (the same bits for the same core count)."""
+    th, tw = grid[:2]
+    tiles, (f, c) = th * tw, ut.shape[1:]
+    per = max(1, PIPELINE_BYTES // (36 * tiles * (c + f) * gy.dtype.itemsize))  # images a chunk
+    parts = {}
+
+    def work(n0, n1):
+        size = min(per, n1 - n0) * tiles
+        gmb = np.empty((36, size, f), dtype=gy.dtype)
+        gvb = np.empty((36, size, c), dtype=gy.dtype) if gx is not None else None
+        gu, tmp, gbias = np.zeros((36, c, f), dtype=gy.dtype), np.empty((36, c, f), dtype=gy.dtype), 0  # fmt: skip
+        for a in range(n0, n1, per):
+            b = min(a + per, n1)
+            k = (b - a) * tiles
+            _, gb = winograd_grad_output_serial(gy[a:b], th, tw, gmb[:, :k], None if y is None else y[a:b])  # fmt: skip
+            gbias = gbias + gb
+            np.matmul(v[:, a * tiles : b * tiles].transpose(0, 2, 1), gmb[:, :k], out=tmp)
+            gu += tmp
+            if gx is not None:
+                np.matmul(gmb[:, :k], ut, out=gvb[:, :k])
+                winograd_grad_input_serial(gvb[:, :k], grid, gx[a:b])
+        parts[n0] = gu, gbias
+
+    over_cores(work, gy.shape[0])
+    shares = [parts[n0] for n0 in sorted(parts)]
+    gu, gbias = shares[0]
+    for part, gb in shares[1:]:
+        gu, gbias = gu + part, gbias + gb
+    return gu, gbias
