@@ -296,9 +296,9 @@ def parser() -> argparse.ArgumentParser:
         "--recipe",
         choices=["seed", "best"],
         default="seed",
-        help="seed: the Keras tutorial's model, 3 epochs (98.6%%); best: BatchNorm, augmentation, 35 epochs (minicnn.recipes)",
+        help="seed: the Keras tutorial's model, 3 epochs (98.6%%); best: BatchNorm, augmentation, 15 epochs (minicnn.recipes)",
     )
-    t.add_argument("--epochs", type=int, default=None, help="default: the recipe's (3; best: 35)")
+    t.add_argument("--epochs", type=int, default=None, help="default: the recipe's (3; best: 15)")
     t.add_argument(
         "--batch-size", type=int, default=None, help="default: the recipe's (32; best: 64)"
     )
