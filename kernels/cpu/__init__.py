@@ -18,6 +18,7 @@ from . import (  # each imports .jit first
     pooling,
     resample,
     winograd,
+    winograd_grad,
 )
 
 # The ops served on the CPU, each for float32 and float64 ("any"), written out as cuda.py's table
@@ -44,10 +45,10 @@ OPS = {
     ("winograd_output", "any"): winograd.winograd_output,
     ("winograd_input_serial", "any"): winograd.winograd_input_serial,
     ("winograd_output_serial", "any"): winograd.winograd_output_serial,
-    ("winograd_grad_output", "any"): winograd.winograd_grad_output,
-    ("winograd_grad_input", "any"): winograd.winograd_grad_input,
-    ("winograd_grad_output_serial", "any"): winograd.winograd_grad_output_serial,
-    ("winograd_grad_input_serial", "any"): winograd.winograd_grad_input_serial,
+    ("winograd_grad_output", "any"): winograd_grad.winograd_grad_output,
+    ("winograd_grad_input", "any"): winograd_grad.winograd_grad_input,
+    ("winograd_grad_output_serial", "any"): winograd_grad.winograd_grad_output_serial,
+    ("winograd_grad_input_serial", "any"): winograd_grad.winograd_grad_input_serial,
     ("batchnorm_forward", "any"): normalization.batchnorm_forward,
     ("batchnorm_backward", "any"): normalization.batchnorm_backward,
     ("channel_affine", "any"): normalization.channel_affine,

@@ -312,14 +312,11 @@ class Model(Trainer, Layer):
         return arrays
 
     def _first_readers(self) -> dict:
-        """{id(tensor): the name of the first layer that reads it}, the layer an input's error
-        names; worked out once per graph (every predict_on_batch checks its inputs)."""
+        """{id(tensor): the first layer that reads it}, which an input's error names; once a graph."""
         graph, readers = self.__dict__.get("_readers", (None, None))
         if graph is not self.graph:
-            readers = {}
-            for node in self.graph.nodes:
-                for t in node.inputs:
-                    readers.setdefault(id(t), node.layer.name)
+            nodes = reversed(self.graph.nodes)  # so that the first reader's name is the one kept
+            readers = {id(t): node.layer.name for node in nodes for t in node.inputs}
             self.__dict__["_readers"] = (self.graph, readers)
         return readers
 
