@@ -293,8 +293,14 @@ def test_winograd_pipeline(monkeypatch, rng, dtype, x_shape, grid, out, keep):
     bias = rng.standard_normal(19).astype(dtype)
     gy = rng.standard_normal((n, *out, 19)).astype(dtype)
     runs = []
+
+    def two_cores(work, n):  # the split of two cores, on any runner: each half in turn
+        runs.append(n)
+        work(0, n // 2)
+        work(n // 2, n)
+
     monkeypatch.setattr(wino, "can_split", lambda: True)
-    monkeypatch.setattr(wino, "over_cores", lambda work, n: runs.append(n) or maths.batched.over_cores(work, n))  # fmt: skip
+    monkeypatch.setattr(wino, "over_cores", two_cores)
     monkeypatch.setattr(
         wino, "PIPELINE_BYTES", 2 * 36 * th * tw * (c + 19) * np.dtype(dtype).itemsize
     )
@@ -304,7 +310,13 @@ def test_winograd_pipeline(monkeypatch, rng, dtype, x_shape, grid, out, keep):
         if ctx is None:
             return (z,)
         _, gk, _ = wino.backward(gy, ctx, need_gx=False)  # the weights' gradients alone
-        return (z, np.concatenate(ctx.vs, axis=1), *wino.backward(gy, ctx), gk)
+        grads = wino.backward(gy, ctx)
+        monkeypatch.setattr(wino, "can_split", lambda: False)  # the backward on all cores at once
+        whole = wino.backward(gy, ctx)
+        monkeypatch.setattr(wino, "can_split", lambda: True)
+        np.testing.assert_array_equal(grads[0], whole[0])  # the same input gradient, bit for bit
+        assert rel(grads[1], whole[1]) <= TOL[dtype] and rel(grads[2], whole[2]) <= TOL[dtype]
+        return (z, np.concatenate(ctx.vs, axis=1), *grads, gk)
 
     fast, ref = both(monkeypatch, "winograd_input_serial", np, dtype, run)
     assert runs == ([n] * 3 if keep else [n])  # the forward pipelined, and with keep both backwards

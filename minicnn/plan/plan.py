@@ -137,6 +137,7 @@ class Plan:
             if kind == "Conv2D":
                 shape = flat.shapes[nxt.inputs[0]][1:]
                 valid = all(p == 0 for p in nxt.layer.pads(*shape[:2]))
+                # n * H * W * C against kh * kw * C * F: the batch's pixels against taps x filters
                 pays = self.n * math.prod(shape) >= nxt.layer.params["kernel"].size
                 return chain if valid and pays else [i]
 

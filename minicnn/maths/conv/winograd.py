@@ -336,7 +336,8 @@ def backward(gy, ctx: Ctx, need_gx=True):
     y = ctx.y
     gm = gv = None
     n0 = 0
-    pipelined = kernel_for("winograd_grad_output_serial", gy) is not None and can_split()
+    serial = ("winograd_grad_output_serial", "winograd_grad_input_serial")
+    pipelined = all(kernel_for(op, gy) is not None for op in serial) and can_split()
     for v in ctx.vs:  # the forward's chunks, in order
         k = v.shape[1]
         n1 = n0 + k // (th * tw)
