@@ -141,10 +141,14 @@ def _grad_input_args(gv, grid, gx):  # the input-gradient kernels' arguments, ch
     return gv, th, tw, top, left, blk, gx
 
 
-def winograd_grad_output(gy, th, tw, gm, y=None):
+def _grad_output(kernel, gy, th, tw, gm, y):  # -> (gM, the bias gradient), by either kernel
     args = _grad_output_args(gy, th, tw, gm, y)
-    _winograd_grad_output(*args)
+    kernel(*args)
     return gm, args[-1].sum(axis=0)
+
+
+def winograd_grad_output(gy, th, tw, gm, y=None):
+    return _grad_output(_winograd_grad_output, gy, th, tw, gm, y)
 
 
 def winograd_grad_input(gv, grid, gx):
@@ -155,9 +159,7 @@ def winograd_grad_input(gv, grid, gx):
 
 
 def winograd_grad_output_serial(gy, th, tw, gm, y=None):
-    args = _grad_output_args(gy, th, tw, gm, y)
-    _winograd_grad_output_serial(*args)
-    return gm, args[-1].sum(axis=0)
+    return _grad_output(_winograd_grad_output_serial, gy, th, tw, gm, y)
 
 
 def winograd_grad_input_serial(gv, grid, gx):
