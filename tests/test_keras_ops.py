@@ -131,6 +131,21 @@ def test_op_gradients_by_finite_differences(name, rng):
         check(f"ops.{name} d{i}", grads[i], numerical_gradient(f, x))
 
 
+@pytest.mark.parametrize("name", ["maximum", "minimum"])
+def test_a_nan_result_passes_its_gradient_to_the_operand_holding_it(name):
+    """Where an operand is NaN the result is (NumPy's maximum and minimum), so its gradient goes
+    there, to the first operand where both are: none is dropped. Ties still go to the first."""
+    nan = np.nan
+    x, y = np.array([[nan, 1.0, nan, 2.0, 7.0]]), np.array([[1.0, nan, nan, 2.0, -7.0]])
+    op = getattr(ops, name)(keras.Input(shape=(5,)), keras.Input(shape=(5,))).history[0]
+    out, ctx = op.forward([x, y], training=True)
+    (gx, gy), _ = op.backward(np.arange(1.0, 6.0)[None], ctx)
+    first = [1, 0, 1, 1, 1 if name == "maximum" else 0]  # 1 where x takes the gradient
+    np.testing.assert_array_equal(gx[0], np.where(first, np.arange(1.0, 6.0), 0))
+    np.testing.assert_array_equal(gx + gy, np.arange(1.0, 6.0)[None])
+    assert np.isnan(out[0, :3]).all()
+
+
 def test_a_graph_of_ops_runs_as_the_eager_ops_do(rng):
     x_in = keras.Input(shape=(5,))
     h = ops.tanh(x_in) * 2.0 + ops.mean(x_in, axis=-1, keepdims=True)

@@ -91,3 +91,20 @@ def test_add_and_concatenate_against_pytorch(rng):
         np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12)
         for g, t in zip(gxs, ts):
             np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["Maximum", "Minimum"])
+def test_a_nan_result_passes_its_gradient_to_the_input_holding_it(kind):
+    """NumPy's maximum and minimum give a NaN where an input holds one, so that input holds the
+    result and takes its gradient (the earliest, where several do), as max pooling's first NaN
+    does: none is dropped, and the finite positions keep their winner."""
+    nan = np.nan
+    xs = [np.array([[1.0, nan, 5.0, nan]]), np.array([[2.0, 3.0, nan, nan]]), np.array([[0.0, 0.0, 0.0, nan]])]  # fmt: skip
+    layer = getattr(layers, kind)()
+    y, ctx = layer.forward(xs, training=True)
+    gy = np.array([[1.0, 2.0, 3.0, 4.0]])
+    gxs, _ = layer.backward(gy, ctx)
+    winner = [1 if kind == "Maximum" else 2, 0, 1, 0]  # which input takes each position
+    for i, g in enumerate(gxs):
+        np.testing.assert_array_equal(g[0], np.where(np.array(winner) == i, gy[0], 0.0))
+    assert np.isnan(y[0, 1:]).all()

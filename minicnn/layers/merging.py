@@ -149,8 +149,8 @@ class Maximum(_Merge):
         xp = get_array_module(gy)
         taken = xp.zeros(y.shape, dtype=bool)
         out = []
-        for x in xs:
-            win = (x == y) & ~taken  # ties: the earliest input, as Keras's pairwise maximum
+        for x in xs:  # ties, and a NaN result, to the earliest input holding it (Keras's pairs)
+            win = ((x == y) | xp.isnan(x)) & ~taken
             taken |= win
             out.append(gy * win)
         return out

@@ -99,14 +99,15 @@ power = binary(
 
 def _winner(first: bool, largest: bool):
     """The gradient of max/min to one operand: where it holds the result, ties to the first
-    operand (as Keras's pairwise maximum and minimum)."""
+    operand (as Keras's pairwise maximum and minimum). A NaN is the result (NumPy's maximum
+    and minimum give it), so the operand holding it takes the gradient: the first one where
+    both do, as max pooling's first NaN does."""
 
     def grad(g, x, y, z):
-        if largest:
-            win = (x >= y) if first else (x < y)
-        else:
-            win = (x <= y) if first else (x > y)
-        return g * xp_of(x, y, g).broadcast_to(win, g.shape)
+        xp = xp_of(x, y, g)
+        first_wins = ((x >= y) if largest else (x <= y)) | xp.isnan(x)
+        win = first_wins if first else ~first_wins
+        return g * xp.broadcast_to(win, g.shape)
 
     return grad
 
