@@ -27,10 +27,11 @@ def batch_ranges(n: int, batch_size) -> list[tuple[int, int]]:
     return [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
 
-def check_features(x, input_shape: tuple, xp, what: str = "x", owner: str = "the model"):
+def check_features(x, input_shape: tuple, xp, what: str = "x", owner: str = "the model", empty=False):  # fmt: skip
     """x as an array of ``input_shape`` (no batch axis), floats cast to floatx and checked for
-    NaN/inf. Integer images (uint8) stay integer here and are cast batch by batch."""
-    x = as_real_array(x, what)
+    NaN/inf. Integer images (uint8) stay integer here and are cast batch by batch. ``empty``:
+    whether a batch of no samples is accepted (``predict_on_batch``'s, as Keras's)."""
+    x = as_real_array(x, what, empty)
     if tuple(x.shape[1:]) != tuple(input_shape):
         hint = ""
         if tuple(x.shape[1:]) + (1,) == tuple(input_shape):
@@ -52,15 +53,16 @@ def check_features(x, input_shape: tuple, xp, what: str = "x", owner: str = "the
     return x
 
 
-def as_real_array(x, what: str = "x"):
-    """``x`` as an array (NumPy unless it is one already) of real numbers with a batch axis."""
+def as_real_array(x, what: str = "x", empty=False):
+    """``x`` as an array (NumPy unless it is one already) of real numbers with a batch axis,
+    of at least one sample unless ``empty``."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         x = np.asarray(x)
     if x.dtype == bool or not (
         np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
     ):
         raise ValueError(f"{what} must hold real numbers. Received: dtype {x.dtype}")
-    if x.ndim == 0 or x.shape[0] == 0:
+    if x.ndim == 0 or (x.shape[0] == 0 and not empty):
         raise ValueError(f"{what} is empty. Received: shape {x.shape}")
     return x
 

@@ -12,3 +12,12 @@ def need(module: str):
     if os.environ.get("MINICNN_REQUIRE_PEERS") == "1":
         return importlib.import_module(module)
     return pytest.importorskip(module)
+
+
+def keras_referee():
+    """Keras 3 itself, on its torch backend (no TensorFlow needed), at the version the tests
+    were written against."""
+    os.environ["KERAS_BACKEND"] = "torch"
+    keras = need("keras")
+    assert keras.backend.backend() == "torch" and keras.__version__ == "3.15.1"
+    return keras

@@ -4,6 +4,7 @@ import io
 
 import numpy as np
 import pytest
+from referee import keras_referee
 
 import minicnn
 from minicnn import Sequential, load_model
@@ -177,9 +178,28 @@ def test_predict_on_batch_is_predict_of_one_batch(backend_name, rng):
         model.predict(x[:, :5], verbose=0)
     assert str(ours.value) == str(theirs.value) and "shape" in str(ours.value)
     with pytest.raises(ValueError, match="x is empty"):
-        model.predict_on_batch(x[:0])
+        model.predict(x[:0], verbose=0)  # predict refuses no samples; predict_on_batch gives none
     with pytest.raises(ValueError, match=r"takes arrays.*use predict\(\) for a generator"):
         model.predict_on_batch(b for b in [x])
+
+
+def test_predict_on_batch_of_no_samples_is_keras_s():
+    """A batch of no samples gives outputs of no samples, of the model's shapes, as Keras's
+    predict_on_batch does (torch backend), in the model's output structure."""
+    keras = keras_referee()
+    theirs_in = keras.Input((6, 6, 2))
+    h = keras.layers.Conv2D(4, 3, activation="relu")(theirs_in)
+    theirs = keras.Model(theirs_in, {"probs": keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(h)), "map": h})  # fmt: skip
+    inputs = Input((6, 6, 2))
+    h = Conv2D(4, 3, activation="relu")(inputs)
+    ours = minicnn.Model(inputs, {"probs": Dense(3, activation="softmax")(Flatten()(h)), "map": h})
+    x = np.zeros((0, 6, 6, 2), np.float32)
+    got, want = ours.predict_on_batch(x), theirs.predict_on_batch(x)
+    assert sorted(got) == sorted(want) == ["map", "probs"]
+    for key in want:
+        assert got[key].shape == want[key].shape and got[key].dtype == want[key].dtype == np.float32
+    with pytest.raises(ValueError, match="wrong shape"):
+        ours.predict_on_batch(np.zeros((0, 6, 5, 2), np.float32))  # still checked
 
 
 def test_train_on_batch_and_evaluate(rng):

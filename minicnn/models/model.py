@@ -288,11 +288,11 @@ class Model(Trainer, Layer):
 
     # -- data checks ---------------------------------------------------------------------------
 
-    def check_inputs(self, x, what: str = "x") -> list:
-        """x as one checked array per input (building a Sequential from x's shape if needed)."""
+    def check_inputs(self, x, what: str = "x", empty=False) -> list:
+        """x as one checked array per input (a Sequential built from x's shape if need be)."""
         if self.graph is None:
             first = x[0] if isinstance(x, (list, tuple)) else x
-            self.build((None, *data.as_real_array(first, what).shape[1:]))
+            self.build((None, *data.as_real_array(first, what, empty).shape[1:]))
         keys = self.input_keys()
         xs = _per_key(x, keys, what, "input")
         readers = self._first_readers()
@@ -303,6 +303,7 @@ class Model(Trainer, Layer):
                 self.backend.xp,
                 f"{what}[{k!r}]" if len(keys) > 1 else what,
                 readers.get(id(t), t.history[0].name),
+                empty,
             )  # fmt: skip
             for a, t, k in zip(xs, self.inputs, keys)
         ]

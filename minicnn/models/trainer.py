@@ -11,6 +11,13 @@ from minicnn.backend import floatx
 from minicnn.models.compile import Objectives
 
 
+def _no_samples(tensor):
+    """An output of no samples: (0, *the tensor's shape past the batch axis)."""
+    if any(d is None for d in tensor.shape[1:]):
+        raise ValueError(f"predict_on_batch() of no samples gives outputs of no samples, but this output's shape {tuple(tensor.shape)} is not known past the batch axis")  # fmt: skip
+    return np.empty((0, *tensor.shape[1:]), dtype=tensor.dtype or floatx())
+
+
 def _outputs_in(loss) -> int:
     """How many outputs a loss argument is written for (to check it before the model is built)."""
     return len(loss) if isinstance(loss, (list, tuple, dict)) else 1
@@ -165,8 +172,10 @@ class Trainer:
         self.check_own_loop()
         if is_stream(x):
             raise ValueError(f"predict_on_batch() takes arrays, as Keras's does; got a {type(x).__name__}: use predict() for a generator or PyDataset")  # fmt: skip
-        xs = self.check_inputs(x)  # predict's checks (an empty x is refused there)
+        xs = self.check_inputs(x, empty=True)  # predict's checks, but no samples is a batch
         n, be = xs[0].shape[0], self.backend
+        if n == 0:  # as Keras's: outputs of no samples, of the shapes the model gives
+            return self._restructure([_no_samples(t) for t in self.outputs], self._output_struct)
         outs = self.run([self.as_batch(a, 0, n) for a in xs], training=False)
         # new arrays, never a view of x or of a buffer (from a device, asnumpy is a copy)
         flat = [o.copy() if isinstance(o, np.ndarray) else be.to_numpy(o) for o in outs]
