@@ -18,6 +18,8 @@ import os
 # The most channels a Winograd tile holds (blocks x channels in, or filters out): the CPU
 # kernels keep a tile's scratch on the stack (cpu/jit.py); wider layers take another algorithm.
 SCRATCH_CHANNELS = 512
+# The most filters the CPU's register-blocked direct kernel holds sums for (cpu/blocked.py).
+BLOCKED_MAX_FILTERS = 128
 
 # The ops a device module may serve: each module exports OPS = {(name, dtype or "any"): function}
 # for the names it implements, each one of these, called as minicnn.maths.<name> calls it.

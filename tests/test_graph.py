@@ -9,7 +9,7 @@ from gradcheck import check, model_gradients, model_loss, numerical_gradient
 from referee import need
 
 import minicnn as keras
-from minicnn import kernels, layers
+from minicnn import kernels, layers, maths
 from minicnn.utils import set_random_seed, to_categorical
 
 f64 = pytest.mark.usefixtures("float64")
@@ -459,6 +459,36 @@ def test_max_pooling_fuses_into_the_convolution_before_it(rng, dtype):
             assert {"p3", "p4"} <= set(rows)
         assert "p1" in {r[0] for r in model.plan(7, True).describe()}  # training: no fusion
         _assert_predict_is_layers_one_by_one(model, rng.standard_normal((7, 29, 29, 1)).astype(dtype), dtype)  # fmt: skip
+    finally:
+        keras.set_floatx("float32")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_inference_takes_the_blocked_direct_kernel_where_gemms_would_run(rng, dtype):
+    """At inference on the CPU, layers that im2col (a strided 3x3 on few channels, a 3x3 on 8)
+    or shifted GEMMs (a 5x5 at stride 1) would run take the register-blocked direct kernel; in
+    training they keep the GEMM paths. Predict against the layers run one by one on the array
+    code (im2col and GEMMs), an independent path."""
+    keras.set_floatx(dtype)
+    try:
+        inputs = keras.Input(shape=(15, 14, 8))
+        x = layers.Conv2D(24, 3, strides=2, padding="same", activation="relu", name="c1")(inputs)
+        x = layers.Conv2D(20, 5, padding="same", name="c2")(x)  # 24 channels, 5x5: shifted
+        x = layers.Conv2D(12, (2, 3), activation="relu", name="c3")(x)
+        model = keras.Model(inputs, layers.Dense(3, activation="softmax")(layers.Flatten()(x)))
+        want = "direct" if kernels.lookup("conv_direct", np, np.dtype(dtype)) is not None else None
+        algos = {r[0]: r[2] for r in model.plan(7, False).describe()}
+        assert [algos[c] for c in ("c1", "c2", "c3")] == [want or "im2col", want or "shifted", want or "shifted"]  # fmt: skip
+        algos = {r[0]: r[2] for r in model.plan(7, True).describe()}
+        assert [algos[c] for c in ("c1", "c2", "c3")] == ["im2col", "shifted", "shifted"]
+        xb = rng.standard_normal((7, 15, 14, 8)).astype(dtype)
+        got = model.predict(xb, batch_size=7, verbose=0)
+        with maths.dispatch.array_code():
+            h = xb
+            for layer in model.layers[1:]:
+                h, _ = layer.forward(h, False)
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, h, rtol={"float32": 2e-5, "float64": 1e-12}[dtype], atol=1e-7)  # fmt: skip
     finally:
         keras.set_floatx("float32")
 

@@ -394,7 +394,8 @@ DIRECT_SHAPES = [  # (images, kernel, strides, channels): odd sizes, both sides 
 @pytest.mark.parametrize("n,k,s,c", DIRECT_SHAPES)
 def test_direct_written_out(rng, dtype, n, k, s, c):
     """The per-geometry forward and kernel gradient (taps written out, generated.py) sum in the
-    loop kernels' order, so the two give the same bits; both against im2col + GEMM."""
+    loop kernels' order, so the two give the same bits; the forward conv_direct takes (written
+    out, or register-blocked past WRITTEN_OUT_TAPS) and both gradients against im2col + GEMM."""
     pytest.importorskip("numba")
     from minicnn.kernels.cpu import direct as kdirect
 
@@ -404,7 +405,13 @@ def test_direct_written_out(rng, dtype, n, k, s, c):
     z = kdirect.conv_direct(x, kernel, bias, True, s)
     loop = np.empty_like(z)
     kdirect._conv_direct(x, kernel, bias, True, loop, *s)
-    np.testing.assert_array_equal(z, loop)
+    taps = kernel[..., 0].size
+    if taps <= kdirect.UNROLLED_TAPS:
+        written = np.empty_like(z)
+        kdirect._written_out("conv", *k, c, *s)(x, kernel.reshape(taps, 19), bias, True, written)
+        np.testing.assert_array_equal(written, loop)
+    if taps <= kdirect.WRITTEN_OUT_TAPS:
+        np.testing.assert_array_equal(z, loop)
     col = maths.im2col(x, *k, *s, (0, 0, 0, 0))
     ref = np.maximum(col.reshape(-1, kernel[..., 0].size) @ kernel.reshape(-1, 19) + bias, 0)
     assert z.dtype == dtype and rel(z, ref.reshape(z.shape)) <= TOL[dtype]
@@ -420,6 +427,39 @@ def test_direct_written_out(rng, dtype, n, k, s, c):
     want = col.reshape(-1, kernel[..., 0].size).T @ g
     assert gk.dtype == dtype and rel(gk, want.reshape(kernel.shape)) <= TOL[dtype]
     assert rel(gb, g.sum(axis=0)) <= TOL[dtype]
+
+
+BLOCKED_SHAPES = [  # (images, map, kernel, strides, channels, filters)
+    (1, (13, 13), (3, 3), (1, 1), 32, 32),  # 13 pixels a row: blocks of 5, 4 and 4
+    (7, (12, 9), (5, 5), (2, 2), 19, 10),  # channels and filters no multiple of a vector
+    (2, (9, 11), (3, 5), (2, 1), 8, 64),
+    (3, (6, 7), (2, 2), (1, 1), 5, 128),  # the most filters: one pixel a block in float64
+]
+
+
+@pytest.mark.parametrize("n,hw,k,s,c,f", BLOCKED_SHAPES)
+def test_blocked_direct_kernel(rng, dtype, n, hw, k, s, c, f):
+    """The register-blocked direct kernel against the plain definition (reference.conv2d) to
+    rounding, with and without ReLU; a NaN input gives NaN where its windows read it, and only
+    there; more filters than its registers hold are refused by name."""
+    pytest.importorskip("numba")
+    from minicnn.kernels.cpu import blocked
+
+    x = rng.standard_normal((n, *hw, c)).astype(dtype)
+    kernel = rng.standard_normal((*k, c, f)).astype(dtype)
+    bias = rng.standard_normal(f).astype(dtype)
+    want = reference.conv2d(x, kernel, bias, s, "valid")
+    for relu in (False, True):
+        z = blocked.conv_blocked(x, kernel, bias, relu, s)
+        assert z.dtype == dtype and z.shape == want.shape
+        assert rel(z, np.maximum(want, 0) if relu else want) <= TOL[dtype]
+    x[-1, 0, 0, 0] = np.nan  # read by the windows of output (0, 0) alone
+    z = blocked.conv_blocked(x, kernel, bias, True, s)
+    nan = np.zeros(z.shape, bool)
+    nan[-1, 0, 0] = True
+    np.testing.assert_array_equal(np.isnan(z), nan)
+    with pytest.raises(ValueError, match="at most 128 filters"):
+        blocked.conv_blocked(x, np.zeros((*k, c, 129), dtype), None, False, s)
 
 
 @pytest.mark.parametrize("relu", [False, True])

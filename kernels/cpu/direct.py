@@ -1,16 +1,21 @@
-"""Direct convolution for few input channels (a first layer). Bias, ReLU and their gradients
-are fused into the same passes.
+"""Direct convolution: the CPU's choice for few input channels (a first layer), and at inference
+for layers the GEMM paths serve poorly. Bias, ReLU and their gradients are fused into the same
+passes.
 
-The forward is written out per geometry (``generated.py``) for up to ``UNROLLED_TAPS`` taps
-(kh*kw*C): each output pixel loads its taps into named scalars, then one loop over the F
-filters sums ``b + t0 * k[0] + t1 * k[1] + ...`` in registers and stores the pixel once. With
-the taps a run-time loop, numba keeps the sums in memory; the written-out kernel ran 3.7-3.9x
-faster (3x3, 1 -> 32 and 1 -> 64 channels, 128 and 1000 digits: 2.99 -> 0.81 ms at 128 x 32,
-62-80 GFLOP/s, on 2 cores of an AMD EPYC whose GEMM peak was 191). The sums run in the same
-order as the loop's, so both give the same bits. The kernel gradient is written out the same
-way, each tap's row of sums local to its task (64 digits x 32 filters 1.05-1.7 -> 0.85 ms; 128
-x 64 4.0-6.6 -> 2.1 ms; the same bits as its loop). Beyond that many taps the loops below run:
-per output row, each tap a broadcast-multiply-add of its F weights into the row's sums in L1."""
+The forward takes one of three kernels:
+- up to ``WRITTEN_OUT_TAPS`` taps (kh*kw*C: a 3x3 or 4x4 kernel on one channel), one written
+  out per geometry (``generated.py``): each output pixel loads its taps into named scalars, then
+  one loop over the F filters sums ``b + t0 * k[0] + t1 * k[1] + ...`` in registers and stores
+  the pixel once. With the taps a run-time loop numba keeps the sums in memory; written out it
+  ran 3.7-3.9x faster (3x3, 1 -> 32 and 1 -> 64 channels, 128 and 1000 digits: 2.99 -> 0.81 ms
+  at 128 x 32, 62-80 GFLOP/s, on 2 cores of an AMD EPYC whose GEMM peak was 191), in the
+  loop's order, so with the same bits;
+- more taps, up to 128 filters: ``blocked.py``'s, a block of pixels' sums held in registers;
+- more filters: the written-out kernel up to ``UNROLLED_TAPS`` taps, then the loops below, per
+  output row each tap a broadcast-multiply-add of its F weights into the row's sums in L1.
+The kernel gradient is written out per geometry up to ``UNROLLED_TAPS`` taps, each tap's row of
+sums local to its task (64 digits x 32 filters 1.05-1.7 -> 0.85 ms; 128 x 64 4.0-6.6 -> 2.1 ms;
+the same bits as its loop)."""
 
 from __future__ import annotations
 
@@ -19,11 +24,16 @@ import functools
 import numpy as np
 from numba import prange
 
-from . import generated
+from . import blocked, generated
 from .jit import bias_row, jit, pjit, relu_grad_if, relu_if
 from .pooling import maxpool
 
-UNROLLED_TAPS = 100  # kh*kw*C up to which the forward is written out (5x5 on 4 channels)
+UNROLLED_TAPS = 100  # kh*kw*C up to which a kernel is written out (5x5 on 4 channels)
+# kh*kw*C up to which that written-out kernel beats the register-blocked one (blocked.py), which
+# takes the rest up to its MAX_FILTERS: 128 images, 2 cores of an AMD EPYC, ms written out ->
+# blocked: 3x3 1 -> 32 1.25 -> 1.29, 1 -> 64 1.00 -> 1.89; 3 -> 32 3.02 -> 0.99; 5x5 4 -> 32
+# 9.05 -> 2.56; 3x3 8 -> 16 4.27 -> 1.08; 5x5 3 -> 64 on 32x32 14.1 -> 5.6.
+WRITTEN_OUT_TAPS = 16
 
 
 @pjit
@@ -144,9 +154,12 @@ def conv_direct(xpad, kernel, bias, relu, strides):
     n, hp, wp, _ = x.shape
     kh, kw, nc, f = k.shape
     (sy, sx) = strides
+    taps = kh * kw * nc
+    if taps > WRITTEN_OUT_TAPS and f <= blocked.MAX_FILTERS:
+        return blocked.conv_blocked(x, k, bias, relu, strides)
     z = np.empty((n, (hp - kh) // sy + 1, (wp - kw) // sx + 1, f), dtype=x.dtype)
     b = bias_row(bias, f, x.dtype)
-    if kh * kw * nc <= UNROLLED_TAPS:
+    if taps <= UNROLLED_TAPS:
         _written_out("conv", kh, kw, nc, sy, sx)(x, k.reshape(kh * kw * nc, f), b, bool(relu), z)
     else:
         _conv_direct(x, k, b, bool(relu), z, sy, sx)
@@ -186,13 +199,13 @@ def pool(x, k, b, relu, z, lo):  # z = the 2x2 stride-2 max pool of act(b + sum 
 
 def conv_direct_pool(xpad, kernel, bias, relu, strides):
     """``conv_direct`` then 2x2 stride-2 max pooling (inference), in one pass for up to
-    UNROLLED_TAPS taps: the full map is never written."""
+    WRITTEN_OUT_TAPS taps: the full map is never written."""
     x, k = np.ascontiguousarray(xpad), np.ascontiguousarray(kernel)
     n, hp, wp, _ = x.shape
     kh, kw, nc, f = k.shape
     (sy, sx) = strides
     oh, ow = (hp - kh) // sy + 1, (wp - kw) // sx + 1
-    if kh * kw * nc > UNROLLED_TAPS:
+    if kh * kw * nc > WRITTEN_OUT_TAPS:  # the blocked kernel, 2-4x faster, then the pooling
         y = conv_direct(xpad, kernel, bias, relu, strides)
         return maxpool(y, 2, 2, 2, 2, (0, 0, 0, 0))
     z = np.empty((n, oh // 2, ow // 2, f), dtype=x.dtype)

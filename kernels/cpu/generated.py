@@ -26,7 +26,7 @@ from numba import njit
 
 from . import jit as _jit  # noqa: F401  (numba's threading layer, chosen before any compile)
 
-_loaded: dict[tuple, object] = {}  # (file stem, function) -> its numba dispatcher
+_loaded: dict[tuple, object] = {}  # (file key, function) -> its numba dispatcher
 
 
 def cache_dir() -> Path:
@@ -40,9 +40,10 @@ def cache_dir() -> Path:
     return Path(base) / "minicnn" / "kernels"
 
 
-def load(stem: str, source: str, name: str, parallel: bool = False):
+def load(stem: str, source: str, name: str, parallel: bool = False, fastmath=False):
     """The function ``name`` of the module ``source`` (saved as ``<stem>_<hash>.py``),
-    compiled as every kernel is (``nogil``; ``parallel`` for a prange loop)."""
+    compiled as every kernel is (``nogil``; ``parallel`` for a prange loop; ``fastmath``:
+    numba's flags, such as ``{"contract"}`` for fused multiply-adds)."""
     key = f"{stem}_{hashlib.sha256(source.encode()).hexdigest()[:12]}"
     if (key, name) not in _loaded:
         module = _from_file(key, source)
@@ -51,7 +52,9 @@ def load(stem: str, source: str, name: str, parallel: bool = False):
             module = types.ModuleType(f"minicnn_generated.{key}")
             exec(compile(source, f"<generated {key}>", "exec"), module.__dict__)
         fn = getattr(module, name)
-        _loaded[key, name] = njit(cache=on_disk, nogil=True, parallel=parallel)(fn)
+        _loaded[key, name] = njit(cache=on_disk, nogil=True, parallel=parallel, fastmath=fastmath)(
+            fn
+        )
     return _loaded[key, name]
 
 

@@ -207,7 +207,7 @@ class Plan:
         conv = call.layer
         kernel = (*conv.kernel_size, x_shape[-1], conv.filters)
         pads = conv.pads(*x_shape[1:3])
-        return maths.choose_algorithm(x_shape, kernel, conv.strides, pads, self.xp, self.dtype, self.kernels)  # fmt: skip
+        return maths.choose_algorithm(x_shape, kernel, conv.strides, pads, self.xp, self.dtype, self.kernels, self.training)  # fmt: skip
 
     def _step(self, call, chain, flat, need_gx, logits):
         calls = [flat.calls[j] for j in chain]

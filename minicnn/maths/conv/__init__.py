@@ -43,19 +43,29 @@ _SMALL_ROWS = 512
 # and im2col: 32 -> 1 channel, 3x3 "same" at 28x28, forward + backward, batch 128: 11.3 ms
 # taps against 44 Winograd; F = 4 at batch 32, 4.6 against 10.3; F = 8, 15.0 against 8.3.
 _TAPS_MAX_F = 4
+# At inference, the direct kernel for many channels (kernels/cpu/blocked.py: a block of pixels'
+# sums in registers) against the GEMM paths, one 128-image forward on 2 cores of an AMD EPYC:
+# shifted 5x5 32 -> 32 on 14x14 24.1 -> 6.5 ms, 64 -> 64 73 -> 20, 128 -> 128 103 -> 43;
+# im2col 3x3/2 32 -> 64 on 28x28 10.1 -> 6.8, 3x3 8 -> 16 7.8 -> 2.0, 12 -> 32 10.0 -> 3.4;
+# but 3x3/2 32 -> 128 4.9 -> 5.1, 48 -> 64 7.3 -> 6.7, 64 -> 128 7.1 -> 8.7 (GEMMs wide enough).
+# Training keeps the GEMM paths: their backward is GEMMs too.
+_DIRECT_MAX_CF = 32 * 64  # C x F up to which the direct kernel replaces im2col (C <= 32)
 
 
-def conv_algorithm(x, kernel_shape, strides, pads=(0, 0, 0, 0)) -> str:
+def conv_algorithm(x, kernel_shape, strides, pads=(0, 0, 0, 0), training=True) -> str:
     """Which algorithm convolves the array ``x``: ``choose_algorithm`` for its shape and device."""
-    return choose_algorithm(x.shape, kernel_shape, strides, pads, get_array_module(x), x.dtype)
+    return choose_algorithm(x.shape, kernel_shape, strides, pads, get_array_module(x), x.dtype, training=training)  # fmt: skip
 
 
-def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float32, kernels_on=True) -> str:  # fmt: skip
+def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float32, kernels_on=True, training=True) -> str:  # fmt: skip
     """Which algorithm convolves inputs of ``x_shape`` (N, H, W, C) on ``xp``'s device with a
-    kernel of ``kernel_shape`` (kh, kw, C, F):
+    kernel of ``kernel_shape`` (kh, kw, C, F), for training (a backward pass follows) or not:
 
     - "im2col": the reference, any geometry, and the GPU's choice (cuBLAS on one big GEMM);
-    - "direct": CPU, up to 4 input channels (a first layer), with the numba kernels;
+    - "direct": CPU, up to 4 input channels (a first layer), with the numba kernels; and at
+      inference, where "shifted" or "im2col" would run, up to 128 filters (im2col's layers up
+      to 32 channels and C x F <= 2048): the kernel that holds a block of pixels' sums in
+      registers (``kernels/cpu/blocked.py``);
     - "winograd": CPU, 3x3 stride 1, 16 to 512 input channels and at most 512 filters, with
       the numba kernels (a tile's channels are held on the stack);
     - "shifted": the same cases without numba: 9 GEMMs on the input as it lies, no im2col copy;
@@ -101,16 +111,20 @@ def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float
         return "taps"
     if s2d_winograd and c >= 8 and numba and fits2:
         return "space_to_depth"
-    if not stride1 or c < 16:
-        return "im2col"
-    return "winograd" if numba and (kh, kw) == (3, 3) and fits else "shifted"
+    gemm = "im2col" if not stride1 or c < 16 else "shifted"
+    if gemm == "shifted" and numba and (kh, kw) == (3, 3) and fits:
+        return "winograd"
+    blocked = numba and not training and f <= kernels.BLOCKED_MAX_FILTERS
+    if blocked and (gemm == "shifted" or c * f <= _DIRECT_MAX_CF and c <= 32):
+        return "direct"
+    return gemm
 
 
 def conv2d_forward(x, kernel, bias, strides, pads, relu=False, algorithm=None, keep=True):
     """``conv(x, kernel) + bias`` (then ReLU where ``relu``). x: (N, H, W, C), kernel:
     (kh, kw, C, F), bias: (F,) or None -> (y (N, oH, oW, F), ctx or None). ``algorithm``: one
     of ALGORITHMS (a plan's choice), else ``conv_algorithm`` picks."""
-    name = algorithm or conv_algorithm(x, kernel.shape, strides, pads)
+    name = algorithm or conv_algorithm(x, kernel.shape, strides, pads, training=keep)
     return ALGORITHMS[name].forward(x, kernel, bias, tuple(strides), tuple(pads), relu, keep)
 
 
@@ -122,7 +136,7 @@ def conv2d_pooled(x, kernel, bias, strides, pads, relu=False, algorithm=None):
     """Inference: ``conv2d_forward``'s output (then ReLU where ``relu``), max-pooled 2x2 with
     stride 2 and no padding, in the convolution's output pass, so the full map is never
     written. ``algorithm``: one of POOLED. -> y (N, oH // 2, oW // 2, F)"""
-    name = algorithm or conv_algorithm(x, kernel.shape, strides, pads)
+    name = algorithm or conv_algorithm(x, kernel.shape, strides, pads, training=False)
     if name not in POOLED:
         raise ValueError(f"The {name} convolution cannot pool in its output pass; those that can: {sorted(POOLED)}")  # fmt: skip
     return POOLED[name](x, kernel, bias, tuple(strides), tuple(pads), relu)
@@ -132,7 +146,7 @@ def conv2d_residual(x, kernel, bias, strides, pads, residual, relu=False, algori
     """Inference: ``act(conv(x, kernel) + bias + residual)``, act ReLU or none: a residual
     block's convolution, its Add and the ReLU after it. Winograd adds the residual in its output
     pass; the other algorithms add it after. -> y (N, oH, oW, F), residual's shape"""
-    name = algorithm or conv_algorithm(x, kernel.shape, strides, pads)
+    name = algorithm or conv_algorithm(x, kernel.shape, strides, pads, training=False)
     if name == "winograd":
         return winograd.residual_forward(x, kernel, bias, tuple(strides), tuple(pads), residual, relu)  # fmt: skip
     y, _ = conv2d_forward(x, kernel, bias, strides, pads, False, name, keep=False)
