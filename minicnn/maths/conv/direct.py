@@ -1,8 +1,9 @@
-"""Direct convolution, for few input channels (a first layer): each output pixel summed over its
-kh*kw*C taps in a cache-resident row of F values, with bias, ReLU and their gradients in the same
-pass. For a 3x3 kernel on one channel, im2col's matrix would be 9x the input and its GEMM would
-have an inner dimension of 9. The array versions below (through im2col) are the references the
-numba kernels are tested against.
+"""Direct convolution, for few input channels (a first layer), and at inference for layers the
+GEMM paths serve poorly (``choose_algorithm``): each output pixel summed over its kh*kw*C taps
+in registers or a cache-resident row of F values, with bias, ReLU and their gradients in the
+same pass. For a 3x3 kernel on one channel, im2col's matrix would be 9x the input and its GEMM
+would have an inner dimension of 9. The array versions below (through im2col) are the
+references the numba kernels are tested against.
 """
 
 from __future__ import annotations
