@@ -30,14 +30,20 @@ def padding_amounts(h, w, kh, kw, sy, sx, padding) -> tuple[int, int, int, int]:
 
 def pad(x, pads, value=0.0):
     """x (N, H, W, C) with ``pads`` (top, bottom, left, right) rows and columns of ``value``
-    around it. A filled array and one copy: ``numpy.pad`` took ~75 us a call in its argument
-    handling, a third of a residual CNN's one-image predict."""
+    around it: one copy of x and the border's values, each pixel written once (``numpy.pad``
+    took ~75 us a call in its argument handling, a third of a residual CNN's one-image predict;
+    filling the whole array first, then copying x in, wrote it twice: 0.13 of 0.32 ms for 128
+    maps of 14x14x32)."""
     top, bottom, left, right = pads
     if not any(pads):
         return x
     xp = get_array_module(x)
     n, h, w, c = x.shape
-    out = xp.full((n, h + top + bottom, w + left + right, c), value, dtype=x.dtype)
+    out = xp.empty((n, h + top + bottom, w + left + right, c), dtype=x.dtype)
+    out[:, :top] = value
+    out[:, top + h :] = value
+    out[:, top : top + h, :left] = value
+    out[:, top : top + h, left + w :] = value
     out[:, top : top + h, left : left + w] = x
     return out
 
