@@ -17,7 +17,9 @@ Models (the same layers, sizes and optimizer, Adam 1e-3, in every engine):
   pooling, Dense 10 (minicnn and Keras: the functional API with Add; PyTorch: a Module);
 - autoencoder: keras.io's convolutional autoencoder, its decoder's second Conv2DTranspose an
   UpSampling2D: Conv 32, MaxPool, Conv 32, MaxPool, Conv2DTranspose 32 (stride 2), UpSampling2D,
-  Conv 1 with a sigmoid; trained to reproduce its input with the mean squared error.
+  Conv 1 with a sigmoid; trained to reproduce its input with the mean squared error;
+- strided: keras.io's VAE encoder's convolutions (Conv 32 and Conv 64, 3x3, stride 2, "same";
+  no pooling), Dense 16 and a Dense 10 classifier head.
 """
 
 from __future__ import annotations
@@ -27,7 +29,16 @@ import time
 
 import numpy as np
 
-MODELS = ("seed", "convnet", "bn_augment", "best", "residual", "separable", "autoencoder")
+MODELS = (
+    "seed",
+    "convnet",
+    "bn_augment",
+    "best",
+    "residual",
+    "separable",
+    "autoencoder",
+    "strided",
+)
 AUGMENTED = {"bn_augment": (0.03, 0.1, 0.1), "best": (10 / 360, 0.1, 0.1)}  # turns, zoom, shift
 
 
@@ -58,6 +69,8 @@ def minicnn_build(name: str):
         model = keras.Sequential([keras.Input(shape=(28, 28, 1)), *_autoencoder(layers)])
         model.compile(keras.optimizers.Adam(1e-3), "mse")
         return model
+    elif name == "strided":
+        model = keras.Sequential([keras.Input(shape=(28, 28, 1)), *_strided(layers)])
     elif name == "convnet":
         model = keras.Sequential([keras.Input(shape=(28, 28, 1)),
             layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(2),
@@ -90,6 +103,13 @@ def _residual_functional(keras, layers):
     x = block(layers.Conv2D(64, 3, activation="relu")(x), 64)
     out = layers.Dense(10, activation="softmax")(layers.GlobalAveragePooling2D()(x))
     return keras.Model(inp, out)
+
+
+def _strided(layers) -> list:
+    """The strided model's layers in Keras's API (minicnn's and Keras's alike)."""
+    return [layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
+            layers.Conv2D(64, 3, strides=2, padding="same", activation="relu"), layers.Flatten(),
+            layers.Dense(16, activation="relu"), layers.Dense(10, activation="softmax")]  # fmt: skip
 
 
 def _autoencoder(layers) -> list:
@@ -194,6 +214,10 @@ def torch_build(name: str):
             nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.ConvTranspose2d(32, 32, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
             nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(32, 1, 3, padding=1), nn.Sigmoid())  # fmt: skip
+    if name == "strided":  # padding 1: PyTorch pads both sides where Keras's "same" pads one
+        return nn.Sequential(nn.Conv2d(1, 32, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
+            nn.Linear(7 * 7 * 64, 16), nn.ReLU(), nn.Linear(16, 10))  # fmt: skip
     if name == "convnet":
         return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.5),
@@ -324,6 +348,8 @@ def keras_loops(name: str, x, y):
         model = keras.Sequential(inp + _autoencoder(layers))
         model.compile(keras.optimizers.Adam(1e-3), "mse")
         return fit_predict_loops(model, x, x)
+    elif name == "strided":
+        body = _strided(layers)
     elif name == "convnet":
         body = [layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(2),
             layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(2),
