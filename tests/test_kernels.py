@@ -430,7 +430,7 @@ def test_direct_written_out(rng, dtype, n, k, s, c):
 
 
 BLOCKED_SHAPES = [  # (images, map, kernel, strides, channels, filters)
-    (1, (13, 13), (3, 3), (1, 1), 32, 32),  # 13 pixels a row: blocks of 5, 4 and 4
+    (1, (13, 13), (3, 3), (1, 1), 32, 32),  # 11 pixels a row: blocks of 6 and 5 (float32)
     (7, (12, 9), (5, 5), (2, 2), 19, 10),  # channels and filters no multiple of a vector
     (2, (9, 11), (3, 5), (2, 1), 8, 64),
     (3, (6, 7), (2, 2), (1, 1), 5, 128),  # the most filters: one pixel a block in float64
@@ -460,6 +460,9 @@ def test_blocked_direct_kernel(rng, dtype, n, hw, k, s, c, f):
     np.testing.assert_array_equal(np.isnan(z), nan)
     with pytest.raises(ValueError, match="at most 128 filters"):
         blocked.conv_blocked(x, np.zeros((*k, c, 129), dtype), None, False, s)
+    for empty in (x[:0], x[:, :, : k[1] - 1]):  # no images; a map narrower than the kernel
+        z = blocked.conv_blocked(empty, kernel, bias, True, s)
+        assert z.size == 0 and z.shape[3] == f
 
 
 @pytest.mark.parametrize("relu", [False, True])

@@ -200,6 +200,14 @@ def test_predict_on_batch_of_no_samples_is_keras_s():
         assert got[key].shape == want[key].shape and got[key].dtype == want[key].dtype == np.float32
     with pytest.raises(ValueError, match="wrong shape"):
         ours.predict_on_batch(np.zeros((0, 6, 5, 2), np.float32))  # still checked
+    # an output whose first axis is not the samples' (a sum over them) needs samples to tell
+    inputs = Input((4, 5))
+    summed = minicnn.Model(inputs, minicnn.ops.sum(inputs, axis=0))
+    with pytest.raises(ValueError, match=r"cannot tell this output's shape.*\(4, 5\)"):
+        summed.predict_on_batch(np.zeros((0, 4, 5), np.float32))
+    # and a scalar output comes back as an array (it was an AttributeError)
+    total = minicnn.Model(inputs, minicnn.ops.mean(inputs)).predict_on_batch(np.ones((3, 4, 5)))
+    assert isinstance(total, np.ndarray) and total.shape == () and total == 1
 
 
 def test_train_on_batch_and_evaluate(rng):

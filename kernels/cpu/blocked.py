@@ -27,8 +27,8 @@ from .. import BLOCKED_MAX_FILTERS as MAX_FILTERS  # a block of one pixel: 8 reg
 from . import generated
 from .jit import bias_row
 
-# Bytes of sums a block holds: 16 AVX-512 registers (7 pixels x 32 float32 filters, 4 x 64, 2 x
-# 128), half the register file, the rest for the broadcasts and weights. The fastest of 15 runs,
+# Bytes of sums a block holds: 16 AVX-512 registers (up to 8 pixels x 32 float32 filters, 4 x
+# 64, 2 x 128), half the register file, the rest for the broadcasts and weights. The fastest of 15 runs,
 # 128 images, ms for 512 / 768 / 1024 bytes: 3x3 32 -> 64 on 13x13 3.9 / 3.3-3.8 / 2.8-3.0,
 # 64 -> 64 on 11x11 "same" 6.8-8.0 / 6.0-6.4 / 5.2-5.7; 32 -> 32 filters even (1.8-2.3,
 # 5x5/2 on 26x26 5.7-5.9). 2 cores of an AMD EPYC (Zen 4), GEMM peak 195-200 GFLOP/s.
@@ -104,6 +104,8 @@ def conv_blocked(xpad, kernel, bias, relu, strides):
         raise ValueError(f"conv_blocked holds at most {MAX_FILTERS} filters' sums in registers; got {nf} filters")  # fmt: skip
     oh, ow = (hp - kh) // sy + 1, (wp - kw) // sx + 1
     z = np.empty((n, oh, ow, nf), dtype=x.dtype)
+    if z.size == 0:
+        return z
     fn = _written_out(kh, kw, nc, nf, sy, sx, tuple(widths(ow, nf, x.dtype.itemsize)))
     fn(x, k.reshape(kh * kw * nc, nf), bias_row(bias, nf, x.dtype), bool(relu), z)
     return z

@@ -44,7 +44,10 @@ def load(stem: str, source: str, name: str, parallel: bool = False, fastmath=Fal
     """The function ``name`` of the module ``source`` (saved as ``<stem>_<hash>.py``),
     compiled as every kernel is (``nogil``; ``parallel`` for a prange loop; ``fastmath``:
     numba's flags, such as ``{"contract"}`` for fused multiply-adds)."""
-    key = f"{stem}_{hashlib.sha256(source.encode()).hexdigest()[:12]}"
+    flags = f"# parallel={parallel} fastmath={sorted(fastmath) if fastmath else False}\n"
+    key = (
+        f"{stem}_{hashlib.sha256((flags + source).encode()).hexdigest()[:12]}"  # and numba's cache
+    )
     if (key, name) not in _loaded:
         module = _from_file(key, source)
         on_disk = module is not None

@@ -12,10 +12,14 @@ from minicnn.models.compile import Objectives
 
 
 def _no_samples(tensor):
-    """An output of no samples: (0, *the tensor's shape past the batch axis)."""
-    if any(d is None for d in tensor.shape[1:]):
-        raise ValueError(f"predict_on_batch() of no samples gives outputs of no samples, but this output's shape {tuple(tensor.shape)} is not known past the batch axis")  # fmt: skip
-    return np.empty((0, *tensor.shape[1:]), dtype=tensor.dtype or floatx())
+    """An output of no samples: (0, *the tensor's shape past the batch axis), floats in floatx
+    as a batch's outputs are. Refused for an output whose first axis is not the batch's (a sum
+    over the samples) or whose other sizes are not known: only running the model tells."""
+    shape = tuple(tensor.shape)
+    if not shape or shape[0] is not None or None in shape[1:]:
+        raise ValueError(f"predict_on_batch() of no samples cannot tell this output's shape without samples: {shape} (the batch axis first, the other sizes known, is what it can give)")  # fmt: skip
+    dtype = np.dtype(tensor.dtype or floatx())
+    return np.empty((0, *shape[1:]), dtype=floatx() if dtype.kind == "f" else dtype)
 
 
 def _outputs_in(loss) -> int:
@@ -178,7 +182,7 @@ class Trainer:
             return self._restructure([_no_samples(t) for t in self.outputs], self._output_struct)
         outs = self.run([self.as_batch(a, 0, n) for a in xs], training=False)
         # new arrays, never a view of x or of a buffer (from a device, asnumpy is a copy)
-        flat = [o.copy() if isinstance(o, np.ndarray) else be.to_numpy(o) for o in outs]
+        flat = [np.array(o) if isinstance(o, (np.ndarray, np.generic)) else be.to_numpy(o) for o in outs]  # fmt: skip
         return self._restructure(flat, self._output_struct)
 
     def as_batch(self, x, lo: int, hi: int):
