@@ -465,10 +465,10 @@ def test_max_pooling_fuses_into_the_convolution_before_it(rng, dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_inference_takes_the_blocked_direct_kernel_where_gemms_would_run(rng, dtype):
-    """At inference on the CPU, layers that im2col (a strided 3x3 on few channels, a 3x3 on 8)
-    or shifted GEMMs (a 5x5 at stride 1) would run take the register-blocked direct kernel; in
-    training they keep the GEMM paths. Predict against the layers run one by one on the array
-    code (im2col and GEMMs), an independent path."""
+    """At inference on the CPU, layers that im2col would run (a strided 3x3 on few channels)
+    take the register-blocked direct kernel, and so does the forward of shifted GEMMs' layers
+    (a 5x5 at stride 1); in training im2col stays. Predict against the layers run one by one
+    on the array code (im2col and GEMMs), an independent path."""
     keras.set_floatx(dtype)
     try:
         inputs = keras.Input(shape=(15, 14, 8))
@@ -478,7 +478,7 @@ def test_inference_takes_the_blocked_direct_kernel_where_gemms_would_run(rng, dt
         model = keras.Model(inputs, layers.Dense(3, activation="softmax")(layers.Flatten()(x)))
         want = "direct" if kernels.lookup("conv_direct", np, np.dtype(dtype)) is not None else None
         algos = {r[0]: r[2] for r in model.plan(7, False).describe()}
-        assert [algos[c] for c in ("c1", "c2", "c3")] == [want or "im2col", want or "shifted", want or "shifted"]  # fmt: skip
+        assert [algos[c] for c in ("c1", "c2", "c3")] == [want or "im2col", "shifted", "shifted"]
         algos = {r[0]: r[2] for r in model.plan(7, True).describe()}
         assert [algos[c] for c in ("c1", "c2", "c3")] == ["im2col", "shifted", "shifted"]
         xb = rng.standard_normal((7, 15, 14, 8)).astype(dtype)
@@ -488,7 +488,12 @@ def test_inference_takes_the_blocked_direct_kernel_where_gemms_would_run(rng, dt
             for layer in model.layers[1:]:
                 h, _ = layer.forward(h, False)
         assert got.dtype == dtype
-        np.testing.assert_allclose(got, h, rtol={"float32": 2e-5, "float64": 1e-12}[dtype], atol=1e-7)  # fmt: skip
+        tol = {"float32": 2e-5, "float64": 1e-12}[dtype]
+        np.testing.assert_allclose(got, h, rtol=tol, atol=1e-7)
+        plan = model.plan(7, True)  # training: shifted's forward is the blocked kernel's too
+        outs, _ = plan.forward([xb], True)
+        trained = model.probabilities(outs[: plan.n_outputs], plan.logits)[0]
+        np.testing.assert_allclose(trained, h, rtol=tol, atol=1e-7)
     finally:
         keras.set_floatx("float32")
 

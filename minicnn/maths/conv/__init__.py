@@ -43,12 +43,14 @@ _SMALL_ROWS = 512
 # and im2col: 32 -> 1 channel, 3x3 "same" at 28x28, forward + backward, batch 128: 11.3 ms
 # taps against 44 Winograd; F = 4 at batch 32, 4.6 against 10.3; F = 8, 15.0 against 8.3.
 _TAPS_MAX_F = 4
-# At inference, the direct kernel for many channels (kernels/cpu/blocked.py: a block of pixels'
-# sums in registers) against the GEMM paths, one 128-image forward on 2 cores of an AMD EPYC:
-# shifted 5x5 32 -> 32 on 14x14 24.1 -> 6.5 ms, 64 -> 64 73 -> 20, 128 -> 128 103 -> 43;
-# im2col 3x3/2 32 -> 64 on 28x28 10.1 -> 6.8, 3x3 8 -> 16 7.8 -> 2.0, 12 -> 32 10.0 -> 3.4;
-# but 3x3/2 32 -> 128 4.9 -> 5.1, 48 -> 64 7.3 -> 6.7, 64 -> 128 7.1 -> 8.7 (GEMMs wide enough).
-# Training keeps the GEMM paths: their backward is GEMMs too.
+# The register-blocked direct kernel (kernels/cpu/blocked.py: a block of pixels' sums in
+# registers) against the GEMM paths, one 128-image forward on 2 cores of an AMD EPYC: shifted
+# 5x5 32 -> 32 on 14x14 24.1 -> 6.5 ms, 64 -> 64 73 -> 20, 128 -> 128 103 -> 43 (so shifted's
+# forward is that kernel's, in training too: its backward needs only the padded input); im2col
+# 3x3/2 32 -> 64 on 28x28 10.1 -> 6.8, 3x3 8 -> 16 7.8 -> 2.0, 12 -> 32 10.0 -> 3.4, but 3x3/2
+# 32 -> 128 4.9 -> 5.1, 48 -> 64 7.3 -> 6.7, 64 -> 128 7.1 -> 8.7 (GEMMs wide enough). At
+# inference, "direct" takes im2col's layers where it wins; training keeps im2col, whose
+# backward reads the matrix its forward builds.
 _DIRECT_MAX_CF = 32 * 64  # C x F up to which the direct kernel replaces im2col (C <= 32)
 
 
@@ -63,12 +65,13 @@ def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float
 
     - "im2col": the reference, any geometry, and the GPU's choice (cuBLAS on one big GEMM);
     - "direct": CPU, up to 4 input channels (a first layer), with the numba kernels; and at
-      inference, where "shifted" or "im2col" would run, up to 128 filters (im2col's layers up
-      to 32 channels and C x F <= 2048): the kernel that holds a block of pixels' sums in
-      registers (``kernels/cpu/blocked.py``);
+      inference where "im2col" would run, up to 32 channels and 128 filters with C x F <= 2048:
+      the kernel that holds a block of pixels' sums in registers (``kernels/cpu/blocked.py``);
     - "winograd": CPU, 3x3 stride 1, 16 to 512 input channels and at most 512 filters, with
       the numba kernels (a tile's channels are held on the stack);
-    - "shifted": the same cases without numba: 9 GEMMs on the input as it lies, no im2col copy;
+    - "shifted": stride 1 on 16+ channels otherwise (other kernel sizes, or no numba): GEMMs
+      on the input as it lies, no im2col copy, for the backward; with numba and up to 128
+      filters its forward is the blocked direct kernel's;
     - "space_to_depth": CPU with numba, stride 2, 5x5 or 6x6 kernels, 8+ input channels: the
       same convolution as a 3x3 stride-1 Winograd one over 2x2 blocks of 4C channels;
     - "taps": CPU, stride 1, at most 4 output filters from more input channels (a decoder's
@@ -111,13 +114,11 @@ def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float
         return "taps"
     if s2d_winograd and c >= 8 and numba and fits2:
         return "space_to_depth"
-    gemm = "im2col" if not stride1 or c < 16 else "shifted"
-    if gemm == "shifted" and numba and (kh, kw) == (3, 3) and fits:
-        return "winograd"
-    blocked = numba and not training and f <= kernels.BLOCKED_MAX_FILTERS
-    if blocked and (gemm == "shifted" or c * f <= _DIRECT_MAX_CF and c <= 32):
+    if stride1 and c >= 16:  # its forward is the direct kernel's where numba is there
+        return "winograd" if numba and (kh, kw) == (3, 3) and fits else "shifted"
+    if numba and not training and f <= kernels.BLOCKED_MAX_FILTERS and c * f <= _DIRECT_MAX_CF and c <= 32:  # fmt: skip
         return "direct"
-    return gemm
+    return "im2col"
 
 
 def conv2d_forward(x, kernel, bias, strides, pads, relu=False, algorithm=None, keep=True):
