@@ -467,18 +467,20 @@ def test_max_pooling_fuses_into_the_convolution_before_it(rng, dtype):
 def test_inference_takes_the_blocked_direct_kernel_where_gemms_would_run(rng, dtype):
     """At inference on the CPU, layers that im2col would run (a strided 3x3 on few channels)
     take the register-blocked direct kernel, and so does the forward of shifted GEMMs' layers
-    (a 5x5 at stride 1); in training im2col stays. Predict against the layers run one by one
-    on the array code (im2col and GEMMs), an independent path."""
+    (a 5x5 at stride 1), which also max-pools in its pass; in training im2col stays. Predict
+    against the layers run one by one on the array code (im2col and GEMMs), an independent
+    path."""
     keras.set_floatx(dtype)
     try:
         inputs = keras.Input(shape=(15, 14, 8))
         x = layers.Conv2D(24, 3, strides=2, padding="same", activation="relu", name="c1")(inputs)
         x = layers.Conv2D(20, 5, padding="same", name="c2")(x)  # 24 channels, 5x5: shifted
         x = layers.Conv2D(12, (2, 3), activation="relu", name="c3")(x)
+        x = layers.MaxPooling2D(name="p")(x)  # into c3's pass at inference: 7x5 -> 3x2
         model = keras.Model(inputs, layers.Dense(3, activation="softmax")(layers.Flatten()(x)))
         want = "direct" if kernels.lookup("conv_direct", np, np.dtype(dtype)) is not None else None
         algos = {r[0]: r[2] for r in model.plan(7, False).describe()}
-        assert [algos[c] for c in ("c1", "c2", "c3")] == [want or "im2col", "shifted", "shifted"]
+        assert [algos[c] for c in ("c1", "c2", "c3 + p")] == [want or "im2col", "shifted", "shifted"]  # fmt: skip
         algos = {r[0]: r[2] for r in model.plan(7, True).describe()}
         assert [algos[c] for c in ("c1", "c2", "c3")] == ["im2col", "shifted", "shifted"]
         xb = rng.standard_normal((7, 15, 14, 8)).astype(dtype)

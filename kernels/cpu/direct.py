@@ -198,16 +198,18 @@ def pool(x, k, b, relu, z, lo):  # z = the 2x2 stride-2 max pool of act(b + sum 
 
 
 def conv_direct_pool(xpad, kernel, bias, relu, strides):
-    """``conv_direct`` then 2x2 stride-2 max pooling (inference), in one pass where the forward
-    is written out (see the module's docstring): the full map is never written."""
+    """``conv_direct`` then 2x2 stride-2 max pooling (inference), in one pass (but for the
+    loops of more than UNROLLED_TAPS taps and MAX_FILTERS filters): the full map is never
+    written."""
     x, k = np.ascontiguousarray(xpad), np.ascontiguousarray(kernel)
     n, hp, wp, _ = x.shape
     kh, kw, nc, f = k.shape
     (sy, sx) = strides
     oh, ow = (hp - kh) // sy + 1, (wp - kw) // sx + 1
     taps = kh * kw * nc
-    if taps > UNROLLED_TAPS or (taps > WRITTEN_OUT_TAPS and f <= blocked.MAX_FILTERS):
-        # the loops, or the blocked kernel (2-4x faster than written out), then the pooling
+    if taps > WRITTEN_OUT_TAPS and f <= blocked.MAX_FILTERS:
+        return blocked.conv_blocked_pool(x, k, bias, relu, strides)
+    if taps > UNROLLED_TAPS:  # the loops, then the pooling
         y = conv_direct(xpad, kernel, bias, relu, strides)
         return maxpool(y, 2, 2, 2, 2, (0, 0, 0, 0))
     z = np.empty((n, oh // 2, ow // 2, f), dtype=x.dtype)

@@ -130,7 +130,7 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, algorithm=None, k
 
 
 # The algorithms whose last pass can max-pool their output (2x2, stride 2, "valid") at inference
-POOLED = {"direct": direct.pooled_forward, "winograd": winograd.pooled_forward}
+POOLED = {"direct": direct.pooled_forward, "shifted": shifted.pooled_forward, "winograd": winograd.pooled_forward}  # fmt: skip
 
 
 def conv2d_pooled(x, kernel, bias, strides, pads, relu=False, algorithm=None):

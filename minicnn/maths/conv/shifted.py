@@ -12,6 +12,7 @@ from minicnn.backend import get_array_module
 from minicnn.maths.dispatch import kernel_for
 from minicnn.maths.elementwise import bias_relu, matmul_tn, relu_backward, sum_rows
 from minicnn.maths.geometry import image_chunks, pad
+from minicnn.maths.pooling import maxpool
 
 
 class Ctx(NamedTuple):
@@ -46,6 +47,16 @@ def forward(x, kernel, bias, strides, pads, relu=False, keep=True):
     if not keep:
         return y, None
     return y, Ctx(flat, kernel, grid, x.shape, pads, y if relu else None, bias is not None)
+
+
+def pooled_forward(x, kernel, bias, strides, pads, relu=False):
+    """Inference: ``forward``'s output max-pooled 2x2, stride 2 ("valid"); with numba and up to
+    BLOCKED_MAX_FILTERS filters in the direct kernel's one pass, so the full map is never
+    written. -> y (N, oH // 2, oW // 2, F)"""
+    fast = kernel_for("conv_direct_pool", x) if kernel.shape[3] <= kernels.BLOCKED_MAX_FILTERS else None  # fmt: skip
+    if fast is not None:
+        return fast(pad(x, pads), kernel, bias, relu, (1, 1))
+    return maxpool(forward(x, kernel, bias, strides, pads, relu, keep=False)[0], 2, 2, 2, 2, (0, 0, 0, 0))  # fmt: skip
 
 
 def backward(gy, ctx: Ctx, need_gx=True):
