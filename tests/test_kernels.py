@@ -453,6 +453,9 @@ def test_blocked_direct_kernel(rng, dtype, n, hw, k, s, c, f):
         z = blocked.conv_blocked(x, kernel, bias, relu, s)
         assert z.dtype == dtype and z.shape == want.shape
         assert rel(z, np.maximum(want, 0) if relu else want) <= TOL[dtype]
+        # max-pooled in the same pass (or, past POOL_BLOCK_BYTES, after it): the same bits
+        pooled = blocked.conv_blocked_pool(x, kernel, bias, relu, s)
+        np.testing.assert_array_equal(pooled, maths.maxpool(z, 2, 2, 2, 2, (0, 0, 0, 0)))
     x[-1, 0, 0, 0] = np.nan  # read by the windows of output (0, 0) alone
     z = blocked.conv_blocked(x, kernel, bias, True, s)
     nan = np.zeros(z.shape, bool)

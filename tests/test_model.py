@@ -298,6 +298,17 @@ def test_auto_algorithm_choice(monkeypatch):
     assert maths.conv_algorithm(x, (5, 5, 64, 32), (2, 2)) == "direct"
 
 
+def test_shifted_gemms_refuse_a_stride_they_would_ignore():
+    """The shifted GEMMs convolve at stride 1 only: asked for another (by a direct call; the
+    plan never does), they refuse by name rather than give a stride-1 map."""
+    from minicnn import maths
+
+    x, k = np.zeros((1, 12, 12, 16), "float32"), np.zeros((5, 5, 16, 20), "float32")
+    for call in (maths.conv2d_forward, maths.conv2d_pooled):
+        with pytest.raises(ValueError, match=r"stride 1 only. Received: strides=\(2, 2\)"):
+            call(x, k, None, (2, 2), (2, 2, 2, 2), algorithm="shifted")
+
+
 def test_hostile_architecture_is_refused_before_allocating(tmp_path):
     """A model file whose architecture declares a 10^12-element weight is refused from its
     sizes alone, before anything is built."""

@@ -69,7 +69,8 @@ def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float
       the kernel that holds a block of pixels' sums in registers (``kernels/cpu/blocked.py``);
     - "winograd": CPU, 3x3 stride 1, 16 to 512 input channels and at most 512 filters, with
       the numba kernels (a tile's channels are held on the stack);
-    - "shifted": stride 1 on 16+ channels otherwise (other kernel sizes, or no numba): GEMMs
+    - "shifted": stride 1 on 16+ channels otherwise (other kernel sizes, more channels than a
+      Winograd tile holds, or no numba): GEMMs
       on the input as it lies, no im2col copy, for the backward; with numba and up to 128
       filters its forward is the blocked direct kernel's;
     - "space_to_depth": CPU with numba, stride 2, 5x5 or 6x6 kernels, 8+ input channels: the

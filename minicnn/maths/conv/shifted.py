@@ -1,6 +1,7 @@
 """Stride-1 convolution as kh*kw shifted GEMMs over the input as it lies: no im2col copy. The
-CPU's choice for 16+ input channels where Winograd does not serve (kernels other than 3x3, or
-no numba); with numba its forward is the register-blocked direct kernel's.
+CPU's choice for 16+ input channels where Winograd does not serve (kernels other than 3x3, more
+channels than its tiles hold, or no numba); with numba and up to 128 filters its forward is the
+register-blocked direct kernel's.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def forward(x, kernel, bias, strides, pads, relu=False, keep=True):
     BLOCKED_MAX_FILTERS filters, the forward is the register-blocked direct kernel's (the same
     sums, 3.7-4.3x faster: 5x5 32 -> 32 on 14x14, 128 images, 24.1 -> 6.5 ms); the backward
     stays the shifted GEMMs."""
+    _stride1(strides)
     kh, kw, c, f = kernel.shape
     fast = kernel_for("conv_direct", x) if f <= kernels.BLOCKED_MAX_FILTERS else None
     if fast is not None:
@@ -53,10 +55,16 @@ def pooled_forward(x, kernel, bias, strides, pads, relu=False):
     """Inference: ``forward``'s output max-pooled 2x2, stride 2 ("valid"); with numba and up to
     BLOCKED_MAX_FILTERS filters in the direct kernel's one pass, so the full map is never
     written. -> y (N, oH // 2, oW // 2, F)"""
+    _stride1(strides)
     fast = kernel_for("conv_direct_pool", x) if kernel.shape[3] <= kernels.BLOCKED_MAX_FILTERS else None  # fmt: skip
     if fast is not None:
         return fast(pad(x, pads), kernel, bias, relu, (1, 1))
     return maxpool(forward(x, kernel, bias, strides, pads, relu, keep=False)[0], 2, 2, 2, 2, (0, 0, 0, 0))  # fmt: skip
+
+
+def _stride1(strides) -> None:
+    if tuple(strides) != (1, 1):
+        raise ValueError(f"The shifted GEMMs convolve at stride 1 only. Received: strides={tuple(strides)}")  # fmt: skip
 
 
 def backward(gy, ctx: Ctx, need_gx=True):
