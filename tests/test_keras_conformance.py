@@ -16,18 +16,10 @@ import os
 
 import numpy as np
 import pytest
-from referee import need
+from referee import keras_referee
 
 import minicnn
 from minicnn import activations, layers
-
-
-def keras_referee():
-    os.environ["KERAS_BACKEND"] = "torch"
-    keras = need("keras")
-    assert keras.backend.backend() == "torch" and keras.__version__ == "3.15.1"
-    return keras
-
 
 IMG = (2, 7, 9, 4)  # batch, height, width, channels
 VEC = (2, 5)

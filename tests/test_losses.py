@@ -4,12 +4,10 @@ float64 finite differences, for every reduction, with and without sample weights
 the logits paths (a softmax head for the categorical cross-entropies, a sigmoid head for the
 binary one)."""
 
-import os
-
 import numpy as np
 import pytest
 from gradcheck import check, numerical_gradient
-from referee import need
+from referee import keras_referee
 
 import minicnn
 from minicnn import losses
@@ -26,13 +24,6 @@ def softmax(z):
 
 def sigmoid(z):
     return 1 / (1 + np.exp(-z))
-
-
-def keras_referee():
-    os.environ["KERAS_BACKEND"] = "torch"
-    keras = need("keras")
-    assert keras.backend.backend() == "torch" and keras.__version__ == "3.15.1"
-    return keras
 
 
 # -- Keras's formulas, written from keras/src/losses/losses.py and backend/numpy/nn.py ---------
