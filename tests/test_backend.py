@@ -121,6 +121,48 @@ def test_thread_pools_are_told_to_sleep_soon_unless_the_user_decided():
     assert early["layer"] == "workqueue"
 
 
+_CONCURRENT = """
+import threading, numpy as np, numba, minicnn as keras
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input(shape=(12, 12, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
+    keras.layers.MaxPooling2D(2), keras.layers.Conv2D(16, 3, activation="relu"),
+    keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
+x = np.random.default_rng(0).random((64, 12, 12, 1), dtype=np.float32)
+model.compile("adam", "categorical_crossentropy")
+y = np.eye(3, dtype=np.float32)[np.arange(64) % 3]
+ref = model.predict(x, batch_size=16, verbose=0)
+out, errors = [], []
+def work(k):
+    try:
+        for _ in range(6):
+            out.append(model.predict(x, batch_size=16, verbose=0))
+            model.test_on_batch(x, y)
+    except BaseException as e:
+        errors.append(repr(e))
+threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+assert not errors, errors
+assert len(out) == 18 and all(np.array_equal(o, ref) for o in out)
+print(numba.threading_layer())
+"""
+
+
+@pytest.mark.parametrize("layer", ["workqueue", "default"])
+def test_kernels_from_several_threads_at_once(layer):
+    """Three Python threads predicting and evaluating at once (a web server's, a user's pool)
+    get the single-threaded answer, on every threading layer. numba's own "workqueue" pool,
+    minicnn's where libgomp cannot be had, aborted the process on the second concurrent
+    launch (SIGABRT) before the parallel kernels took a lock there."""
+    pytest.importorskip("numba")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    if layer == "workqueue":
+        env["NUMBA_THREADING_LAYER"] = "workqueue"
+    run = subprocess.run([sys.executable, "-c", _CONCURRENT], capture_output=True, text=True, env=env)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert layer == "default" or run.stdout.split()[-1] == "workqueue"
+
+
 def _openblas_timeout(code: str, **env) -> int | None:
     """OpenBLAS's own timeout setting after ``code``, as it reports it (None: no OpenBLAS)."""
     probe = (

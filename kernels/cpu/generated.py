@@ -24,7 +24,7 @@ from pathlib import Path
 
 from numba import njit
 
-from . import jit as _jit  # noqa: F401  (numba's threading layer, chosen before any compile)
+from . import jit as _jit  # numba's threading layer, chosen before any compile
 
 _loaded: dict[tuple, object] = {}  # (file key, function) -> its numba dispatcher
 
@@ -55,9 +55,8 @@ def load(stem: str, source: str, name: str, parallel: bool = False, fastmath=Fal
             module = types.ModuleType(f"minicnn_generated.{key}")
             exec(compile(source, f"<generated {key}>", "exec"), module.__dict__)
         fn = getattr(module, name)
-        _loaded[key, name] = njit(cache=on_disk, nogil=True, parallel=parallel, fastmath=fastmath)(
-            fn
-        )
+        kernel = njit(cache=on_disk, nogil=True, parallel=parallel, fastmath=fastmath)(fn)
+        _loaded[key, name] = _jit.serialised(kernel) if parallel else kernel
     return _loaded[key, name]
 
 

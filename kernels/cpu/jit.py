@@ -3,7 +3,9 @@ the two decorators, and the small inlined helpers several kernels fuse in."""
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 
 import numba
 import numpy as np
@@ -39,7 +41,46 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 
 jit = njit(cache=True, nogil=True)
-pjit = njit(cache=True, nogil=True, parallel=True)
+
+
+# numba's "workqueue" pool takes one parallel launch at a time: a second from another Python
+# thread (a web server's, a user's thread pool) aborts the process (SIGABRT). It is the layer
+# here when libgomp cannot be had (not installed, or loaded before with its own spin, above, or
+# MINICNN_THREADS=system), so until the first launch has shown a layer that takes concurrent
+# launches (OpenMP, TBB), every parallel kernel runs under one process-wide lock.
+_launch = threading.RLock()
+_concurrent = False  # the layer in use takes launches from several threads (known after one)
+
+
+def _learn_layer() -> None:
+    global _concurrent
+    try:
+        _concurrent = numba.threading_layer() in ("omp", "tbb")
+    except ValueError:  # no parallel launch has run yet
+        pass
+
+
+def serialised(kernel):
+    """``kernel`` (a parallel numba dispatcher) as a Python function that launches it under
+    the process's lock unless the threading layer takes concurrent launches. ``.kernel`` is the
+    dispatcher (for jitted callers, which must not take the lock)."""
+
+    def launch(*args, **kwargs):
+        if _concurrent:
+            return kernel(*args, **kwargs)
+        with _launch:
+            out = kernel(*args, **kwargs)
+            _learn_layer()
+        return out
+
+    functools.update_wrapper(launch, kernel.py_func)
+    launch.kernel = kernel
+    return launch
+
+
+def pjit(fn):
+    """A parallel kernel (``prange``), compiled as ``jit`` and launched through ``serialised``."""
+    return serialised(njit(cache=True, nogil=True, parallel=True)(fn))
 
 
 # A kernel's per-tile scratch on the stack, not the heap: LLVM then knows it overlaps no array
