@@ -125,7 +125,7 @@ def to_onnx(model):
         if kind in _IDENTITY:
             values[call.outputs[0]] = ins[0]
             continue
-        w = {n: np.asarray(a, dtype=np.float32) for n, a in zip(layer.weight_names, layer.get_weights())}  # fmt: skip
+        w = {n: np.asarray(a, dtype=np.float32) for n, a in zip(layer.weight_names, layer.own_weights())}  # fmt: skip
         shapes = [flat.shapes[v] for v in call.inputs]
         values[call.outputs[0]] = _EXPORTERS[kind](g, layer, ins if not call.single else ins[0], shapes if not call.single else shapes[0], w)  # fmt: skip
     inputs, outputs = [], []

@@ -84,7 +84,7 @@ def save_model(model, path, include_optimizer: bool = True, training: dict | Non
     manifest, arrays = [], []
     paths = leaf_paths(model)
     for name_path, layer in paths:
-        for name, w in zip(layer.weight_names, layer.get_weights()):
+        for name, w in zip(layer.weight_names, layer.own_weights()):
             manifest.append(
                 {"layer": name_path, "name": name, "shape": list(w.shape), "dtype": str(w.dtype)}
             )

@@ -32,6 +32,8 @@ def layer_groups(model, prefix: str = "", seen=None) -> list[tuple[str, object]]
     """(h5 group, layer or model) for the model and every layer under it, in Keras's walk
     (a layer reached twice is written once, where it is first reached; its name is used up)."""
     seen = set() if seen is None else seen
+    if model.traces_call():  # subclassed: its layers are found by attribute, as a custom layer's
+        return _leaf_groups(model, prefix, seen)
     out = [(prefix + "vars", model)]
     seen.add(id(model))
     used: dict[str, int] = {}
@@ -113,9 +115,8 @@ def write(model, h5file, include_optimizer: bool = True) -> None:
     for path, layer in layer_groups(model):
         group = h5file.create_group(path)
         group.attrs["name"] = layer.name
-        if not isinstance(layer, Model):
-            for i, w in enumerate(layer.get_weights()):
-                group[str(i)] = w
+        for i, w in enumerate(layer.own_weights()):  # a model's: its own add_weight's
+            group[str(i)] = w
     opt = model.optimizer
     if include_optimizer and opt is not None and model.objectives is not None:
         group = h5file.create_group("optimizer/vars")
@@ -180,16 +181,14 @@ def read(h5py, h5file, model, with_optimizer: bool = False):
     arrays, expected = [], set()
     for path, layer in layer_groups(model):
         expected.add(path.rsplit("/vars", 1)[0])
-        if isinstance(layer, Model):
-            continue
-        names = layer.weight_names
+        names = layer.weight_names  # a model's: its own add_weight's
         group = _group(h5py, h5file, path)
         keys = sorted(group.keys()) if group is not None else []
         if keys != sorted(str(i) for i in range(len(names))):
             raise ModelFileError(f'{path}: layer "{layer.name}" ({type(layer).__name__}) has {len(names)} weights ({", ".join(names)}); the file holds {len(keys)} ({keys[:8]})')  # fmt: skip
         arrays.append([read_array(h5py, group, str(i), layer._weight(n).shape, path) for i, n in enumerate(names)])  # fmt: skip
     _no_extra(h5py, h5file, expected)
-    by_layer = dict(zip((id(x) for p, x in layer_groups(model) if not isinstance(x, Model)), arrays))  # fmt: skip
+    by_layer = dict(zip((id(x) for p, x in layer_groups(model)), arrays))
     flat = [a for layer in model.leaf_layers() for a in by_layer[id(layer)]]
     state = read_optimizer(h5py, h5file, model) if with_optimizer else None
     return flat, state

@@ -318,9 +318,18 @@ class Layer:
         return self.params[name] if name in self.params else self.state[name]
 
     def get_weights(self) -> list[np.ndarray]:
-        return [self.backend.to_numpy(self._weight(n)).copy() for n in self.weight_names]
+        return self.own_weights()
 
     def set_weights(self, weights) -> None:
+        self.set_own_weights(weights)
+
+    def own_weights(self) -> list[np.ndarray]:
+        """Copies of the weights this layer holds itself (a model's: those of its own
+        ``add_weight``, not its layers'), in ``weight_names``' order."""
+        return [self.backend.to_numpy(self._weight(n)).copy() for n in self.weight_names]
+
+    def set_own_weights(self, weights) -> None:
+        """The inverse of own_weights; every shape is checked before any weight changes."""
         names = self.weight_names
         weights = list(weights)
         if len(weights) != len(names):
@@ -338,6 +347,9 @@ class Layer:
             self._weight(n)[...] = self.backend.asarray(np.asarray(w, dtype=self._weight(n).dtype))
 
     def count_params(self) -> int:
+        return self.count_own_params()
+
+    def count_own_params(self) -> int:
         return int(sum(self._weight(n).size for n in self.weight_names))
 
     @property

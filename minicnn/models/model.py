@@ -21,6 +21,24 @@ from minicnn.models.trainer import Trainer
 from minicnn.plan import Plan
 
 
+def _then_traced(build):
+    """A subclassed model's own ``build(input_shape)`` (its weights, as Keras lets it make
+    them), then its ``call`` traced on those shapes (``Model.build``), which gives its graph."""
+
+    def built_then_traced(self, input_shape=None, *args, **kwargs):
+        if self.graph is not None:
+            return
+        self._user_build = True
+        try:
+            build(self, input_shape, *args, **kwargs)
+        finally:
+            self._user_build = False
+        Model.build(self, input_shape)
+
+    built_then_traced.__doc__, built_then_traced.__name__ = build.__doc__, build.__name__
+    return built_then_traced
+
+
 def _structure(value, what: str):
     """(flat list of tensors, how to rebuild it: None for one tensor, a list or dict keys)."""
     if isinstance(value, dict):
@@ -36,6 +54,11 @@ class Model(Trainer, Layer):
     """``Model(inputs, outputs, name=None)``: inputs and outputs are one symbolic tensor, a list
     or a dict of them. ``backend``: "numpy" or "cupy" (default: ``minicnn.set_backend``'s).
     As in Keras, ``Model(inputs, outputs)`` makes a ``Functional``."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "build" in vars(cls) and not cls.__module__.startswith("minicnn."):
+            cls.build = _then_traced(vars(cls)["build"])
 
     def __new__(cls, *args, **kwargs):
         if cls is Model and (args or "inputs" in kwargs):
@@ -92,8 +115,8 @@ class Model(Trainer, Layer):
         return self.graph is not None
 
     @built.setter
-    def built(self, value) -> None:  # Layer.__init__ sets it; a model is built by its graph
-        pass
+    def built(self, value) -> None:  # Layer.__init__ and a user's build() set it; a model is
+        pass  # built when it has its graph, traced after a user's build() (_then_traced)
 
     @property
     def inputs(self) -> list:
@@ -214,8 +237,8 @@ class Model(Trainer, Layer):
     def build(self, input_shape=None) -> None:
         """A subclassed model: trace its call() on inputs of ``input_shape`` (batch axis first),
         which gives its graph; a functional model is built already."""
-        if self.graph is not None:
-            return
+        if self.graph is not None or self.__dict__.get("_user_build"):
+            return  # a user's build() calling super().build(): traced once it returns
         if not self.traces_call() or input_shape is None:
             raise ValueError(f"Model '{self.name}' cannot be built: give input_shape to build() for a subclassed model")  # fmt: skip
         shapes = input_shape if isinstance(input_shape, list) else [tuple(input_shape)]

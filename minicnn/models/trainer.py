@@ -228,7 +228,7 @@ class Trainer:
 
     def get_weights(self) -> list[np.ndarray]:
         """Every layer's weights in Keras's order and layouts, as NumPy arrays."""
-        return [w for layer in self.leaf_layers() for w in layer.get_weights()]
+        return [w for layer in self.leaf_layers() for w in layer.own_weights()]
 
     def set_weights(self, weights) -> None:
         """The inverse of get_weights; every shape is checked before any weight changes."""
@@ -245,15 +245,17 @@ class Trainer:
         i = 0
         for layer in self.leaf_layers():
             k = len(layer.weight_names)
-            layer.set_weights(weights[i : i + k])
+            layer.set_own_weights(weights[i : i + k])
             i += k
 
     def count_params(self) -> int:
-        return sum(layer.count_params() for layer in self.leaf_layers())
+        return sum(layer.count_own_params() for layer in self.leaf_layers())
 
     @property
     def weight_names(self) -> list[str]:
-        return []
+        """The weights the model holds itself: a subclassed model's own ``add_weight``s (the
+        model is then the first of its leaf layers); its layers' are theirs."""
+        return [*self.params, *self.state]
 
     # -- description and files -----------------------------------------------------------------
 
