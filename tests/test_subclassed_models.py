@@ -100,3 +100,38 @@ def test_weights_files_both_ways_with_keras(rng, tmp_path, in_build):
     ours.save_weights(tmp_path / "minicnn.weights.h5")
     theirs.load_weights(tmp_path / "minicnn.weights.h5")
     np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0)), ours.predict(x, verbose=0), rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+def test_get_config_is_kerass_base_for_the_guides_from_config(rng):
+    """The guides' pattern: a subclassed model's get_config extends ``super().get_config()``
+    with its __init__'s arguments, and from_config makes it again. minicnn's base config is
+    Keras's (name and trainable; Keras adds its dtype policy)."""
+    keras = keras_referee()
+
+    def net(k):
+        class Net(k.Model):
+            def __init__(self, units=8, **kwargs):
+                super().__init__(**kwargs)
+                self.units = units
+                self.hidden = k.layers.Dense(units, activation="relu")
+                self.head = k.layers.Dense(3)
+
+            def call(self, x):
+                return self.head(self.hidden(x))
+
+            def get_config(self):
+                return {**super().get_config(), "units": self.units}
+
+        return Net
+
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    theirs, ours = net(keras)(units=5, name="n"), net(minicnn)(units=5, name="n")
+    for m in (theirs, ours):
+        m(x)
+    want = theirs.get_config()
+    assert ours.get_config() == {k: v for k, v in want.items() if k != "dtype"} == {"name": "n", "trainable": True, "units": 5}  # fmt: skip
+    again = type(ours).from_config(ours.get_config())
+    again(x)
+    assert again.units == 5 and again.name == "n" and again.count_params() == ours.count_params()
+    again.set_weights(ours.get_weights())
+    np.testing.assert_array_equal(again.predict(x, verbose=0), ours.predict(x, verbose=0))

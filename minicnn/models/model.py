@@ -363,8 +363,13 @@ class Model(Trainer, Layer):
     # -- serialisation -------------------------------------------------------------------------
 
     def get_config(self) -> dict:
+        """A functional model's layers and graph; a subclassed model's base config (name,
+        trainable), which its own get_config extends with its ``__init__``'s arguments, as in
+        Keras (its layers are its code's, remade by ``__init__``)."""
         from minicnn.models.config import functional_config
 
+        if self.traces_call():
+            return {"name": self.name, "trainable": self.trainable}
         return functional_config(self)
 
     @classmethod
