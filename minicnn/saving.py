@@ -72,14 +72,6 @@ def leaf_paths(model, prefix: str = "") -> list[tuple[str, object]]:
     return out
 
 
-def _architecture(model) -> dict:
-    """The config minicnn's file holds: a subclassed model's traced graph, as a functional one
-    (its own get_config is Keras's base, for its __init__)."""
-    from minicnn.models.config import functional_config
-
-    return functional_config(model) if model.traces_call() else model.get_config()
-
-
 def save_model(model, path, include_optimizer: bool = True, training: dict | None = None) -> None:
     """Write ``model`` to ``path``; with ``include_optimizer`` (as Keras) also the optimizer's
     step count and slot arrays, so training can continue where it was; ``training`` is the
@@ -97,12 +89,18 @@ def save_model(model, path, include_optimizer: bool = True, training: dict | Non
                 {"layer": name_path, "name": name, "shape": list(w.shape), "dtype": str(w.dtype)}
             )
             arrays.append(w)
+    from minicnn.models.config import functional_config
+
     kind = "Sequential" if type(model).__name__ == "Sequential" else "Functional"
     obj = model.objectives
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "architecture": {"class_name": kind, "config": _architecture(model)},
+        # a subclassed model's traced graph, as a functional one (its get_config is Keras's base)
+        "architecture": {
+            "class_name": kind,
+            "config": functional_config(model) if model.traces_call() else model.get_config(),
+        },
         "compile": None
         if obj is None
         else {"optimizer": model.optimizer.get_config(), **obj.get_config()},

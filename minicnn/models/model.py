@@ -17,26 +17,9 @@ from minicnn.layers.base import snake_case, unique_name
 from minicnn.layers.graph import Graph
 from minicnn.layers.node import KerasTensor
 from minicnn.models.compile import Objectives
+from minicnn.models.subclassed import Subclassing
 from minicnn.models.trainer import Trainer
 from minicnn.plan import Plan
-
-
-def _then_traced(build):
-    """A subclassed model's own ``build(input_shape)`` (its weights, as Keras lets it make
-    them), then its ``call`` traced on those shapes (``Model.build``), which gives its graph."""
-
-    def built_then_traced(self, input_shape=None, *args, **kwargs):
-        if self.graph is not None:
-            return
-        self._user_build = True
-        try:
-            build(self, input_shape, *args, **kwargs)
-        finally:
-            self._user_build = False
-        Model.build(self, input_shape)
-
-    built_then_traced.__doc__, built_then_traced.__name__ = build.__doc__, build.__name__
-    return built_then_traced
 
 
 def _structure(value, what: str):
@@ -50,15 +33,10 @@ def _structure(value, what: str):
     return [value], None
 
 
-class Model(Trainer, Layer):
+class Model(Trainer, Subclassing, Layer):
     """``Model(inputs, outputs, name=None)``: inputs and outputs are one symbolic tensor, a list
     or a dict of them. ``backend``: "numpy" or "cupy" (default: ``minicnn.set_backend``'s).
     As in Keras, ``Model(inputs, outputs)`` makes a ``Functional``."""
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if "build" in vars(cls) and not cls.__module__.startswith("minicnn."):
-            cls.build = _then_traced(vars(cls)["build"])
 
     def __new__(cls, *args, **kwargs):
         if cls is Model and (args or "inputs" in kwargs):
@@ -233,28 +211,6 @@ class Model(Trainer, Layer):
     def maybe_build(self, input_shape, backend=None) -> None:
         if self.graph is None:
             self.build(input_shape)
-
-    def build(self, input_shape=None) -> None:
-        """A subclassed model: trace its call() on inputs of ``input_shape`` (batch axis first),
-        which gives its graph; a functional model is built already."""
-        if self.graph is not None or self.__dict__.get("_user_build"):
-            return  # a user's build() calling super().build(): traced once it returns
-        if not self.traces_call() or input_shape is None:
-            raise ValueError(f"Model '{self.name}' cannot be built: give input_shape to build() for a subclassed model")  # fmt: skip
-        shapes = input_shape if isinstance(input_shape, list) else [tuple(input_shape)]
-        shapes = [s if s and s[0] is None else (None, *s) for s in map(tuple, shapes)]
-        single = not isinstance(input_shape, list)
-        graph = self.traced_graph(shapes, single, False)
-        outs = graph.outputs[: graph.n_outputs]
-        self.set_graph(graph.inputs[0] if single else graph.inputs, outs[0] if graph.single_output else outs)  # fmt: skip
-
-    def graph_for(self, training: bool) -> Graph:
-        """The graph a plan runs in this mode: a subclassed model's call traced for it."""
-        graph = self._graph("a plan")
-        if not self.traces_call():
-            return graph
-        single = self._input_struct is None
-        return self.traced_graph([t.shape for t in graph.inputs], single, bool(training))
 
     def __call__(self, inputs, training=None, **kwargs):
         """On symbolic tensors: one node of this model in a bigger graph. On arrays: its
