@@ -29,6 +29,15 @@ def kernel_for(name: str, x):
 
 
 @contextlib.contextmanager
+def one_core():
+    """Run the parallel kernels on the calling thread alone (a plan for a few images at
+    inference, once its kernels are compiled: waking the other cores costs more than it
+    saves)."""
+    with kernels.one_core():
+        yield
+
+
+@contextlib.contextmanager
 def array_code():
     """Run the array code only, no hand-written kernel (a plan for a few images at inference:
     a kernel's thread hand-offs, and a cold cache's compilation, cost more than it saves)."""

@@ -19,7 +19,7 @@ from minicnn.layers.node import KerasTensor
 from minicnn.models.compile import Objectives
 from minicnn.models.subclassed import Subclassing
 from minicnn.models.trainer import Trainer
-from minicnn.plan import Plan
+from minicnn.plan import SMALL_BATCH, Plan
 
 
 def _structure(value, what: str):
@@ -235,20 +235,21 @@ class Model(Trainer, Subclassing, Layer):
 
     def plan(self, n: int, training: bool) -> Plan:
         """The plan for batches of ``n`` in this mode, made once and kept (made anew if the
-        layers' trainable flags, the backend or the loss changed)."""
+        layers' trainable flags, the backend or the loss changed). At inference on a few
+        images, the kernels once a plan of this model has run them (``Plan``'s ``warm``)."""
         from minicnn import tuning
 
         heads = self.objectives.heads() if self.objectives is not None else ()
         leaves = self.leaf_layers()
-        key = (n, bool(training), heads, tuple(x.trainable for x in leaves), floatx(), len(leaves))
+        warm = not training and n <= SMALL_BATCH and any(p.ran and p.kernels for p in self._plans.values())  # fmt: skip
+        key = (n, bool(training), heads, tuple(x.trainable for x in leaves), floatx(), len(leaves), warm)  # fmt: skip
         plan = self._plans.get(key)
         if plan is None:
             tuning.apply()  # the allocator and thread settings, on first use
             if len(self._plans) > 16:
                 self._plans.clear()
-            plan = Plan(
-                self.graph_for(training), n, bool(training), heads, self.backend.xp, floatx()
-            )
+            graph = self.graph_for(training)
+            plan = Plan(graph, n, bool(training), heads, self.backend.xp, floatx(), warm)
             self._plans[key] = plan
         return plan
 

@@ -4,6 +4,6 @@ mode and runs them forward and backward (``plan``). The layers' maths never lear
 it, as ONNX Runtime's graph transformers leave the operators' definitions alone."""
 
 from minicnn.plan.graph import Graph, flatten
-from minicnn.plan.plan import Plan
+from minicnn.plan.plan import SMALL_BATCH, Plan
 
-__all__ = ["Graph", "Plan", "flatten"]
+__all__ = ["SMALL_BATCH", "Graph", "Plan", "flatten"]

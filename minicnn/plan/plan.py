@@ -39,21 +39,33 @@ from minicnn.plan.steps import (
     is_relu_layer,
 )
 
-SMALL_BATCH = 4  # inference on at most this many images runs the array code alone
+SMALL_BATCH = 4  # inference on at most this many images: array code, or kernels on one core
+# On one core (a plan for a few images), a convolution takes the array code's algorithm (GEMMs
+# on OpenBLAS's threads) unless it is the direct kernel or Winograd on a map this large: batch
+# 1, one core against the array code, ms: 3x3 64->32 to 24x24, Winograd 0.10 against shifted
+# 0.24; 64->64 to 11x11, 0.22 against 0.14; 32->32 to 13x13, 0.09 against 0.08; a 5x5/2 on
+# 32 channels to 13x13, space to depth 0.29 against im2col 0.25.
+_ONE_CORE_WINOGRAD_PIXELS = 256
 
 
 class Plan:
     """The steps of ``graph`` for inputs of batch ``n`` in mode ``training``.
     ``heads``: (output index, activation) of each output whose loss takes the logits of that
     final activation (a softmax or a sigmoid, left to the loss).
-    ``kernels``: whether the steps ask for hand-written kernels; not at inference on a few
-    images, where a kernel's hand-off to the other cores, and on a fresh install its
-    compilation, cost more than it saves (the seed model's batch-1 predict: 0.7 ms on array
-    code, 7.6 ms with the kernels, measured on this 2-core machine)."""
+    ``kernels``: whether the steps ask for hand-written kernels. At inference on a few images
+    only when ``warm`` (the model has run a plan with kernels in this process, so they are
+    compiled), and then on the calling thread alone (``kernels.one_core``): on a fresh install
+    their compilation takes seconds (the seed model's first batch-1 predict: 8.3 s with them,
+    0.01 s without), and waking the other core costs more than it gives (interleaved batch-1
+    predicts, 2-core AMD EPYC: seed 0.70 ms on array code, 0.35 with the kernels on one core;
+    convnet 0.21 / 0.14; the BatchNorm + augmentation, best and residual models within 5%).
+    ``ran``: a forward has run (its kernels are compiled)."""
 
-    def __init__(self, graph: Graph, n: int, training: bool, heads=(), xp=np, dtype="float32"):
+    def __init__(self, graph: Graph, n: int, training: bool, heads=(), xp=np, dtype="float32", warm=False):  # fmt: skip
         self.training, self.n, self.xp, self.dtype = training, n, xp, dtype
-        self.kernels = training or n > SMALL_BATCH or xp is not np
+        self.kernels = training or n > SMALL_BATCH or xp is not np or warm
+        self.one_core = self.kernels and not training and n <= SMALL_BATCH and xp is np
+        self.ran = False
         flat = flatten(graph, training)
         self.inputs, self.n_outputs = flat.inputs, len(flat.outputs)
         self.outputs = flat.outputs + flat.losses  # the model's outputs, then add_loss terms
@@ -207,7 +219,12 @@ class Plan:
         conv = call.layer
         kernel = (*conv.kernel_size, x_shape[-1], conv.filters)
         pads = conv.pads(*x_shape[1:3])
-        return maths.choose_algorithm(x_shape, kernel, conv.strides, pads, self.xp, self.dtype, self.kernels, self.training)  # fmt: skip
+        choice = maths.choose_algorithm(x_shape, kernel, conv.strides, pads, self.xp, self.dtype, self.kernels, self.training)  # fmt: skip
+        oh, ow = flat.shapes[call.outputs[0]][1:3]
+        big = choice == "winograd" and oh * ow >= _ONE_CORE_WINOGRAD_PIXELS
+        if self.one_core and choice != "direct" and not big:  # the GEMMs OpenBLAS threads win
+            choice = maths.choose_algorithm(x_shape, kernel, conv.strides, pads, self.xp, self.dtype, False, False)  # fmt: skip
+        return choice
 
     def _step(self, call, chain, flat, need_gx, logits):
         calls = [flat.calls[j] for j in chain]
@@ -246,6 +263,9 @@ class Plan:
         if not self.kernels:
             with dispatch.array_code():
                 return self._forward(xs, training, watch)
+        if self.one_core:
+            with dispatch.one_core():
+                return self._forward(xs, training, watch)
         return self._forward(xs, training, watch)
 
     def _forward(self, xs: list, training: bool, watch):
@@ -265,6 +285,7 @@ class Plan:
             for v in set(step.inputs):
                 if self.last_reader[v] == k and v not in outputs:
                     del values[v]  # its last reader has run: let it go
+        self.ran = True
         return [values[v] for v in self.outputs], tape
 
     def backward(self, tape: list, gouts: list) -> dict:
