@@ -28,6 +28,7 @@ from minicnn.plan import flatten
 OPSET = 17
 _IDENTITY = (
     "Dropout",
+    "RandomFlip",
     "RandomRotation",
     "RandomTranslation",
     "RandomZoom",

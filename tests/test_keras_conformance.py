@@ -134,6 +134,7 @@ SWEEP = {
         "fill_mode": ["constant", "wrap", "nearest"], "interpolation": ["nearest"],
         "seed": [3], "fill_value": [1.0], "data_format": ["channels_last", "channels_first"],
     }),
+    "RandomFlip": ({}, IMG, {"mode": ["horizontal", "vertical"], "seed": [3], "data_format": ["channels_last", "channels_first"]}),
     "RandomElasticTransform": ({}, IMG, {
         "factor": [0.5, (0.2, 0.6)], "scale": [0.3, (0.1, 0.4)], "fill_mode": ["constant", "nearest", "mirror"],
         "interpolation": ["nearest"], "fill_value": [1.0], "value_range": [(0, 1)], "seed": [3],
@@ -151,7 +152,12 @@ SWEEP = {
 # Randomness that differs between the two libraries' generators: Dropout's is checked
 # statistically; the augmentations are swept with factor ranges of one value, which leave
 # nothing to draw, so training is compared exactly, and their draws statistically.
-RANDOM = {"Dropout", "SpatialDropout2D", "RandomElasticTransform"}  # elastic: its noise field
+RANDOM = {
+    "Dropout",
+    "SpatialDropout2D",
+    "RandomElasticTransform",
+    "RandomFlip",
+}  # elastic: its noise field
 DRAWN = {  # the augmentations' default-style factors, for the statistical check
     "RandomRotation": {"factor": 0.2},
     "RandomTranslation": {"height_factor": 0.2, "width_factor": 0.2},
@@ -165,7 +171,7 @@ CHANNELS_FIRST = ["Conv2D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv
                   "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
                   "GlobalMaxPooling2D", "Flatten", "ZeroPadding2D", "Cropping2D", "UpSampling2D",
                   "SpatialDropout2D", "RandomRotation", "RandomTranslation", "RandomZoom",
-                  "RandomElasticTransform"]  # fmt: skip
+                  "RandomElasticTransform", "RandomFlip"]  # fmt: skip
 REFUSED = {
     **{f"{c}-data_format='channels_first'": "data_format" for c in CHANNELS_FIRST},
     **{f"{c}-dilation_rate=2": "dilation_rate" for c in CHANNELS_FIRST[:4]},

@@ -4,7 +4,7 @@ here, and PyTorch where it has the op (skipped without torch)."""
 import numpy as np
 import pytest
 from gradcheck import build
-from referee import need
+from referee import keras_referee, need
 from test_gradients import gradcheck_layer
 
 import minicnn
@@ -109,6 +109,34 @@ def test_parameterless_gradients(backend_name, rng, f64, layer):
 def test_augmentation_input_gradients(backend_name, rng, f64, fill_mode, layer):
     """For fixed transforms (the same seed each call) bilinear resampling is linear in x."""
     gradcheck_layer(layer(fill_mode), rng.standard_normal((3, 7, 6, 2)), backend_name, rng, seed=5)
+
+
+@pytest.mark.parametrize("mode", ["horizontal", "vertical", "horizontal_and_vertical"])
+def test_random_flip_flips_half_the_images_as_keras_does(backend_name, rng, f64, mode):
+    """Each image is itself or its flip (both axes on one draw for "horizontal_and_vertical",
+    as Keras's RandomFlip), about half flipped; the identity at inference, as Keras's; the
+    input gradient of the same draws is the flip of the output's."""
+    from minicnn.layers import RandomFlip
+
+    keras = keras_referee()
+    axes = {"horizontal": (2,), "vertical": (1,), "horizontal_and_vertical": (1, 2)}[mode]
+    x = rng.standard_normal((400, 5, 4, 2))
+    layer = RandomFlip(mode)
+    build(layer, x.shape, backend.get_backend(backend_name))
+    be = layer.backend
+    minicnn.utils.set_random_seed(3)
+    y = be.to_numpy(layer.forward(be.asarray(x), True)[0])
+    flipped = np.all(y == np.flip(x, axes), axis=(1, 2, 3))
+    assert np.all(flipped | np.all(y == x, axis=(1, 2, 3)))
+    assert 150 < flipped.sum() < 250, flipped.sum()  # 200 +- 5 standard deviations
+    theirs = np.asarray(keras.layers.RandomFlip(mode)(x.astype(np.float32), training=True))
+    keras_flipped = np.all(theirs == np.flip(x, axes).astype(np.float32), axis=(1, 2, 3))
+    assert 150 < keras_flipped.sum() < 250 and np.all(keras_flipped | np.all(theirs == x.astype(np.float32), axis=(1, 2, 3)))  # fmt: skip
+    np.testing.assert_array_equal(be.to_numpy(layer.forward(be.asarray(x), False)[0]), x)
+    np.testing.assert_array_equal(np.asarray(keras.layers.RandomFlip(mode)(x.astype(np.float32), training=False)), x.astype(np.float32))  # fmt: skip
+    gradcheck_layer(RandomFlip(mode), rng.standard_normal((6, 5, 4, 2)), backend_name, rng, seed=5)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        RandomFlip("diagonal")
 
 
 @pytest.mark.parametrize("padding", ["same", "valid"])

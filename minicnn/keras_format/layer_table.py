@@ -91,6 +91,7 @@ KERAS_LAYERS = {
     "GlobalAveragePooling2D": Spec([_CL, "keepdims"]),
     "GlobalMaxPooling2D": Spec([_CL, "keepdims"]),
     "Rescaling": Spec(["scale", "offset"], builds=True),
+    "RandomFlip": Spec([*_AUG, "seed", "mode"], builds=True, call={"training": True}),
     "RandomRotation": Spec(
         [*_AUG, "factor", "fill_mode", "fill_value", "interpolation", "seed"],
         builds=True,

@@ -43,6 +43,7 @@ from minicnn.layers.pooling import (
 )
 from minicnn.layers.preprocessing import (
     RandomElasticTransform,
+    RandomFlip,
     RandomRotation,
     RandomTranslation,
     RandomZoom,
@@ -86,6 +87,7 @@ _CLASSES = (
     BatchNormalization,
     LayerNormalization,
     Rescaling,
+    RandomFlip,
     RandomRotation,
     RandomTranslation,
     RandomZoom,

@@ -1,5 +1,5 @@
-"""Rescaling, and the augmentation layers RandomRotation, RandomTranslation, RandomZoom and
-RandomElasticTransform.
+"""Rescaling, and the augmentation layers RandomFlip, RandomRotation, RandomTranslation,
+RandomZoom and RandomElasticTransform.
 
 The augmentation layers follow Keras 3's factor conventions and fill modes. They act in training
 only (the identity in inference), draw one transform per image from minicnn's seeded generator
@@ -187,6 +187,50 @@ def _keras_range(value, what: str, owner: str) -> tuple[float, float]:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
         return 0.0, float(value)
     raise ValueError(msg)
+
+
+_FLIP_AXES = {"horizontal": (2,), "vertical": (1,), "horizontal_and_vertical": (1, 2)}
+
+
+class RandomFlip(Layer):
+    """Keras's: in training each image is flipped with probability 1/2, one draw per image:
+    left-right ("horizontal"), top-bottom ("vertical"), or both on that one draw (the default,
+    "horizontal_and_vertical", as Keras does: an image is kept or turned by half a turn). The
+    identity in inference. The flipped images' indices are the ctx; backward flips their
+    gradients back."""
+
+    mode_dependent = True
+
+    def __init__(self, mode="horizontal_and_vertical", seed=None, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.owner = f'Layer "{self.name}" (RandomFlip)'
+        _check_sampling(self.owner, data_format, seed, "reflect", "bilinear")
+        if mode not in _FLIP_AXES:
+            raise ValueError(f"{self.owner}: mode must be one of {sorted(_FLIP_AXES)}. Received: mode={mode!r}")  # fmt: skip
+        self.mode, self.seed = mode, None
+
+    def compute_output_shape(self, input_shape):
+        self.check_rank(input_shape, 4)
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        if not training:
+            return x, None
+        xp = get_array_module(x)
+        idx = xp.asarray(np.flatnonzero(rng().uniform(0.0, 1.0, x.shape[0]) <= 0.5))
+        y = x.copy()
+        y[idx] = xp.flip(x[idx], axis=_FLIP_AXES[self.mode])
+        return y, idx
+
+    def backward(self, gy, ctx, need_gx=True):
+        if ctx is None or not need_gx:
+            return (gy if ctx is None else None), {}
+        g = gy.copy()
+        g[ctx] = get_array_module(gy).flip(gy[ctx], axis=_FLIP_AXES[self.mode])
+        return g, {}
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed, "mode": self.mode}
 
 
 class RandomElasticTransform(Layer):

@@ -33,6 +33,7 @@ KEEPS = {
     "MaxPooling2D": "argmax",
     "GlobalMaxPooling2D": "argmax",
     "Dropout": "mask",
+    "RandomFlip": "flipped images",
     "RandomRotation": "maps",
     "RandomTranslation": "maps",
     "RandomZoom": "maps",
