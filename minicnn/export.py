@@ -28,6 +28,8 @@ from minicnn.plan import flatten
 OPSET = 17
 _IDENTITY = (
     "Dropout",
+    "GaussianNoise",
+    "Identity",
     "RandomFlip",
     "RandomRotation",
     "RandomTranslation",

@@ -78,6 +78,10 @@ SWEEP = {
     }),
     "Flatten": ({}, IMG, {"data_format": ["channels_last", "channels_first"]}),
     "Reshape": ({"target_shape": (9, 28)}, IMG, {"target_shape": [(-1, 4), (252,)]}),
+    "Permute": ({"dims": (2, 1, 3)}, IMG, {"dims": [(3, 1, 2), (1, 2, 3)]}),
+    "Identity": ({}, IMG, {}),
+    "GaussianNoise": ({"stddev": 0.5}, IMG, {"stddev": [0.1, 0.0], "seed": [3]}),
+    "UnitNormalization": ({}, IMG, {"axis": [1, [1, 2], (-1, -2)]}),
     "ZeroPadding2D": ({}, IMG, {
         "padding": [2, (1, 2), ((0, 1), (2, 3))],
         "data_format": ["channels_last", "channels_first"],
@@ -156,6 +160,7 @@ RANDOM = {
     "Dropout",
     "SpatialDropout2D",
     "RandomElasticTransform",
+    "GaussianNoise",
     "RandomFlip",
 }  # elastic: its noise field
 DRAWN = {  # the augmentations' default-style factors, for the statistical check

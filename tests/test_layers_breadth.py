@@ -89,8 +89,25 @@ class StepAsLayer:
         lambda: GlobalMaxPooling2D(),
         lambda: Rescaling(1 / 255, offset=-0.5),
         lambda: Reshape((-1, 2)),
+        lambda: minicnn.layers.Permute((3, 1, 2)),
+        lambda: minicnn.layers.UnitNormalization(),
+        lambda: minicnn.layers.UnitNormalization([1, 2]),
+        lambda: minicnn.layers.Identity(),
     ],
-    ids=["avg2", "avg3s2same", "avg23same", "gap", "gap-keepdims", "gmp", "rescaling", "reshape"],
+    ids=[
+        "avg2",
+        "avg3s2same",
+        "avg23same",
+        "gap",
+        "gap-keepdims",
+        "gmp",
+        "rescaling",
+        "reshape",
+        "permute",
+        "unitnorm",
+        "unitnorm12",
+        "identity",
+    ],  # fmt: skip
 )
 def test_parameterless_gradients(backend_name, rng, f64, layer):
     gradcheck_layer(layer(), rng.standard_normal((2, 6, 5, 4)), backend_name, rng)
@@ -109,6 +126,36 @@ def test_parameterless_gradients(backend_name, rng, f64, layer):
 def test_augmentation_input_gradients(backend_name, rng, f64, fill_mode, layer):
     """For fixed transforms (the same seed each call) bilinear resampling is linear in x."""
     gradcheck_layer(layer(fill_mode), rng.standard_normal((3, 7, 6, 2)), backend_name, rng, seed=5)
+
+
+def test_gaussian_noise_adds_its_noise_in_training_only(backend_name, rng, f64):
+    """x + N(0, stddev^2) per element in training, in x's dtype; the identity in inference (as
+    Keras's, checked in test_keras_conformance); the gradient passes as it is; a unit vector
+    stays a unit vector under UnitNormalization, a zero one stays zero."""
+    from minicnn.layers import GaussianNoise, UnitNormalization
+
+    layer = GaussianNoise(0.3)
+    x = rng.standard_normal((50, 8, 8, 4))
+    build(layer, x.shape, backend.get_backend(backend_name))
+    be = layer.backend
+    y = be.to_numpy(layer.forward(be.asarray(x), True)[0])
+    assert y.dtype == x.dtype
+    noise = y - x
+    assert abs(noise.mean()) < 0.01 and abs(noise.std() - 0.3) < 0.01, (noise.mean(), noise.std())
+    np.testing.assert_array_equal(be.to_numpy(layer.forward(be.asarray(x), False)[0]), x)
+    gradcheck_layer(
+        GaussianNoise(0.3), rng.standard_normal((2, 5, 4, 3)), backend_name, rng, seed=5
+    )
+    unit = UnitNormalization()
+    z = np.concatenate([rng.standard_normal((3, 4, 5, 6)), np.zeros((1, 4, 5, 6))])
+    build(unit, z.shape, be)
+    out = be.to_numpy(unit.forward(be.asarray(z), False)[0])
+    np.testing.assert_allclose(np.linalg.norm(out[:3], axis=-1), 1.0, rtol=1e-6)
+    assert np.all(out[3] == 0)
+    with pytest.raises(ValueError, match="stddev must be a number >= 0"):
+        GaussianNoise(-1.0)
+    with pytest.raises(ValueError, match="dims must number the axes"):
+        minicnn.layers.Permute((0, 1))
 
 
 @pytest.mark.parametrize("mode", ["horizontal", "vertical", "horizontal_and_vertical"])

@@ -59,6 +59,10 @@ KERAS_LAYERS = {
     ),  # fmt: skip
     "Flatten": Spec([_CL], builds=True),
     "Reshape": Spec(["target_shape"]),
+    "Permute": Spec(["dims"], builds=True),
+    "Identity": Spec([]),
+    "GaussianNoise": Spec(["stddev", "seed"], call={"training": False}),
+    "UnitNormalization": Spec(["axis"]),
     "Activation": Spec(["activation"]),
     "ReLU": Spec(["max_value", "negative_slope", "threshold"]),
     "Softmax": Spec([("axis", -1)], call={"mask": None}),

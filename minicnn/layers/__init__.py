@@ -9,6 +9,8 @@ from minicnn.layers.core import (
     Dense,
     Dropout,
     Flatten,
+    GaussianNoise,
+    Identity,
     Input,
     InputLayer,
     Lambda,
@@ -34,7 +36,7 @@ from minicnn.layers.merging import (
     subtract,
 )
 from minicnn.layers.node import KerasTensor, Node
-from minicnn.layers.normalization import BatchNormalization, LayerNormalization
+from minicnn.layers.normalization import BatchNormalization, LayerNormalization, UnitNormalization
 from minicnn.layers.pooling import (
     AveragePooling2D,
     GlobalAveragePooling2D,
@@ -49,7 +51,7 @@ from minicnn.layers.preprocessing import (
     RandomZoom,
     Rescaling,
 )
-from minicnn.layers.reshaping import Cropping2D, Reshape, UpSampling2D, ZeroPadding2D
+from minicnn.layers.reshaping import Cropping2D, Permute, Reshape, UpSampling2D, ZeroPadding2D
 from minicnn.layers.transpose import Conv2DTranspose
 
 Convolution2D = Conv2D
@@ -86,6 +88,10 @@ _CLASSES = (
     SpatialDropout2D,
     BatchNormalization,
     LayerNormalization,
+    UnitNormalization,
+    Identity,
+    GaussianNoise,
+    Permute,
     Rescaling,
     RandomFlip,
     RandomRotation,

@@ -224,6 +224,46 @@ class Softmax(Activation):
         return {**Layer.get_config(self), "axis": self.axis}
 
 
+class Identity(Layer):
+    """y = x (Keras's placeholder layer)."""
+
+    def forward(self, x, training=False):
+        return x, None
+
+    def backward(self, gy, ctx, need_gx=True):
+        return gy, {}
+
+
+class GaussianNoise(Layer):
+    """Keras's: in training, x plus noise drawn from N(0, stddev^2) per element (from minicnn's
+    seeded generator, in x's dtype); the identity in inference. The gradient passes as it is."""
+
+    mode_dependent = True
+
+    def __init__(self, stddev, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        owner = f'Layer "{self.name}" (GaussianNoise)'
+        if seed is not None:
+            raise ValueError(f"{owner}: a per-layer seed is not supported; minicnn draws the noise from its one generator (minicnn.utils.set_random_seed). Received: seed={seed!r}")  # fmt: skip
+        if not (isinstance(stddev, (int, float)) and not isinstance(stddev, bool) and 0 <= stddev < math.inf):  # fmt: skip
+            raise ValueError(f"{owner}: stddev must be a number >= 0. Received: stddev={stddev!r}")
+        self.stddev, self.seed = float(stddev), None
+
+    def forward(self, x, training=False):
+        if not training or self.stddev == 0:
+            return x, None
+        from minicnn.backend import get_array_module, rng
+
+        noise = rng().standard_normal(x.shape, dtype=x.dtype) * x.dtype.type(self.stddev)
+        return x + get_array_module(x).asarray(noise), None
+
+    def backward(self, gy, ctx, need_gx=True):
+        return gy, {}
+
+    def get_config(self):
+        return {**super().get_config(), "stddev": self.stddev, "seed": self.seed}
+
+
 class Dropout(Layer):
     """Zeroes a fraction ``rate`` of inputs while training and scales the rest by 1/(1 - rate)
     (inverted dropout), so inference is the identity."""

@@ -278,3 +278,44 @@ class LayerNormalization(WeightOptions, Layer):
             "scale": self.scale,
             **self.weight_options_config(),
         }
+
+
+class UnitNormalization(Layer):
+    """Keras's: each vector along ``axis`` (an int or a list) scaled to unit L2 norm,
+    y = x * r with r = 1 / sqrt(max(sum(x^2), 1e-24)) (Keras's epsilon 1e-12, squared). Where the
+    sum exceeds 1e-24, gx = r * g - r^3 * x * sum(g * x); below it r is a constant."""
+
+    _EPS2 = 1e-24
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        ints = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        if not (ints(axis) or (isinstance(axis, (list, tuple)) and axis and all(ints(a) for a in axis))):  # fmt: skip
+            raise TypeError(f'Layer "{self.name}" (UnitNormalization): axis must be an int or a list of ints. Received: axis={axis!r}')  # fmt: skip
+        self.axis = list(axis) if isinstance(axis, (list, tuple)) else axis
+
+    def _axes(self, rank: int) -> tuple:
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        if any(not -rank < a < rank or a % rank == 0 for a in axes):
+            raise ValueError(f'Layer "{self.name}" (UnitNormalization): axis={self.axis!r} must name axes other than the batch\'s of an input of rank {rank}')  # fmt: skip
+        return tuple(sorted(a % rank for a in axes))
+
+    def compute_output_shape(self, input_shape):
+        self._axes(len(input_shape))
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        xp, axes = get_array_module(x), self._axes(x.ndim)
+        s = (x * x).sum(axis=axes, keepdims=True)
+        r = 1 / xp.sqrt(xp.maximum(s, x.dtype.type(self._EPS2)))
+        return x * r, (x, r, s > self._EPS2)
+
+    def backward(self, gy, ctx, need_gx=True):
+        if not need_gx:
+            return None, {}
+        x, r, live = ctx
+        axes = self._axes(x.ndim)
+        return r * gy - (r**3 * live) * x * (gy * x).sum(axis=axes, keepdims=True), {}
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}

@@ -173,3 +173,28 @@ class UpSampling2D(Layer):
 
     def get_config(self):
         return {**super().get_config(), "size": list(self.size), "interpolation": self.interpolation}  # fmt: skip
+
+
+class Permute(Layer):
+    """Keras's: the axes after the batch's reordered, ``dims`` numbering them from 1
+    (``Permute((2, 1))`` swaps the two axes of (N, a, b)); backward applies the inverse."""
+
+    def __init__(self, dims, **kwargs):
+        super().__init__(**kwargs)
+        dims = tuple(dims) if isinstance(dims, (list, tuple)) else dims
+        if not isinstance(dims, tuple) or sorted(dims) != list(range(1, len(dims) + 1)):
+            raise ValueError(f'Layer "{self.name}" (Permute): dims must number the axes after the batch\'s from 1, each once (a permutation of 1..k). Received: dims={dims!r}')  # fmt: skip
+        self.dims = tuple(int(d) for d in dims)
+
+    def compute_output_shape(self, input_shape):
+        self.check_rank(tuple(input_shape), len(self.dims) + 1)
+        return (input_shape[0], *(input_shape[d] for d in self.dims))
+
+    def forward(self, x, training=False):
+        return x.transpose(0, *self.dims), None
+
+    def backward(self, gy, ctx, need_gx=True):
+        return gy.transpose(0, *(1 + i for i in np.argsort(self.dims))), {}
+
+    def get_config(self):
+        return {**super().get_config(), "dims": list(self.dims)}

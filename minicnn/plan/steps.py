@@ -33,6 +33,7 @@ KEEPS = {
     "MaxPooling2D": "argmax",
     "GlobalMaxPooling2D": "argmax",
     "Dropout": "mask",
+    "UnitNormalization": "input, 1/norm",
     "RandomFlip": "flipped images",
     "RandomRotation": "maps",
     "RandomTranslation": "maps",
