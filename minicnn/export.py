@@ -31,6 +31,8 @@ _IDENTITY = (
     "GaussianNoise",
     "Identity",
     "RandomFlip",
+    "RandomContrast",
+    "RandomBrightness",
     "RandomRotation",
     "RandomTranslation",
     "RandomZoom",

@@ -139,6 +139,8 @@ SWEEP = {
         "seed": [3], "fill_value": [1.0], "data_format": ["channels_last", "channels_first"],
     }),
     "RandomFlip": ({}, IMG, {"mode": ["horizontal", "vertical"], "seed": [3], "data_format": ["channels_last", "channels_first"]}),
+    "RandomContrast": ({"factor": (-0.2, 0.2)}, IMG, {"factor": [(-0.5, 0.5)], "value_range": [(0, 1), (-1, 2)], "seed": [3], "data_format": ["channels_last", "channels_first"]}),
+    "RandomBrightness": ({"factor": (0.1, 0.1)}, IMG, {"factor": [(-0.3, -0.3)], "value_range": [(0, 1), (-1, 1)], "seed": [3], "data_format": ["channels_last", "channels_first"]}),
     "RandomElasticTransform": ({}, IMG, {
         "factor": [0.5, (0.2, 0.6)], "scale": [0.3, (0.1, 0.4)], "fill_mode": ["constant", "nearest", "mirror"],
         "interpolation": ["nearest"], "fill_value": [1.0], "value_range": [(0, 1)], "seed": [3],
@@ -168,6 +170,8 @@ DRAWN = {  # the augmentations' default-style factors, for the statistical check
     "RandomTranslation": {"height_factor": 0.2, "width_factor": 0.2},
     "RandomZoom": {"height_factor": 0.2},
     "RandomElasticTransform": {},
+    "RandomContrast": {"factor": 0.5},
+    "RandomBrightness": {"factor": 0.2},
 }
 
 # What minicnn refuses, each with the argument its message names. "at build": refused when the
@@ -176,7 +180,7 @@ CHANNELS_FIRST = ["Conv2D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv
                   "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
                   "GlobalMaxPooling2D", "Flatten", "ZeroPadding2D", "Cropping2D", "UpSampling2D",
                   "SpatialDropout2D", "RandomRotation", "RandomTranslation", "RandomZoom",
-                  "RandomElasticTransform", "RandomFlip"]  # fmt: skip
+                  "RandomElasticTransform", "RandomFlip", "RandomContrast", "RandomBrightness"]  # fmt: skip
 REFUSED = {
     **{f"{c}-data_format='channels_first'": "data_format" for c in CHANNELS_FIRST},
     **{f"{c}-dilation_rate=2": "dilation_rate" for c in CHANNELS_FIRST[:4]},

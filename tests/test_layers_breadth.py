@@ -128,6 +128,14 @@ def test_augmentation_input_gradients(backend_name, rng, f64, fill_mode, layer):
     gradcheck_layer(layer(fill_mode), rng.standard_normal((3, 7, 6, 2)), backend_name, rng, seed=5)
 
 
+@pytest.mark.parametrize("name", ["RandomContrast", "RandomBrightness"])
+def test_colour_augmentation_input_gradients(backend_name, rng, f64, name):
+    """For the same draws (the same seed each call) the contrast is linear in x up to the
+    clip, whose mask the backward applies; inputs reach past value_range, so it is used."""
+    layer = getattr(minicnn.layers, name)((0.2, 0.5), value_range=(-1.5, 1.5))
+    gradcheck_layer(layer, rng.standard_normal((3, 5, 4, 2)), backend_name, rng, seed=5)
+
+
 def test_gaussian_noise_adds_its_noise_in_training_only(backend_name, rng, f64):
     """x + N(0, stddev^2) per element in training, in x's dtype; the identity in inference (as
     Keras's, checked in test_keras_conformance); the gradient passes as it is; a unit vector

@@ -95,6 +95,12 @@ KERAS_LAYERS = {
     "GlobalAveragePooling2D": Spec([_CL, "keepdims"]),
     "GlobalMaxPooling2D": Spec([_CL, "keepdims"]),
     "Rescaling": Spec(["scale", "offset"], builds=True),
+    "RandomContrast": Spec(
+        [*_AUG, "factor", "value_range", "seed"], builds=True, call={"training": True}
+    ),
+    "RandomBrightness": Spec(
+        [*_AUG, "factor", "value_range", "seed"], builds=True, call={"training": True}
+    ),
     "RandomFlip": Spec([*_AUG, "seed", "mode"], builds=True, call={"training": True}),
     "RandomRotation": Spec(
         [*_AUG, "factor", "fill_mode", "fill_value", "interpolation", "seed"],

@@ -3,6 +3,7 @@
 from minicnn._missing import not_implemented
 from minicnn.layers.activations import ELU, LeakyReLU, PReLU
 from minicnn.layers.base import Layer
+from minicnn.layers.color import RandomBrightness, RandomContrast
 from minicnn.layers.convolutional import Conv2D
 from minicnn.layers.core import (
     Activation,
@@ -94,6 +95,8 @@ _CLASSES = (
     Permute,
     Rescaling,
     RandomFlip,
+    RandomContrast,
+    RandomBrightness,
     RandomRotation,
     RandomTranslation,
     RandomZoom,

@@ -35,6 +35,8 @@ KEEPS = {
     "Dropout": "mask",
     "UnitNormalization": "input, 1/norm",
     "RandomFlip": "flipped images",
+    "RandomContrast": "factors, clip mask",
+    "RandomBrightness": "clip mask",
     "RandomRotation": "maps",
     "RandomTranslation": "maps",
     "RandomZoom": "maps",
