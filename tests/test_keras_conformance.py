@@ -79,6 +79,7 @@ SWEEP = {
     "Flatten": ({}, IMG, {"data_format": ["channels_last", "channels_first"]}),
     "Reshape": ({"target_shape": (9, 28)}, IMG, {"target_shape": [(-1, 4), (252,)]}),
     "Permute": ({"dims": (2, 1, 3)}, IMG, {"dims": [(3, 1, 2), (1, 2, 3)]}),
+    "CenterCrop": ({"height": 4, "width": 6}, IMG, {"height": [7, 1, 8], "width": [9, 3], "data_format": ["channels_last", "channels_first"]}),
     "Identity": ({}, IMG, {}),
     "GaussianNoise": ({"stddev": 0.5}, IMG, {"stddev": [0.1, 0.0], "seed": [3]}),
     "UnitNormalization": ({}, IMG, {"axis": [1, [1, 2], (-1, -2)]}),
@@ -180,12 +181,13 @@ CHANNELS_FIRST = ["Conv2D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv
                   "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
                   "GlobalMaxPooling2D", "Flatten", "ZeroPadding2D", "Cropping2D", "UpSampling2D",
                   "SpatialDropout2D", "RandomRotation", "RandomTranslation", "RandomZoom",
-                  "RandomElasticTransform", "RandomFlip", "RandomContrast", "RandomBrightness"]  # fmt: skip
+                  "RandomElasticTransform", "RandomFlip", "RandomContrast", "RandomBrightness", "CenterCrop"]  # fmt: skip
 REFUSED = {
     **{f"{c}-data_format='channels_first'": "data_format" for c in CHANNELS_FIRST},
     **{f"{c}-dilation_rate=2": "dilation_rate" for c in CHANNELS_FIRST[:4]},
     **{f"{c}-seed=3": "seed" for c in [*RANDOM, *DRAWN]},
     "Conv2D-groups=2": "groups",
+    "CenterCrop-height=8": "at build: height=8 is larger than the input's 7",
     "Dense-lora_rank=2": "lora_rank",
     "UpSampling2D-interpolation='bicubic'": "interpolation",
     "BatchNormalization-axis=1": "at build: axis",

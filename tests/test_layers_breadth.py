@@ -93,6 +93,7 @@ class StepAsLayer:
         lambda: minicnn.layers.UnitNormalization(),
         lambda: minicnn.layers.UnitNormalization([1, 2]),
         lambda: minicnn.layers.Identity(),
+        lambda: minicnn.layers.CenterCrop(3, 2),
     ],
     ids=[
         "avg2",

@@ -59,6 +59,7 @@ KERAS_LAYERS = {
     ),  # fmt: skip
     "Flatten": Spec([_CL], builds=True),
     "Reshape": Spec(["target_shape"]),
+    "CenterCrop": Spec([_CL, "height", "width"], builds=True, call={"training": True}),
     "Permute": Spec(["dims"], builds=True),
     "Identity": Spec([]),
     "GaussianNoise": Spec(["stddev", "seed"], call={"training": False}),

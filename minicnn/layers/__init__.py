@@ -52,7 +52,14 @@ from minicnn.layers.preprocessing import (
     RandomZoom,
     Rescaling,
 )
-from minicnn.layers.reshaping import Cropping2D, Permute, Reshape, UpSampling2D, ZeroPadding2D
+from minicnn.layers.reshaping import (
+    CenterCrop,
+    Cropping2D,
+    Permute,
+    Reshape,
+    UpSampling2D,
+    ZeroPadding2D,
+)
 from minicnn.layers.transpose import Conv2DTranspose
 
 Convolution2D = Conv2D
@@ -78,6 +85,7 @@ _CLASSES = (
     Reshape,
     ZeroPadding2D,
     Cropping2D,
+    CenterCrop,
     UpSampling2D,
     Activation,
     ReLU,

@@ -198,3 +198,43 @@ class Permute(Layer):
 
     def get_config(self):
         return {**super().get_config(), "dims": list(self.dims)}
+
+
+class CenterCrop(Layer):
+    """Keras's: the central height x width window of each image, starting at (H - height) // 2
+    and (W - width) // 2; its gradient is zero outside it. A smaller image, which Keras resizes
+    to keep the aspect ratio, is refused when the layer is built."""
+
+    def __init__(self, height, width, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.owner = f'Layer "{self.name}" (CenterCrop)'
+        channels_last(data_format, self.owner)
+        for what, v in (("height", height), ("width", width)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{self.owner}: {what} must be a positive int. Received: {what}={v!r}")  # fmt: skip
+        self.height, self.width = int(height), int(width)
+
+    def compute_output_shape(self, input_shape):
+        self.check_rank(tuple(input_shape), 4)
+        n, h, w, c = input_shape
+        for what, want, have in (("height", self.height, h), ("width", self.width, w)):
+            if have is not None and have < want:
+                raise ValueError(f"{self.owner}: {what}={want} is larger than the input's {have} (Keras then resizes the image first; minicnn crops only). Received: input shape {tuple(input_shape)}")  # fmt: skip
+        return (n, self.height, self.width, c)
+
+    def _start(self, shape):
+        return (shape[1] - self.height) // 2, (shape[2] - self.width) // 2
+
+    def forward(self, x, training=False):
+        top, left = self._start(x.shape)
+        y = x[:, top : top + self.height, left : left + self.width]
+        return get_array_module(x).ascontiguousarray(y), x.shape
+
+    def backward(self, gy, x_shape, need_gx=True):
+        top, left = self._start(x_shape)
+        gx = get_array_module(gy).zeros(x_shape, dtype=gy.dtype)
+        gx[:, top : top + self.height, left : left + self.width] = gy
+        return gx, {}
+
+    def get_config(self):
+        return {**super().get_config(), "height": self.height, "width": self.width}
