@@ -108,6 +108,7 @@ class StepAsLayer:
         "unitnorm",
         "unitnorm12",
         "identity",
+        "centercrop",
     ],  # fmt: skip
 )
 def test_parameterless_gradients(backend_name, rng, f64, layer):
