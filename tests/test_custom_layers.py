@@ -165,6 +165,26 @@ def test_calls_that_cannot_be_traced_name_the_layer_and_the_line():
             cls()(keras.Input((3,)))
 
 
+def test_a_weight_updated_in_place_inside_call_is_refused_by_name():
+    """The guide's ComputeSum (a non-trainable weight added to in call()) is refused naming
+    the layer, the line and Keras's assign_add, not with NumPy's AttributeError."""
+
+    class ComputeSum(keras.layers.Layer):
+        def __init__(self, input_dim):
+            super().__init__()
+            self.total = self.add_weight(initializer="zeros", shape=(input_dim,), trainable=False)  # fmt: skip
+
+        def call(self, inputs):
+            self.total.assign_add(ops.sum(inputs, axis=0))
+            return self.total
+
+    inputs = keras.Input((3,))
+    with pytest.raises(NotImplementedError, match=r'Layer "compute_sum" \(ComputeSum\): its call\(\) updates a weight in place at .*test_custom_layers.py:\d+ \(self.total.assign_add.*assign_add and assign_sub are not supported'):  # fmt: skip
+        ComputeSum(3)(inputs)
+    with pytest.raises(NotImplementedError, match="updates a weight in place"):
+        ComputeSum(3)(np.ones((2, 3), np.float32))
+
+
 def test_a_custom_training_loop_is_refused_by_name(rng):
     class Custom(MLP):
         def train_step(self, data):

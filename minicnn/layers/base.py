@@ -233,10 +233,10 @@ class Layer:
         shape = shapes[0] if single else shapes
         self.maybe_build(shape, be)
         if self.traces_call():  # eagerly: keras.ops and the layers compute on the arrays
-            from minicnn.ops.trace import takes_training
+            from minicnn.ops.trace import call_eagerly, takes_training
 
             kwargs = {"training": bool(training)} if takes_training(self.call) else {}
-            return self.call(arrays[0] if single else arrays, **kwargs)
+            return call_eagerly(self, arrays[0] if single else arrays, kwargs)
         self.compute_output_shape(shape)
         y, _ = self.forward(arrays[0] if single else arrays, training=bool(training))
         return y

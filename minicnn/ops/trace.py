@@ -48,16 +48,51 @@ def call_traced(owner, run, what: str):
                 raise
             raise TypeError(_explain(owner, what, e)) from e
         except AttributeError as e:  # a NumPy method asked of a symbolic tensor (x.mean())
+            refuse_state_update(owner, e, what)
             if "KerasTensor" not in str(e):
                 raise
             raise TypeError(_explain(owner, what, e)) from e
     return out, collected.losses
 
 
-def _explain(owner, what: str, error: Exception) -> str:
+def _where(error: Exception) -> str:
+    """at the user's file:line (its code), the last frame outside minicnn, or ""."""
     frames = traceback.extract_tb(error.__traceback__)
     mine = [f for f in frames if "/minicnn/" not in f.filename.replace("\\", "/")]
-    where = f" at {mine[-1].filename}:{mine[-1].lineno} ({mine[-1].line})" if mine else ""
+    return f" at {mine[-1].filename}:{mine[-1].lineno} ({mine[-1].line})" if mine else ""
+
+
+def call_eagerly(owner, args, kwargs: dict):
+    """``owner.call`` on arrays (keras.ops and the layers compute on them), with its
+    in-place weight updates refused as in a trace."""
+    try:
+        return owner.call(args, **kwargs)
+    except AttributeError as e:
+        refuse_state_update(owner, e)
+        raise
+
+
+def refuse_state_update(owner, error: AttributeError, what: str = "call()") -> None:
+    """A NotImplementedError naming the owner and the line where ``error`` is a weight asked
+    for Keras's Variable.assign/assign_add/assign_sub (minicnn's weights are arrays)."""
+    if "ndarray' object has no attribute 'assign" in str(error):
+        raise NotImplementedError(_state_update(owner, what, error)) from error
+
+
+def _state_update(owner, what: str, error: Exception) -> str:
+    kind = "Layer" if isinstance(owner, Layer) else "Loss"
+    return (
+        f'{kind} "{owner.name}" ({type(owner).__name__}): its {what} updates a weight in place'
+        f"{_where(error)}: Keras's Variable.assign, assign_add and assign_sub are not supported. "
+        f"minicnn runs a {what} once on symbolic inputs into a graph of ops, which changes no "
+        "state as it runs (its own layers keep theirs by hand, as BatchNormalization's moving "
+        "statistics); compute the value in call() and return it, or update the weight outside "
+        "call()"
+    )
+
+
+def _explain(owner, what: str, error: Exception) -> str:
+    where = _where(error)
     kind = "Layer" if isinstance(owner, Layer) else "Loss"
     return (
         f'{kind} "{owner.name}" ({type(owner).__name__}): its {what} could not be traced into '
