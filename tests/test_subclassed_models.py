@@ -135,3 +135,17 @@ def test_get_config_is_kerass_base_for_the_guides_from_config(rng):
     assert again.units == 5 and again.name == "n" and again.count_params() == ours.count_params()
     again.set_weights(ours.get_weights())
     np.testing.assert_array_equal(again.predict(x, verbose=0), ours.predict(x, verbose=0))
+
+
+def test_built_is_kept_as_set_and_a_built_model_is_not_unbuilt(rng):
+    """``model.built = True`` reads back as set (as in Keras) before the graph exists; the
+    graph still comes at the first call; ``built = False`` on a built model is refused by name
+    (minicnn does not drop a graph)."""
+    model = scaled_mlp(minicnn, False)
+    assert not model.built
+    model.built = True
+    assert model.built and model.graph is None
+    model(rng.standard_normal((2, 5)).astype(np.float32))
+    assert model.built and model.graph is not None
+    with pytest.raises(ValueError, match="cannot set built = False"):
+        model.built = False

@@ -49,8 +49,8 @@ jit = njit(cache=True, nogil=True)
 # here when libgomp cannot be had (not installed, or loaded before with its own spin, above, or
 # MINICNN_THREADS=system), so until the first launch has shown a layer that takes concurrent
 # launches (OpenMP, TBB), every parallel kernel runs under one process-wide lock.
-_launch = threading.RLock()
-_concurrent = False  # the layer in use takes launches from several threads (known after one)
+_launch = threading.Lock()
+_concurrent = None  # the layer in use takes launches from several threads: known after one
 
 
 def _learn_layer() -> None:
@@ -71,7 +71,8 @@ def serialised(kernel):
             return kernel(*args, **kwargs)
         with _launch:
             out = kernel(*args, **kwargs)
-            _learn_layer()
+            if _concurrent is None:
+                _learn_layer()
         return out
 
     functools.update_wrapper(launch, kernel.py_func)

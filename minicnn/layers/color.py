@@ -6,27 +6,18 @@ from __future__ import annotations
 
 from minicnn.backend import get_array_module, rng
 from minicnn.layers.base import Layer
-from minicnn.layers.options import channels_last
+from minicnn.layers.options import channels_last, no_seed
+from minicnn.layers.preprocessing import keras_range
 
 
 def _checked(layer, factor, bounds, value_range, seed, data_format) -> None:
-    """Keras's factor (a number f: [max(-f, low), f]; a pair, sorted, refused only when it
-    lies wholly outside ``bounds``), value_range (a pair, sorted) and the refusals shared with
-    the other augmentations (a per-layer seed, channels first)."""
+    """Keras's factor within ``bounds`` (``keras_range``), value_range (a pair, sorted) and
+    the refusals shared with the other augmentations (a per-layer seed, channels first)."""
     owner = layer.owner = f'Layer "{layer.name}" ({type(layer).__name__})'
     channels_last(data_format, owner)
-    if seed is not None:
-        raise ValueError(f"{owner}: a per-layer seed is not supported; minicnn draws from its one generator (minicnn.utils.set_random_seed). Received: seed={seed!r}")  # fmt: skip
-    msg = f"{owner}: factor must be a number or a pair of numbers in [{bounds[0]}, {bounds[1]}]. Received: factor={factor!r}"  # fmt: skip
+    no_seed(seed, owner)
+    lo, hi = keras_range(factor, "factor", owner, bounds)
     number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-    if isinstance(factor, (tuple, list)) and len(factor) == 2 and all(map(number, factor)):
-        if factor[0] > bounds[1] or factor[1] < bounds[0]:
-            raise ValueError(msg)
-        lo, hi = sorted(float(f) for f in factor)
-    elif number(factor) and bounds[0] <= factor <= bounds[1]:
-        lo, hi = max(-abs(float(factor)), bounds[0]), abs(float(factor))
-    else:
-        raise ValueError(msg)
     if not (isinstance(value_range, (tuple, list)) and len(value_range) == 2 and all(map(number, value_range))):  # fmt: skip
         raise ValueError(f"{owner}: value_range must be a pair of numbers (low, high). Received: value_range={value_range!r}")  # fmt: skip
     layer.factor, layer.value_range, layer.seed = (lo, hi), tuple(sorted(float(v) for v in value_range)), None  # fmt: skip

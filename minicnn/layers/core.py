@@ -8,10 +8,10 @@ from typing import NamedTuple
 import numpy as np
 
 from minicnn import activations, initializers, maths
-from minicnn.backend import floatx
+from minicnn.backend import floatx, get_array_module, rng
 from minicnn.layers.base import ActivationMixin, Layer
 from minicnn.layers.node import KerasTensor, Node
-from minicnn.layers.options import WeightOptions, channels_last
+from minicnn.layers.options import WeightOptions, channels_last, no_seed
 
 
 class InputLayer(Layer):
@@ -243,8 +243,7 @@ class GaussianNoise(Layer):
     def __init__(self, stddev, seed=None, **kwargs):
         super().__init__(**kwargs)
         owner = f'Layer "{self.name}" (GaussianNoise)'
-        if seed is not None:
-            raise ValueError(f"{owner}: a per-layer seed is not supported; minicnn draws the noise from its one generator (minicnn.utils.set_random_seed). Received: seed={seed!r}")  # fmt: skip
+        no_seed(seed, owner)
         if not (isinstance(stddev, (int, float)) and not isinstance(stddev, bool) and 0 <= stddev < math.inf):  # fmt: skip
             raise ValueError(f"{owner}: stddev must be a number >= 0. Received: stddev={stddev!r}")
         self.stddev, self.seed = float(stddev), None
@@ -252,8 +251,6 @@ class GaussianNoise(Layer):
     def forward(self, x, training=False):
         if not training or self.stddev == 0:
             return x, None
-        from minicnn.backend import get_array_module, rng
-
         noise = rng().standard_normal(x.shape, dtype=x.dtype) * x.dtype.type(self.stddev)
         return x + get_array_module(x).asarray(noise), None
 
@@ -277,11 +274,7 @@ class Dropout(Layer):
                 raise ValueError(f"{owner}: noise_shape must be a tuple of positive ints or None (one per axis, batch first). Received: noise_shape={noise_shape!r}")  # fmt: skip
             noise_shape = tuple(None if d is None else int(d) for d in noise_shape)
         self.noise_shape = noise_shape
-        if seed is not None:
-            raise ValueError(
-                f"{owner}: a per-layer seed is not supported; minicnn draws every mask from its "
-                f"one generator (minicnn.utils.set_random_seed). Received: seed={seed!r}"
-            )
+        no_seed(seed, owner)
         if not 0 <= rate < 1:
             raise ValueError(
                 f'Layer "{self.name}": rate must be in [0, 1). Received: rate={rate!r}'
@@ -324,11 +317,7 @@ class SpatialDropout2D(Dropout):
         super().__init__(rate, **kwargs)
         owner = f'Layer "{self.name}" (SpatialDropout2D)'
         channels_last(data_format, owner)
-        if seed is not None:
-            raise ValueError(
-                f"{owner}: a per-layer seed is not supported; minicnn draws every mask from its "
-                f"one generator (minicnn.utils.set_random_seed). Received: seed={seed!r}"
-            )
+        no_seed(seed, owner)
 
     def compute_output_shape(self, input_shape):
         self.check_rank(input_shape, 4)

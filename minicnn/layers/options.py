@@ -111,6 +111,16 @@ def channels_last(data_format, owner: str) -> str:
     return "channels_last"
 
 
+def no_seed(seed, owner: str) -> None:
+    """Keras's per-layer ``seed``, refused: minicnn draws every random layer's values from its
+    one generator, so that a resumed run draws what the unbroken one would."""
+    if seed is not None:
+        raise ValueError(
+            f"{owner}: a per-layer seed is not supported; minicnn draws from its one "
+            f"generator (minicnn.utils.set_random_seed). Received: seed={seed!r}"
+        )
+
+
 def only_one(value, name: str, owner: str) -> None:
     """``dilation_rate`` (an int or a pair) and ``groups``: 1 is all minicnn computes."""
     ones = (1, (1, 1), [1, 1])

@@ -17,7 +17,7 @@ import numpy as np
 from minicnn import maths
 from minicnn.backend import floatx, get_array_module, rng
 from minicnn.layers.base import Layer
-from minicnn.layers.options import channels_last
+from minicnn.layers.options import channels_last, no_seed
 
 
 class Rescaling(Layer):
@@ -55,11 +55,7 @@ def _check_sampling(owner: str, data_format, seed, fill_mode, interpolation) -> 
     """The arguments every resampling augmentation shares, refused by name where minicnn
     cannot do what Keras does."""
     channels_last(data_format, owner)
-    if seed is not None:  # Keras's seed fixes this layer's own draws; minicnn has one generator
-        raise ValueError(
-            f"{owner}: a per-layer seed is not supported; minicnn draws every transform "
-            f"from its one generator (minicnn.utils.set_random_seed). Received: seed={seed!r}"
-        )
+    no_seed(seed, owner)
     if fill_mode not in maths.FILL_MODES:
         raise ValueError(f"{owner}: fill_mode must be one of {maths.FILL_MODES}. Received: fill_mode={fill_mode!r}")  # fmt: skip
     if interpolation not in maths.INTERPOLATIONS:
@@ -176,16 +172,19 @@ class RandomZoom(_RandomAffine):
         return {**super().get_config(), **self.given}  # as given, as Keras keeps them
 
 
-def _keras_range(value, what: str, owner: str) -> tuple[float, float]:
-    """Keras's probability-style ranges in [0, 1]: a number f means [0, f]; a pair, sorted."""
-    msg = f"{owner}: {what} must be a number or a pair of numbers in [0, 1]. Received: {what}={value!r}"  # fmt: skip
+def keras_range(value, what: str, owner: str, bounds=(0, 1)) -> tuple[float, float]:
+    """Keras's factor ranges (its ``_set_factor``) within ``bounds``: a number f means
+    [max(-f, low), f]; a pair, sorted, refused only when it lies wholly outside them."""
+    low, high = bounds
+    msg = f"{owner}: {what} must be a number or a pair of numbers in [{low}, {high}]. Received: {what}={value!r}"  # fmt: skip
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
     if isinstance(value, (tuple, list)):
-        if len(value) != 2 or value[0] > 1 or value[1] < 0:
+        if len(value) != 2 or not all(map(number, value)) or value[0] > high or value[1] < low:
             raise ValueError(msg)
         lo, hi = sorted(float(v) for v in value)
         return lo, hi
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
-        return 0.0, float(value)
+    if number(value) and low <= value <= high:
+        return max(-abs(float(value)), float(low)), abs(float(value))
     raise ValueError(msg)
 
 
@@ -204,7 +203,8 @@ class RandomFlip(Layer):
     def __init__(self, mode="horizontal_and_vertical", seed=None, data_format=None, **kwargs):
         super().__init__(**kwargs)
         self.owner = f'Layer "{self.name}" (RandomFlip)'
-        _check_sampling(self.owner, data_format, seed, "reflect", "bilinear")
+        channels_last(data_format, self.owner)
+        no_seed(seed, self.owner)
         if mode not in _FLIP_AXES:
             raise ValueError(f"{self.owner}: mode must be one of {sorted(_FLIP_AXES)}. Received: mode={mode!r}")  # fmt: skip
         self.mode, self.seed = mode, None
@@ -250,8 +250,8 @@ class RandomElasticTransform(Layer):
         _check_sampling(self.owner, data_format, seed, fill_mode, interpolation)
         if not (isinstance(value_range, (tuple, list)) and len(value_range) == 2 and value_range[0] <= value_range[1]):  # fmt: skip
             raise ValueError(f"{self.owner}: value_range must be a pair (low, high), low <= high. Received: value_range={value_range!r}")  # fmt: skip
-        self.factor = _keras_range(factor, "factor", self.owner)
-        self.scale = _keras_range(scale, "scale", self.owner)
+        self.factor = keras_range(factor, "factor", self.owner)
+        self.scale = keras_range(scale, "scale", self.owner)
         if self.scale[0] < 0:  # Keras takes it, then builds a blur of negative width from it
             raise ValueError(f"{self.owner}: scale must lie in [0, 1]; a negative distortion has no meaning. Received: scale={scale!r}")  # fmt: skip
         self.interpolation, self.fill_mode = interpolation, fill_mode

@@ -90,11 +90,16 @@ class Model(Trainer, Subclassing, Layer):
 
     @property
     def built(self) -> bool:
-        return self.graph is not None
+        return self.graph is not None or self.__dict__.get("_marked_built", False)
 
     @built.setter
-    def built(self, value) -> None:  # Layer.__init__ and a user's build() set it; a model is
-        pass  # built when it has its graph, traced after a user's build() (_then_traced)
+    def built(self, value) -> None:
+        """Set by Layer.__init__ (False) and by a user's build() (True, as Keras's guides do):
+        a True is kept, and the graph comes when call is traced (after that build, or at the
+        first call). A built model cannot be unbuilt: minicnn does not drop a graph."""
+        if not value and self.__dict__.get("graph") is not None:
+            raise ValueError(f"Model '{self.name}' is built (it has its graph); minicnn cannot set built = False to build it anew: make a new model")  # fmt: skip
+        self.__dict__["_marked_built"] = bool(value)
 
     @property
     def inputs(self) -> list:
