@@ -24,6 +24,11 @@ class CLIError(Exception):
     """A problem to report in one line, with a non-zero exit and no traceback."""
 
 
+class EveryRankError(CLIError):
+    """A launch problem that every rank of an MPI job found alike: each exits on its own, with
+    no Abort (an Abort could end the job before mpiexec forwards the message)."""
+
+
 class TrainingInterruptedError(CLIError):
     """Ctrl-C stopped training cleanly; exit 130 as a shell expects."""
 
@@ -165,7 +170,7 @@ def _distributed(args):
     try:
         strategy.check_same(**settings)
     except DistributedError as e:
-        raise CLIError(str(e)) from None
+        raise EveryRankError(str(e)) from None
     return strategy
 
 
@@ -362,29 +367,33 @@ def main(argv=None) -> int:
                 file=sys.stderr,
             )
             return 2
-    code = _run(args)
-    if code and getattr(args, "distributed", False) and "mpi4py" in sys.modules:
+    code, everyone = _run(args)
+    if code and not everyone and getattr(args, "distributed", False) and "mpi4py" in sys.modules:
         from mpi4py import MPI  # one rank failed: end every rank now, none waits for it
 
         if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
-            sys.stderr.flush()
-            MPI.COMM_WORLD.Abort(code)
+            from minicnn.distributed import abort_all
+
+            abort_all(MPI.COMM_WORLD, code)
     return code
 
 
-def _run(args) -> int:
+def _run(args) -> tuple[int, bool]:
+    """The exit code, and whether every rank of an MPI job failed alike (no Abort needed)."""
     try:
         args.run(args)
     except CLIError as e:
         print(f"minicnn {args.command}: {e}", file=sys.stderr)
-        return 130 if isinstance(e, TrainingInterruptedError) else 1
+        return (130 if isinstance(e, TrainingInterruptedError) else 1), isinstance(
+            e, EveryRankError
+        )
     except RuntimeError as e:  # e.g. the CuPy backend asked for where there is no GPU
         print(f"minicnn {args.command}: {e}", file=sys.stderr)
-        return 1
+        return 1, False
     except KeyboardInterrupt:
         print(f"minicnn {args.command}: interrupted", file=sys.stderr)
-        return 130
-    return 0
+        return 130, False
+    return 0, False
 
 
 if __name__ == "__main__":

@@ -66,15 +66,21 @@ def install_excepthook(comm=None) -> None:
     comm = comm or _mpi().COMM_WORLD
 
     def abort(kind, value, tb):
-        # one write, then a pause: mpiexec forwards a rank's output through a pipe, and an
-        # Abort right after a traceback written line by line lost all but its first line
         sys.stderr.flush()
         text = "".join(traceback.format_exception(kind, value, tb))
-        os.write(2, text.encode("utf-8", "replace"))
-        time.sleep(0.5)
-        comm.Abort(1)
+        os.write(2, text.encode("utf-8", "replace"))  # one write, then abort_all's pause
+        abort_all(comm, 1)
 
     sys.excepthook = abort
+
+
+def abort_all(comm, code: int) -> None:
+    """End every rank of ``comm`` with exit ``code``, after a pause: mpiexec forwards a rank's
+    output through a pipe, and an Abort right after a write could lose what was written."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    time.sleep(0.5)
+    comm.Abort(code)
 
 
 class DataParallel(Local):
