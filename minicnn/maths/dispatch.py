@@ -19,13 +19,26 @@ _array_code = 0  # > 0 while a plan runs on array code alone (array_code())
 def kernel_for(name: str, x):
     """The fast version of op ``name`` for ``x``'s device and dtype, or None to use array code.
     The first ask applies minicnn's process settings (``minicnn.tuning``) before a kernel loads."""
-    global _first
     if _array_code:
         return None
+    _tune()
+    return kernels.lookup(name, get_array_module(x), x.dtype)
+
+
+def lookup(name: str, xp, dtype):
+    """``kernels.lookup`` after minicnn's process settings, whatever the dispatch state: whether
+    a kernel exists for op ``name`` on ``xp``'s device in ``dtype`` (a plan's choices)."""
+    _tune()
+    return kernels.lookup(name, xp, dtype)
+
+
+def _tune() -> None:
+    """minicnn's process settings, once, before the kernels' module loads: it decides numba's
+    threading layer from them when it is imported (``kernels/cpu/jit.py``)."""
+    global _first
     if _first:
         _first = False
         tuning.apply()
-    return kernels.lookup(name, get_array_module(x), x.dtype)
 
 
 @contextlib.contextmanager
@@ -33,6 +46,7 @@ def one_core():
     """Run the parallel kernels on the calling thread alone (a plan for a few images at
     inference, once its kernels are compiled: waking the other cores costs more than it
     saves)."""
+    _tune()  # else a first launch here would find numba on its slow "workqueue" pool
     with kernels.one_core():
         yield
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from minicnn import kernels
 from minicnn.backend import get_array_module
+from minicnn.maths import dispatch
 from minicnn.maths.conv import direct, im2col, shifted, space_to_depth, taps, winograd
 from minicnn.maths.elementwise import bias_relu
 
@@ -101,7 +102,7 @@ def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float
         return "im2col" if forced == "shifted" and not stride1 else forced
     if xp is not np:
         return "im2col"
-    numba = kernels_on and kernels.lookup("conv_direct", np, np.dtype(dtype)) is not None
+    numba = kernels_on and dispatch.lookup("conv_direct", np, np.dtype(dtype)) is not None
     n, h, w = x_shape[:3]
     oh = (h + pads[0] + pads[1] - kh) // strides[0] + 1
     ow = (w + pads[2] + pads[3] - kw) // strides[1] + 1
