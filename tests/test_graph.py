@@ -382,16 +382,18 @@ def test_a_few_images_at_inference_run_the_array_code_and_agree_with_the_kernels
 
 def test_a_few_images_run_the_kernels_on_one_core_once_the_model_has_run_them(rng):
     """Once a plan of the model has run its kernels (compiled now), inference on a few images
-    runs them too, launched on the calling thread alone, with the array code's GEMM algorithms
-    but the direct kernel and Winograd on large maps. Same answers to float32 rounding; numba's
-    thread count is given back."""
+    runs them too, launched on the calling thread alone: the register-blocked direct kernel
+    for every convolution of at most BLOCKED_MAX_FILTERS filters, the array code's algorithm
+    for wider ones. Same answers to float32 rounding; numba's thread count is given back."""
     numba = pytest.importorskip("numba")
-    from minicnn.plan.plan import _ONE_CORE_WINOGRAD_PIXELS
+    from minicnn import kernels
 
     set_random_seed(0)
+    wide = kernels.BLOCKED_MAX_FILTERS + 8
     model = keras.Sequential([keras.Input((20, 20, 1)), layers.Conv2D(16, 3, activation="relu"),
         layers.Conv2D(16, 3, activation="relu"), layers.MaxPooling2D(2),
-        layers.Conv2D(16, 3, activation="relu"), layers.Flatten(), layers.Dense(3, activation="softmax")])  # fmt: skip
+        layers.Conv2D(16, 3, activation="relu"), layers.Conv2D(wide, 3, activation="relu"),
+        layers.Flatten(), layers.Dense(3, activation="softmax")])  # fmt: skip
     x = rng.random((6, 20, 20, 1), dtype=np.float32)
     cold = [model.predict_on_batch(x[i : i + 1]) for i in range(len(x))]
     assert not model.plan(1, False).kernels
@@ -402,9 +404,8 @@ def test_a_few_images_run_the_kernels_on_one_core_once_the_model_has_run_them(rn
     plan = model.plan(1, False)
     assert plan.kernels and plan.one_core and not model.plan(6, False).one_core
     algorithms = [s.algorithm() for s in plan.steps if s.algorithm()]
-    assert 16 * 16 >= _ONE_CORE_WINOGRAD_PIXELS > 5 * 5
-    assert algorithms == ["direct", "winograd", "shifted"], algorithms
-    assert [s.algorithm() for s in model.plan(6, False).steps if s.algorithm()][2] == "winograd"
+    assert algorithms == ["direct", "direct", "direct", "im2col"], algorithms
+    assert [s.algorithm() for s in model.plan(6, False).steps if s.algorithm()] == ["direct", "winograd", "winograd", "im2col"]  # fmt: skip
     for a, b, c in zip(cold, warm, whole):
         np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6)
         np.testing.assert_allclose(b[0], c, rtol=2e-5, atol=2e-6)

@@ -25,7 +25,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from minicnn import maths
+from minicnn import kernels, maths
 from minicnn.maths import dispatch
 from minicnn.ops.core import WeightRead
 from minicnn.plan.graph import Graph, flatten
@@ -40,11 +40,14 @@ from minicnn.plan.steps import (
 )
 
 SMALL_BATCH = 4  # inference on at most this many images: array code, or kernels on one core
-# On one core (a plan for a few images), a convolution takes the array code's algorithm (GEMMs
-# on OpenBLAS's threads) unless it is the direct kernel or Winograd on a map this large: batch
-# 1, one core against the array code, ms: 3x3 64->32 to 24x24, Winograd 0.10 against shifted
-# 0.24; 64->64 to 11x11, 0.22 against 0.14; 32->32 to 13x13, 0.09 against 0.08; a 5x5/2 on
-# 32 channels to 13x13, space to depth 0.29 against im2col 0.25.
+# On one core (a plan for a few images), a convolution of at most BLOCKED_MAX_FILTERS filters
+# takes the register-blocked direct kernel: batch 1, one core, us, direct against the plan's
+# choice for larger batches and the array code's: 3x3 64->32 to 24x24 97 / Winograd 175 /
+# shifted 421; 5x5/2 32->32 to 13x13 63 / space to depth 247 / im2col 160; 5x5/2 64->64 to 4x4
+# 23 / im2col 101; 3x3 32->64 to 9x9 20 / Winograd 107; 3x3 32->4 "same" at 28x28 55 / taps 76
+# (2-core AMD EPYC). Its kernels are written out per geometry: on a cold cache the first such
+# predict compiles one (~2 s a layer, once per install). Wider layers take the array code's
+# algorithm (GEMMs on OpenBLAS's threads) unless it is Winograd on a map this large:
 _ONE_CORE_WINOGRAD_PIXELS = 256
 
 
@@ -220,11 +223,14 @@ class Plan:
         kernel = (*conv.kernel_size, x_shape[-1], conv.filters)
         pads = conv.pads(*x_shape[1:3])
         choice = maths.choose_algorithm(x_shape, kernel, conv.strides, pads, self.xp, self.dtype, self.kernels, self.training)  # fmt: skip
+        if not self.one_core or choice == "direct":
+            return choice
+        if conv.filters <= kernels.BLOCKED_MAX_FILTERS and dispatch.lookup("conv_direct", self.xp, np.dtype(self.dtype)):  # fmt: skip
+            return "direct"
         oh, ow = flat.shapes[call.outputs[0]][1:3]
-        big = choice == "winograd" and oh * ow >= _ONE_CORE_WINOGRAD_PIXELS
-        if self.one_core and choice != "direct" and not big:  # the GEMMs OpenBLAS threads win
-            choice = maths.choose_algorithm(x_shape, kernel, conv.strides, pads, self.xp, self.dtype, False, False)  # fmt: skip
-        return choice
+        if choice == "winograd" and oh * ow >= _ONE_CORE_WINOGRAD_PIXELS:
+            return choice
+        return maths.choose_algorithm(x_shape, kernel, conv.strides, pads, self.xp, self.dtype, False, False)  # fmt: skip
 
     def _step(self, call, chain, flat, need_gx, logits):
         calls = [flat.calls[j] for j in chain]
