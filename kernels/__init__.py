@@ -21,6 +21,9 @@ import os
 SCRATCH_CHANNELS = 512
 # The most filters the CPU's register-blocked direct kernel holds sums for (cpu/blocked.py).
 BLOCKED_MAX_FILTERS = 128
+# kh*kw*C up to which the direct kernel is written out tap by tap (cpu/direct.py); above it
+# the register-blocked one (cpu/blocked.py) takes layers of up to BLOCKED_MAX_FILTERS filters.
+WRITTEN_OUT_TAPS = 16
 
 # The ops a device module may serve: each module exports OPS = {(name, dtype or "any"): function}
 # for the names it implements, each one of these, called as minicnn.maths.<name> calls it.

@@ -390,11 +390,10 @@ def test_a_few_images_run_the_kernels_on_one_core_once_the_model_has_run_them(rn
 
     set_random_seed(0)
     wide = kernels.BLOCKED_MAX_FILTERS + 8
-    model = keras.Sequential([keras.Input((20, 20, 1)), layers.Conv2D(16, 3, activation="relu"),
-        layers.Conv2D(16, 3, activation="relu"), layers.MaxPooling2D(2),
-        layers.Conv2D(16, 3, activation="relu"), layers.Conv2D(wide, 3, activation="relu"),
-        layers.Flatten(), layers.Dense(3, activation="softmax")])  # fmt: skip
-    x = rng.random((6, 20, 20, 1), dtype=np.float32)
+    model = keras.Sequential([keras.Input((32, 32, 1)), layers.Conv2D(24, 3, activation="relu"),
+        layers.Conv2D(24, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(wide, 3, activation="relu"), layers.Flatten(), layers.Dense(3, activation="softmax")])  # fmt: skip
+    x = rng.random((6, 32, 32, 1), dtype=np.float32)
     cold = [model.predict_on_batch(x[i : i + 1]) for i in range(len(x))]
     assert not model.plan(1, False).kernels
     whole = model.predict_on_batch(x)  # a kernel plan runs
@@ -404,8 +403,8 @@ def test_a_few_images_run_the_kernels_on_one_core_once_the_model_has_run_them(rn
     plan = model.plan(1, False)
     assert plan.kernels and plan.one_core and not model.plan(6, False).one_core
     algorithms = [s.algorithm() for s in plan.steps if s.algorithm()]
-    assert algorithms == ["direct", "direct", "direct", "im2col"], algorithms
-    assert [s.algorithm() for s in model.plan(6, False).steps if s.algorithm()] == ["direct", "winograd", "winograd", "im2col"]  # fmt: skip
+    assert algorithms == ["direct", "direct", "shifted"], algorithms
+    assert [s.algorithm() for s in model.plan(6, False).steps if s.algorithm()] == ["direct", "winograd", "winograd"]  # fmt: skip
     for a, b, c in zip(cold, warm, whole):
         np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6)
         np.testing.assert_allclose(b[0], c, rtol=2e-5, atol=2e-6)
@@ -461,18 +460,20 @@ def test_batchnorm_folds_into_the_valid_convolution_after_it(rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_max_pooling_fuses_into_the_convolution_before_it(rng, dtype):
+@pytest.mark.parametrize("width", [16, 72])
+def test_max_pooling_fuses_into_the_convolution_before_it(rng, dtype, width):
     """At inference on the CPU, a 2x2 stride-2 MaxPooling2D after a Conv2D (its ReLU, or none,
     and a BatchNormalization + ReLU between them) runs in the convolution's output pass: the
-    direct first layer (27x27 out: a row and column the pooling drops) and Winograd's (13x13
-    tiles cut at the edge). Not with another activation, another pool, or in training. The fused
-    plan against the layers run one by one."""
+    direct first layer (27x27 out: a row and column the pooling drops), and the second layer's
+    direct kernel (16 channels) or Winograd's (72 x 72: 13x13 tiles cut at the edge). Not with
+    another activation, another pool, or in training. The fused plan against the layers run
+    one by one."""
     keras.set_floatx(dtype)
     try:
         inputs = keras.Input(shape=(29, 29, 1))
-        x = layers.Conv2D(16, 3, activation="relu", name="c1")(inputs)  # direct
+        x = layers.Conv2D(width, 3, activation="relu", name="c1")(inputs)  # direct
         x = layers.MaxPooling2D(name="p1")(x)  # 13x13
-        x = layers.Conv2D(20, 3, padding="same", use_bias=False, name="c2")(x)  # Winograd
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="c2")(x)
         x = layers.BatchNormalization(name="bn")(x)
         x = layers.ReLU(name="r")(x)
         x = layers.MaxPooling2D(name="p2")(x)  # 6x6
@@ -487,7 +488,7 @@ def test_max_pooling_fuses_into_the_convolution_before_it(rng, dtype):
         rows = {r[0]: r for r in plan.describe()}
         if kernels.lookup("winograd_input", np, np.dtype(dtype)) is not None:
             assert rows["c1 + p1"][2] == "direct" and "max_pooling" in rows["c1 + p1"][3]
-            assert rows["c2 + bn + r + p2"][2] == "winograd"
+            assert rows["c2 + bn + r + p2"][2] == ("direct" if width == 16 else "winograd")
             assert {"p3", "p4"} <= set(rows)
         assert "p1" in {r[0] for r in model.plan(7, True).describe()}  # training: no fusion
         _assert_predict_is_layers_one_by_one(model, rng.standard_normal((7, 29, 29, 1)).astype(dtype), dtype)  # fmt: skip
@@ -498,8 +499,9 @@ def test_max_pooling_fuses_into_the_convolution_before_it(rng, dtype):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_inference_takes_the_blocked_direct_kernel_where_gemms_would_run(rng, dtype):
     """At inference on the CPU, layers that im2col would run (a strided 3x3 on few channels)
-    take the register-blocked direct kernel, and so does the forward of shifted GEMMs' layers
-    (a 5x5 at stride 1), which also max-pools in its pass; in training im2col stays. Predict
+    take the register-blocked direct kernel, and so do small layers that shifted GEMMs would
+    (a 5x5 at stride 1), max-pooling in its pass; in training im2col and shifted stay (the
+    forward of shifted is the blocked kernel's there). Predict
     against the layers run one by one on the array code (im2col and GEMMs), an independent
     path."""
     keras.set_floatx(dtype)
@@ -512,7 +514,7 @@ def test_inference_takes_the_blocked_direct_kernel_where_gemms_would_run(rng, dt
         model = keras.Model(inputs, layers.Dense(3, activation="softmax")(layers.Flatten()(x)))
         want = "direct" if kernels.lookup("conv_direct", np, np.dtype(dtype)) is not None else None
         algos = {r[0]: r[2] for r in model.plan(7, False).describe()}
-        assert [algos[c] for c in ("c1", "c2", "c3 + p")] == [want or "im2col", "shifted", "shifted"]  # fmt: skip
+        assert [algos[c] for c in ("c1", "c2", "c3 + p")] == [want or "im2col", want or "shifted", want or "shifted"]  # fmt: skip
         algos = {r[0]: r[2] for r in model.plan(7, True).describe()}
         assert [algos[c] for c in ("c1", "c2", "c3")] == ["im2col", "shifted", "shifted"]
         xb = rng.standard_normal((7, 15, 14, 8)).astype(dtype)
@@ -533,31 +535,33 @@ def test_inference_takes_the_blocked_direct_kernel_where_gemms_would_run(rng, dt
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_residual_add_fuses_into_the_winograd_convolution(rng, dtype):
-    """At inference on the CPU, a residual block's Add, and the ReLU after it, run in the output
-    pass of the Winograd convolution that feeds it (13x13: tiles cut at the edge). Not when the
-    convolution has an activation of its own, when the Add's other input is made after the
-    convolution, or in training. The fused plan against the layers run one by one."""
+@pytest.mark.parametrize("width", [16, 72])
+def test_residual_add_fuses_into_the_convolution(rng, dtype, width):
+    """At inference on the CPU, a residual block's Add, and the ReLU after it, run in the step
+    of the convolution that feeds it: the direct kernel's (16 channels) or in the output pass
+    of Winograd's (72: 13x13 tiles cut at the edge). Not when the convolution has an
+    activation of its own, when the Add's other input is made after the convolution, or in
+    training. The fused plan against the layers run one by one."""
     keras.set_floatx(dtype)
     try:
-        inputs = keras.Input(shape=(13, 13, 16))
-        a = layers.Conv2D(16, 3, padding="same", activation="relu", name="c1")(inputs)
-        b = layers.Conv2D(16, 3, padding="same", name="c2")(a)
+        inputs = keras.Input(shape=(13, 13, width))
+        a = layers.Conv2D(width, 3, padding="same", activation="relu", name="c1")(inputs)
+        b = layers.Conv2D(width, 3, padding="same", name="c2")(a)
         s = layers.ReLU(name="r1")(layers.Add(name="add1")([inputs, b]))  # fuses into c2
-        c = layers.Conv2D(16, 3, padding="same", activation="relu", name="c3")(s)
+        c = layers.Conv2D(width, 3, padding="same", activation="relu", name="c3")(s)
         t = layers.Add(name="add2")([c, s])  # c3 has its own ReLU: stays a step
-        d = layers.Conv2D(16, 3, padding="same", name="c4")(t)
-        e = layers.Conv2D(16, 3, padding="same", name="c5")(t)
+        d = layers.Conv2D(width, 3, padding="same", name="c4")(t)
+        e = layers.Conv2D(width, 3, padding="same", name="c5")(t)
         u = layers.Add(name="add3")([e, d])  # the later of c4 and c5 takes it, not both
         model = keras.Model(inputs, layers.GlobalAveragePooling2D()(u))
         rows = {r[0]: r for r in model.plan(7, False).describe()}
         if kernels.lookup("winograd_input", np, np.dtype(dtype)) is not None:
-            assert rows["c2 + add1 + r1"][2] == "winograd"
+            assert rows["c2 + add1 + r1"][2] == ("direct" if width == 16 else "winograd")
             assert rows["c2 + add1 + r1"][3] == "add, relu"
             assert "add2" in rows
             assert {"c4 + add3", "c5"} <= set(rows) or {"c5 + add3", "c4"} <= set(rows)
         assert "add1" in {r[0] for r in model.plan(7, True).describe()}  # training: no fusion
-        x = rng.standard_normal((7, 13, 13, 16)).astype(dtype)
+        x = rng.standard_normal((7, 13, 13, width)).astype(dtype)
         f = {name: model.get_layer(name).forward for name in ("c1", "c2", "c3", "c4", "c5")}
         a = f["c1"](x, False)[0]
         s = np.maximum(x + f["c2"](a, False)[0], 0)

@@ -314,8 +314,9 @@ def test_winograd_pipeline(monkeypatch, rng, dtype, x_shape, grid, out, keep):
         monkeypatch.setattr(wino, "can_split", lambda: False)  # the backward on all cores at once
         whole = wino.backward(gy, ctx)
         monkeypatch.setattr(wino, "can_split", lambda: True)
-        np.testing.assert_array_equal(grads[0], whole[0])  # the same input gradient, bit for bit
-        assert rel(grads[1], whole[1]) <= TOL[dtype] and rel(grads[2], whole[2]) <= TOL[dtype]
+        # the same gradients to rounding: the pipeline's GEMMs are single-threaded, the whole
+        # batch's threaded, and OpenBLAS's blocking (so its sums' order) differs between them
+        assert all(rel(g, w) <= TOL[dtype] for g, w in zip(grads, whole))
         return (z, np.concatenate(ctx.vs, axis=1), *grads, gk)
 
     fast, ref = both(monkeypatch, "winograd_input_serial", np, dtype, run)

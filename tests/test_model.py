@@ -274,19 +274,23 @@ def test_auto_algorithm_choice(monkeypatch):
     assert maths.conv_algorithm(small, (5, 5, 64, 64), (2, 2), same) == "im2col"  # 512 rows
     s2d = "space_to_depth" if numba else "im2col"
     assert maths.conv_algorithm(np.zeros((33, 8, 8, 64), "float32"), (5, 5, 64, 64), (2, 2), same) == s2d  # fmt: skip
-    # at inference, the register-blocked direct kernel where a GEMM path would run
+    # at inference, the register-blocked direct kernel for thin or small layers (maps of at most
+    # 26x26 out, C x F <= 4096) of up to 128 filters, and where im2col would run
     direct = "direct" if numba else None
-    assert maths.conv_algorithm(x, (5, 5, 64, 32), (1, 1), training=False) == "shifted"  # blocked
+    wino = "winograd" if numba else "shifted"
+    assert maths.conv_algorithm(x, (5, 5, 64, 32), (1, 1), training=False) == (direct or "shifted")  # fmt: skip
+    assert maths.conv_algorithm(x, (3, 3, 64, 32), (1, 1), training=False) == (direct or "shifted")  # fmt: skip
+    assert maths.conv_algorithm(x, (3, 3, 64, 64), (1, 1), (1, 1, 1, 1), training=False) == wino  # 28x28 out  # fmt: skip
+    assert maths.conv_algorithm(x[..., :16], (3, 3, 16, 16), (1, 1), (1, 1, 1, 1), training=False) == (direct or "shifted")  # thin  # fmt: skip
+    assert maths.conv_algorithm(x[:, :12, :12], (3, 3, 64, 72), (1, 1), training=False) == wino  # C x F > 4096  # fmt: skip
+    assert maths.conv_algorithm(small, (5, 5, 64, 64), (2, 2), same, training=False) == "im2col"  # one tile  # fmt: skip
+    assert maths.conv_algorithm(np.zeros((33, 8, 8, 64), "float32"), (5, 5, 64, 64), (2, 2), same, training=False) == (direct or "im2col")  # fmt: skip
     assert maths.conv_algorithm(x, (3, 3, 8, 64), (1, 1), training=False) == (direct or "im2col")
     half = maths.padding_amounts(28, 28, 3, 3, 2, 2, "same")
     assert maths.conv_algorithm(x, (3, 3, 32, 64), (2, 2), half, training=False) == (direct or "im2col")  # fmt: skip
-    assert (
-        maths.conv_algorithm(x, (3, 3, 32, 128), (2, 2), half, training=False) == "im2col"
-    )  # wide
-    assert maths.conv_algorithm(x, (3, 3, 64, 32), (2, 2), half, training=False) == "im2col"
+    assert maths.conv_algorithm(x, (3, 3, 64, 128), (2, 2), half, training=False) == "im2col"  # wide  # fmt: skip
     assert maths.conv_algorithm(x, (3, 3, 32, 64), (2, 2), half) == "im2col"  # training
     assert maths.conv_algorithm(x, (5, 5, 64, 129), (1, 1), training=False) == "shifted"  # F > 128
-    assert maths.conv_algorithm(x, (3, 3, 64, 32), (1, 1), training=False) == ("winograd" if numba else "shifted")  # fmt: skip
     monkeypatch.setenv("MINICNN_KERNELS", "numpy")
     assert maths.conv_algorithm(x, (3, 3, 64, 32), (1, 1)) == "shifted"
     assert maths.conv_algorithm(x, (5, 5, 64, 32), (1, 1), training=False) == "shifted"

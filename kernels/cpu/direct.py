@@ -24,16 +24,16 @@ import functools
 import numpy as np
 from numba import prange
 
+from .. import WRITTEN_OUT_TAPS
 from . import blocked, generated
 from .jit import bias_row, jit, pjit, relu_grad_if, relu_if
 from .pooling import maxpool
 
 UNROLLED_TAPS = 100  # kh*kw*C up to which a kernel is written out (5x5 on 4 channels)
-# kh*kw*C up to which that written-out kernel beats the register-blocked one (blocked.py), which
-# takes the rest up to its MAX_FILTERS: 128 images, 2 cores of an AMD EPYC, ms written out ->
-# blocked: 3x3 1 -> 32 1.25 -> 1.29, 1 -> 64 1.00 -> 1.89; 3 -> 32 3.02 -> 0.99; 5x5 4 -> 32
-# 9.05 -> 2.56; 3x3 8 -> 16 4.27 -> 1.08; 5x5 3 -> 64 on 32x32 14.1 -> 5.6.
-WRITTEN_OUT_TAPS = 16
+# WRITTEN_OUT_TAPS: kh*kw*C up to which that written-out kernel beats the register-blocked one
+# (blocked.py), which takes the rest up to its MAX_FILTERS: 128 images, 2 cores of an AMD EPYC,
+# ms written out -> blocked: 3x3 1 -> 32 1.25 -> 1.29, 1 -> 64 1.00 -> 1.89; 3 -> 32 3.02 ->
+# 0.99; 5x5 4 -> 32 9.05 -> 2.56; 3x3 8 -> 16 4.27 -> 1.08; 5x5 3 -> 64 on 32x32 14.1 -> 5.6.
 
 
 @pjit

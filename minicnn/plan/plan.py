@@ -7,7 +7,7 @@ For each leaf-layer call it decides
 - what fuses (``minicnn.plan.steps``): BatchNormalization + ReLU; Conv2D/Dense + ReLU; at
   inference Conv2D + BatchNormalization (+ ReLU), a BatchNormalization (through Dropouts)
   into a "valid" Conv2D after it, a 2x2 MaxPooling2D into the Conv2D before it, and a residual
-  block's Add (+ ReLU) into the Winograd Conv2D that feeds it; a softmax head whose loss takes
+  block's Add (+ ReLU) into the Winograd or direct Conv2D that feeds it; a softmax head whose loss takes
   the logits;
 - whether the step must give its input's gradient (only if a trained weight lies upstream),
   so backward stops where nothing below it learns.
@@ -201,10 +201,10 @@ class Plan:
 
     def _adds(self, conv, add, flat) -> bool:
         """Whether the Add call ``add`` (and a ReLU after it) can join the convolution of call
-        ``conv`` as a residual added in its output pass: at inference on the CPU, a Winograd
-        convolution with no activation of its own, whose output is one of the Add's two inputs
-        and the other, of the same shape, is made before it (the fused step runs where the
-        convolution did)."""
+        ``conv`` as a residual added in its step: at inference on the CPU, a Winograd (in its
+        output pass) or direct (after it) convolution with no activation of its own, whose
+        output is one of the Add's two inputs and the other, of the same shape, is made before
+        it (the fused step runs where the convolution did)."""
         y = conv.outputs[0]
         if self.training or add.training or self.xp is not np or len(add.inputs) != 2:
             return False
@@ -215,7 +215,7 @@ class Plan:
             return False
         if self._made_at.get(other, -1) >= self._made_at[y]:
             return False
-        return self._conv_algorithm(conv, flat) == "winograd"
+        return self._conv_algorithm(conv, flat) in ("winograd", "direct")
 
     def _conv_algorithm(self, call, flat) -> str:
         x_shape = (self.n, *flat.shapes[call.inputs[0]][1:])

@@ -55,6 +55,27 @@ _TAPS_MAX_F = 4
 _DIRECT_MAX_CF = 32 * 64  # C x F up to which the direct kernel replaces im2col (C <= 32)
 
 
+# At inference, the register-blocked direct kernel against the GEMM paths it replaces, one
+# forward on 2 cores of an AMD EPYC, batch 128 (1000), ms, interleaved: 3x3 32->32 on 13x13
+# "same" 1.9 (17) against Winograd 3.4 (23); 64->64 on 11x11 "same" 3.7 (29) / 4.7 (28); 32->64
+# 13 -> 11 1.7 (13) / 2.9 (21); 32->32 26 -> 24 4.0 (33) / 5.7 (44); 64->32 26 -> 24 8.7 (62) /
+# 9.1 (62); 5x5/2 32->32 26 -> 13 5.3 (35) against space to depth 8.2 (56); 5x5/2 64->64
+# 10 -> 5 2.8 (32) / 6.3 (60); 3x3 16->16 on 28x28 "same" 3.1 / 4.6. Winograd keeps larger
+# maps and wider layers: 64->64 on 28x28 20 against 24; 32->64 on 56x56 48 / 53; 128->128 on
+# 7x7 8.8 / 13; 256->128 on 14x14 53 / 87.
+_DIRECT_INFER_PIXELS = 26 * 26  # output pixels up to which it takes layers of C x F <= 4096
+_DIRECT_INFER_CF = 64 * 64
+
+
+def _direct_at_inference(taps: int, f: int, c: int, pixels: int) -> bool:
+    """Whether the blocked direct kernel convolves a layer at inference: it holds the filters'
+    sums (at most BLOCKED_MAX_FILTERS) of more than a few taps, and the layer is thin (16
+    channels or fewer) or small (a map of at most _DIRECT_INFER_PIXELS, C x F at most 4096)."""
+    if f > kernels.BLOCKED_MAX_FILTERS or taps <= kernels.WRITTEN_OUT_TAPS:
+        return False
+    return c <= 16 or (pixels <= _DIRECT_INFER_PIXELS and c * f <= _DIRECT_INFER_CF)
+
+
 def conv_algorithm(x, kernel_shape, strides, pads=(0, 0, 0, 0), training=True) -> str:
     """Which algorithm convolves the array ``x``: ``choose_algorithm`` for its shape and device."""
     return choose_algorithm(x.shape, kernel_shape, strides, pads, get_array_module(x), x.dtype, training=training)  # fmt: skip
@@ -66,8 +87,11 @@ def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float
 
     - "im2col": the reference, any geometry, and the GPU's choice (cuBLAS on one big GEMM);
     - "direct": CPU, up to 4 input channels (a first layer), with the numba kernels; and at
-      inference where "im2col" would run, up to 32 channels and 128 filters with C x F <= 2048:
-      the kernel that holds a block of pixels' sums in registers (``kernels/cpu/blocked.py``);
+      inference, the kernel that holds a block of pixels' sums in registers
+      (``kernels/cpu/blocked.py``) for layers of at most 128 filters that are thin (16
+      channels or fewer) or small (maps of at most 26x26 out, C x F <= 4096), in place of
+      Winograd and space to depth (``_direct_at_inference``), and where "im2col" would run,
+      up to 32 channels and 128 filters with C x F <= 2048;
     - "winograd": CPU, 3x3 stride 1, 16 to 512 input channels and at most 512 filters, with
       the numba kernels (a tile's channels are held on the stack);
     - "shifted": stride 1 on 16+ channels otherwise (other kernel sizes, more channels than a
@@ -114,6 +138,8 @@ def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float
         return "direct" if numba else "im2col"
     if f <= _TAPS_MAX_F and c > f and taps.fits(kernel_shape, strides, pads):
         return "taps"
+    if numba and not training and _direct_at_inference(kh * kw * c, f, c, oh * ow):
+        return "direct"
     if s2d_winograd and c >= 8 and numba and fits2:
         return "space_to_depth"
     if stride1 and c >= 16:  # its forward is the direct kernel's where numba is there
