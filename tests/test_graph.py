@@ -431,9 +431,10 @@ def _assert_predict_is_layers_one_by_one(model, x, dtype):
 def test_batchnorm_folds_into_the_valid_convolution_after_it(rng, dtype):
     """At inference a BatchNormalization after a ReLU, and the Dropouts after it, go into the
     next convolution's kernel and bias when it reads no padding (conv(x * s + t) =
-    conv_{k*s}(x) + sum k*t); before a "same" convolution, in training, or where the batch is
-    smaller than the kernel (the fold remakes the kernel each call), it stays a step. The fused
-    plan against the layers run one by one."""
+    conv_{k*s}(x) + sum k*t); before a "same" convolution, or where the batch is smaller than
+    the kernel (the fold remakes the kernel each call), it maps the output of the convolution
+    and ReLU before it in their step; in training it stays a step. The fused plan against the
+    layers run one by one."""
     keras.set_floatx(dtype)
     try:
         inputs = keras.Input(shape=(12, 11, 2))
@@ -448,13 +449,50 @@ def test_batchnorm_folds_into_the_valid_convolution_after_it(rng, dtype):
         for name in ("bn1", "bn2"):
             _set_batchnorm_far_from_identity(model.get_layer(name), rng)
         rows = {r[0]: r for r in model.plan(8, False).describe()}
-        assert "bn1 + drop + c2" in rows and "batchnorm before" in rows["bn1 + drop + c2"][3]
-        assert "bn2" in rows  # its own step: c3 reads padding
-        assert "bn1" in {r[0] for r in model.plan(8, True).describe()}  # training: no fold
-        # one image: 10 x 9 x 4 inputs against a 3 x 3 x 4 x 40 kernel, so no fold
-        assert "bn1" in {r[0] for r in model.plan(1, False).describe()}
+        # bn1 into c2's kernel; bn2 (c3 reads padding) onto c2's output
+        assert rows["bn1 + drop + c2 + bn2"][3] == "batchnorm before, relu, batchnorm after"
+        assert "c1" in rows
+        assert {"bn1", "bn2"} <= {r[0] for r in model.plan(8, True).describe()}  # training
+        # one image: 10 x 9 x 4 inputs against a 3 x 3 x 4 x 40 kernel, so no fold: onto c1's
+        rows = {r[0]: r for r in model.plan(1, False).describe()}
+        assert rows["c1 + bn1"][3] == "relu, batchnorm after" and {"drop", "c2 + bn2"} <= set(rows)
         for n in (8, 1):
             _assert_predict_is_layers_one_by_one(model, rng.standard_normal((n, 12, 11, 2)).astype(dtype), dtype)  # fmt: skip
+    finally:
+        keras.set_floatx("float32")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batchnorm_after_the_relu_maps_the_convolutions_output(rng, dtype):
+    """At inference a BatchNormalization after a convolution's ReLU (its own activation or a
+    ReLU layer) that cannot fold into the next convolution is applied in the convolution's
+    step; nothing fuses after it: a MaxPooling2D (it does not commute with a negative scale)
+    and a ReLU stay steps. Against the layers run one by one, its scales negative somewhere."""
+    keras.set_floatx(dtype)
+    try:
+        inputs = keras.Input(shape=(14, 14, 3))
+        x = layers.Conv2D(8, 3, padding="same", activation="relu", name="c1")(inputs)
+        x = layers.BatchNormalization(name="bn1")(x)
+        x = layers.MaxPooling2D(name="p1")(x)  # after the map: its own step
+        x = layers.Conv2D(12, 3, padding="same", name="c2")(x)
+        x = layers.ReLU(name="r2")(x)
+        x = layers.BatchNormalization(name="bn2")(x)
+        x = layers.ReLU(name="r3")(x)  # after the map: its own step
+        x = layers.Conv2D(6, 3, padding="same", activation="relu", name="c3")(x)
+        out = layers.Dense(3, activation="softmax")(layers.Flatten()(layers.BatchNormalization(name="bn3")(x)))  # fmt: skip
+        model = keras.Model(inputs, out)
+        for name in ("bn1", "bn2", "bn3"):
+            bn = model.get_layer(name)
+            _set_batchnorm_far_from_identity(bn, rng)
+            gamma, *rest = bn.get_weights()
+            bn.set_weights([gamma * np.where(np.arange(gamma.size) % 2, -1, 1), *rest])
+        for n in (1, 5):
+            rows = {r[0]: r for r in model.plan(n, False).describe()}
+            assert rows["c1 + bn1"][3] == "relu, batchnorm after" and "p1" in rows
+            assert rows["c2 + r2 + bn2"][3] == "relu, batchnorm after" and "r3" in rows
+            assert rows["c3 + bn3"][3] == "relu, batchnorm after"
+            assert {"bn1", "bn2 + r3", "bn3"} <= {r[0] for r in model.plan(n, True).describe()}
+            _assert_predict_is_layers_one_by_one(model, rng.standard_normal((n, 14, 14, 3)).astype(dtype), dtype)  # fmt: skip
     finally:
         keras.set_floatx("float32")
 

@@ -6,7 +6,8 @@ For each leaf-layer call it decides
 - which convolution algorithm runs (``maths.choose_algorithm`` for that layer's geometry);
 - what fuses (``minicnn.plan.steps``): BatchNormalization + ReLU; Conv2D/Dense + ReLU; at
   inference Conv2D + BatchNormalization (+ ReLU), a BatchNormalization (through Dropouts)
-  into a "valid" Conv2D after it, a 2x2 MaxPooling2D into the Conv2D before it, and a residual
+  into a "valid" Conv2D after it where that pays, else into the output of the Conv2D + ReLU
+  before it, a 2x2 MaxPooling2D into the Conv2D before it, and a residual
   block's Add (+ ReLU) into the Winograd or direct Conv2D that feeds it; a softmax head whose loss takes
   the logits;
 - whether the step must give its input's gradient (only if a trained weight lies upstream),
@@ -122,7 +123,7 @@ class Plan:
             if len(out) != 1 or out[0] in flat.outputs or len(readers[out[0]]) != 1:
                 return chain
             j = readers[out[0]][0]
-            if not self._fuses([flat.calls[k] for k in chain[head:]], flat.calls[j], flat):
+            if not self._fuses([flat.calls[k] for k in chain[head:]], flat.calls[j], flat, j, readers):  # fmt: skip
                 return chain
             chain.append(j)
 
@@ -156,11 +157,11 @@ class Plan:
                 pays = self.n * math.prod(shape) >= nxt.layer.params["kernel"].size
                 return chain if valid and pays else [i]
 
-    def _fuses(self, chain, nxt, flat) -> bool:
+    def _fuses(self, chain, nxt, flat, j, readers) -> bool:
         kinds = [type(c.layer).__name__ for c in chain]
         first = chain[0].layer
-        if any(c.training != nxt.training for c in chain):
-            return False
+        if any(c.training != nxt.training for c in chain) or _after_relu(chain) is not None:
+            return False  # nothing fuses after a BatchNormalization that follows the ReLU
         if type(nxt.layer).__name__ == "Add":
             return kinds == ["Conv2D"] and self._adds(chain[0], nxt, flat)
         if not nxt.single:
@@ -182,7 +183,14 @@ class Plan:
         # the fold computes the inference map; backward through it gives no weight gradients,
         # so a call fixed to training=False whose weights train keeps the two steps
         trains = self.training and any(x.trainable and x.params for x in (first, nxt.layer))
-        return kinds == ["Conv2D"] and linear and is_bn and inference and not trains
+        if kinds == ["Conv2D"] and linear and is_bn and inference and not trains:
+            return True
+        # a BatchNormalization after the convolution's ReLU, at inference: an affine map on its
+        # output, in its step, unless it folds into the next convolution (``_prefix``: no pass)
+        relu_ended = kinds == ["Conv2D", "ReLU"] or (kinds == ["Conv2D"] and getattr(first.activation, "name", None) == "relu")  # fmt: skip
+        if not (relu_ended and is_bn and inference and not self.training):
+            return False
+        return len(self._prefix(flat, j, readers)) == 1
 
     def _pools(self, conv, pool, flat) -> bool:
         """Whether the convolution of call ``conv`` (with its BatchNormalization and ReLU) can
@@ -243,11 +251,12 @@ class Plan:
         kind = type(call.layer).__name__
         relu = next((c.layer for c in calls[1:] if is_relu_layer(c.layer)), None)
         if kind == "Conv2D":
-            bn = next((c.layer for c in calls[1:] if type(c.layer).__name__ == "BatchNormalization"), None)  # fmt: skip
+            post = _after_relu(calls)
+            bn = next((c.layer for c in calls[1:] if type(c.layer).__name__ == "BatchNormalization" and c.layer is not post), None)  # fmt: skip
             pool = next((c.layer for c in calls[1:] if type(c.layer).__name__ == "MaxPooling2D"), None)  # fmt: skip
             add = next((c for c in calls[1:] if type(c.layer).__name__ == "Add"), None)
             algo = self._conv_algorithm(call, flat)
-            step = ConvStep(call, need_gx, algo, bn, relu, logits, pool, add and add.layer)
+            step = ConvStep(call, need_gx, algo, bn, relu, logits, pool, add and add.layer, post)
             if add is not None:  # the residual: the Add's other input
                 step.inputs = [*call.inputs, next(v for v in add.inputs if v != call.outputs[0])]  # fmt: skip
             return step
@@ -335,6 +344,20 @@ class Plan:
             keeps = step.keeps() if self.training and (step.trains or step.need_gx) else ""
             rows.append((names, kinds, step.algorithm(), ", ".join(step.fused), keeps))
         return rows
+
+
+def _after_relu(calls):
+    """The BatchNormalization layer of a Conv2D chain that comes after its ReLU (the
+    convolution's own or a ReLU layer's), or None."""
+    if type(calls[0].layer).__name__ != "Conv2D":
+        return None
+    relu = getattr(calls[0].layer.activation, "name", None) == "relu"
+    for c in calls[1:]:
+        if is_relu_layer(c.layer):
+            relu = True
+        elif type(c.layer).__name__ == "BatchNormalization" and relu:
+            return c.layer
+    return None
 
 
 def _final_activation(layer) -> str | None:

@@ -12,7 +12,8 @@ model fine-tuned in inference mode): it computes as at inference and keeps what 
 of layers computes, with fewer passes over the activations:
 
 - ``ConvStep``: a Conv2D with the plan's algorithm; at inference a BatchNormalization after it
-  folds into its kernel and bias; a ReLU after them (or its own) goes into the output pass; as
+  folds into its kernel and bias, and one after its ReLU maps its output in the same step; a
+  ReLU after them (or its own) goes into the output pass; as
   a model's head it can stop before a final softmax (the loss then takes the logits);
 - ``DenseStep``: a Dense, its bias and a ReLU that follows in one pass, or its logits;
 - ``BatchNormStep``: a BatchNormalization with the ReLU that follows it in its output pass, the
@@ -108,16 +109,19 @@ class ConvCtx(NamedTuple):
 
 
 class ConvStep(Step):
-    def __init__(self, call, need_gx, algorithm, bn=None, relu=None, logits=False, pool=None, add=None):  # fmt: skip
-        layers = [call.layer] + [layer for layer in (bn, add, relu, pool) if layer is not None]
+    def __init__(self, call, need_gx, algorithm, bn=None, relu=None, logits=False, pool=None, add=None, post=None):  # fmt: skip
+        layers = [call.layer] + [
+            layer for layer in (bn, add, relu, pool, post) if layer is not None
+        ]
         super().__init__(call, need_gx, layers)
+        self.post = post  # a BatchNormalization after the ReLU (inference): its map on the output
         self.conv, self.bn, self.algo, self.logits = call.layer, bn, algorithm, logits
         self.pool = pool  # a 2x2 MaxPooling2D done in the output pass (inference): Plan._pools
         self.add = add  # an Add of a residual, its second input (inference): Plan._adds
         act = self.conv.activation
         self.relu = relu is not None or act.name == "relu"
         self.act = None if self.relu or act.name == "linear" or logits else act
-        fused = (("batchnorm", bn), ("add", add), ("relu", self.relu), ("logits", logits), ("max_pooling", pool))  # fmt: skip
+        fused = (("batchnorm", bn), ("add", add), ("relu", self.relu), ("logits", logits), ("max_pooling", pool), ("batchnorm after", post))  # fmt: skip
         self.fused = tuple(x for x, on in fused if on)
 
     def take_prefix(self, call, layers) -> None:
@@ -153,6 +157,10 @@ class ConvStep(Step):
         y, cctx = maths.conv2d_forward(
             x, kernel, bias, conv.strides, pads, self.relu, self.algo, keep=training
         )
+        if self.post is not None:  # inference alone: y * scale + shift per channel
+            scale, shift = self.post.inference_affine()
+            f = y.shape[-1]
+            y = maths.channel_affine(y.reshape(-1, f), scale.astype(y.dtype), shift.astype(y.dtype)).reshape(y.shape)  # fmt: skip
         kept = None
         if self.act is not None:
             y, kept = self.act.apply(y)
