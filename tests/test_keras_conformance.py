@@ -399,10 +399,11 @@ def test_dropout_statistics_are_kerass(cls, rate):
 @pytest.mark.parametrize("cls", sorted(DRAWN))
 def test_augmentations_draw_as_keras_does(cls):
     """With the default factors: training moves the image (both), inference leaves it; the
-    spread of the change is Keras's to within a factor of 2 over a batch of 16."""
+    spread of the change is Keras's to within a factor of 2 over a batch of 256 (over 16, the
+    brightness's mean change, set by how many of 16 draws were positive, fell outside it)."""
     keras = keras_referee()
     required = DRAWN[cls]
-    x = _inputs((16, 12, 12, 3))
+    x = _inputs((256, 12, 12, 3))
     change = []
     for layer, to_numpy in ((getattr(layers, cls)(**required), np.asarray), (getattr(keras.layers, cls)(**required), keras.ops.convert_to_numpy)):  # fmt: skip
         np.testing.assert_array_equal(to_numpy(layer(x, training=False)), x)
