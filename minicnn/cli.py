@@ -384,9 +384,8 @@ def _run(args) -> tuple[int, bool]:
         args.run(args)
     except CLIError as e:
         print(f"minicnn {args.command}: {e}", file=sys.stderr)
-        return (130 if isinstance(e, TrainingInterruptedError) else 1), isinstance(
-            e, EveryRankError
-        )
+        code = 130 if isinstance(e, TrainingInterruptedError) else 1
+        return code, isinstance(e, EveryRankError)
     except RuntimeError as e:  # e.g. the CuPy backend asked for where there is no GPU
         print(f"minicnn {args.command}: {e}", file=sys.stderr)
         return 1, False

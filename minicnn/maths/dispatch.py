@@ -21,7 +21,8 @@ def kernel_for(name: str, x):
     The first ask applies minicnn's process settings (``minicnn.tuning``) before a kernel loads."""
     if _array_code:
         return None
-    _tune()
+    if _first:  # checked here, not in a call: every op asks, hundreds of times a step
+        _tune()
     return kernels.lookup(name, get_array_module(x), x.dtype)
 
 

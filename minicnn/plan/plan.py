@@ -7,8 +7,8 @@ For each leaf-layer call it decides
 - what fuses (``minicnn.plan.steps``): BatchNormalization + ReLU; Conv2D/Dense + ReLU; at
   inference Conv2D + BatchNormalization (+ ReLU), a BatchNormalization (through Dropouts)
   into a "valid" Conv2D after it where that pays, else into the output of the Conv2D + ReLU
-  before it, a 2x2 MaxPooling2D into the Conv2D before it, and a residual
-  block's Add (+ ReLU) into the Winograd or direct Conv2D that feeds it; a softmax head whose loss takes
+  before it, a 2x2 MaxPooling2D into the Conv2D before it, and a residual block's Add
+  (+ ReLU) into the Winograd or direct Conv2D that feeds it; a softmax head whose loss takes
   the logits;
 - whether the step must give its input's gradient (only if a trained weight lies upstream),
   so backward stops where nothing below it learns.

@@ -160,7 +160,8 @@ class ConvStep(Step):
         if self.post is not None:  # inference alone: y * scale + shift per channel
             scale, shift = self.post.inference_affine()
             f = y.shape[-1]
-            y = maths.channel_affine(y.reshape(-1, f), scale.astype(y.dtype), shift.astype(y.dtype)).reshape(y.shape)  # fmt: skip
+            scale, shift = scale.astype(y.dtype, copy=False), shift.astype(y.dtype, copy=False)
+            y = maths.channel_affine(y.reshape(-1, f), scale, shift).reshape(y.shape)
         kept = None
         if self.act is not None:
             y, kept = self.act.apply(y)
