@@ -44,6 +44,7 @@ OP_NAMES = (
     "winograd_output",
     "winograd_input_serial",
     "winograd_output_serial",
+    "winograd_fused",
     "winograd_grad_output",
     "winograd_grad_input",
     "winograd_grad_output_serial",

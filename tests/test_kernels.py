@@ -278,10 +278,11 @@ def test_winograd_width_is_bounded_by_its_stack_scratch():
     ],
 )
 def test_winograd_pipeline(monkeypatch, rng, dtype, x_shape, grid, out, keep):
-    """The per-core pipeline (each core's images in chunks: transform, GEMMs, inverse), with
-    chunks of 2 images so each core runs several and a last short one, against the array code:
-    the output, and with ``keep`` the V it keeps and backward's gradients from it (input,
-    kernel, bias; and the kernel's alone, without the input's), the backward pipelined too."""
+    """Training's per-core pipeline (each core's images in chunks: transform, GEMMs, inverse),
+    with chunks of 2 images so each core runs several and a last short one, against the array
+    code: the output, the V it keeps and backward's gradients from it (input, kernel, bias; and
+    the kernel's alone, without the input's), the backward pipelined too. Without ``keep``
+    (inference) the fused kernel's output, against the same."""
     from minicnn.maths.conv import winograd as wino
 
     if kernels.lookup("winograd_input_serial", np, np.dtype(dtype)) is None:
@@ -320,7 +321,8 @@ def test_winograd_pipeline(monkeypatch, rng, dtype, x_shape, grid, out, keep):
         return (z, np.concatenate(ctx.vs, axis=1), *grads, gk)
 
     fast, ref = both(monkeypatch, "winograd_input_serial", np, dtype, run)
-    assert runs == ([n] * 3 if keep else [n])  # the forward pipelined, and with keep both backwards
+    # training's forward pipelined, and both backwards; inference is one fused kernel, no pipeline
+    assert runs == ([n] * 3 if keep else [])
     assert (fast[0] == 0).mean() > 0.2  # ReLU applied
     for f, r in zip(fast, ref):
         assert f.dtype == dtype and f.shape == r.shape
@@ -496,23 +498,63 @@ def test_direct_pooled(rng, dtype, n, k, s, c, relu):
     assert rel(z[~nan], ref[~nan]) <= TOL[dtype]
 
 
-@pytest.mark.parametrize("pipelined", [False, True])
+def _fused_or_not(monkeypatch, wino, fused: bool) -> None:
+    """Winograd's inference in the fused kernel, or (without it) in the transform kernels
+    around the batched GEMMs."""
+    if not fused:
+        monkeypatch.setattr(wino, "kernel_for", lambda op, x: None if op == "winograd_fused" else maths.dispatch.kernel_for(op, x))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "x_shape,f,kernel_size,strides,padding",
+    [
+        ((1, 26, 26, 16), 19, 3, 1, "valid"),  # one image; a map of whole tiles
+        ((7, 13, 11, 17), 33, 3, 1, "same"),  # padding; tiles overhang the map
+        ((2, 9, 26, 80), 24, 3, 1, "same"),  # 7 tiles a row: spans of 4 tiles a task and 3
+        ((3, 13, 11, 5), 7, 5, 2, "same"),  # space to depth: 5x5 / 2 over 2x2 blocks of 20 channels
+    ],
+)
+def test_winograd_fused_against_the_definition(monkeypatch, rng, dtype, x_shape, f, kernel_size, strides, padding):  # fmt: skip
+    """The fused inference kernel (transforms and the 36 products in one pass per span of
+    tiles) against the plain convolution, with bias and ReLU, in both dtypes; and the same
+    bits as it gives without the ReLU, then max(0)."""
+    from minicnn.maths.conv import winograd as wino
+
+    if kernels.lookup("winograd_fused", np, np.dtype(dtype)) is None:
+        pytest.skip("no numba here")
+    x = rng.standard_normal(x_shape).astype(dtype)
+    kernel = rng.standard_normal((kernel_size, kernel_size, x_shape[3], f)).astype(dtype)
+    bias = rng.standard_normal(f).astype(dtype)
+    s = (strides, strides)
+    pads = (*reference.pads(x_shape[1], kernel_size, strides, padding), *reference.pads(x_shape[2], kernel_size, strides, padding))  # fmt: skip
+    algo = "winograd" if strides == 1 else "space_to_depth"
+    calls = []
+    monkeypatch.setattr(wino, "kernel_for", lambda op, a: calls.append(op) or maths.dispatch.kernel_for(op, a))  # fmt: skip
+    y, ctx = maths.conv2d_forward(x, kernel, bias, s, pads, True, algo, keep=False)
+    linear, _ = maths.conv2d_forward(x, kernel, bias, s, pads, False, algo, keep=False)
+    assert ctx is None and calls == ["winograd_fused"] * 2  # one kernel, nothing else
+    want = reference.conv2d(x.astype(np.float64), kernel.astype(np.float64), bias, s, padding)
+    assert y.dtype == dtype and y.shape == want.shape
+    assert rel(y, np.maximum(want, 0)) <= TOL[dtype] and (y == 0).mean() > 0.2
+    np.testing.assert_array_equal(y, np.maximum(linear, 0))
+
+
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize(
     "x_shape,pads", [((7, 13, 13, 16), (1, 1, 1, 1)), ((2, 14, 11, 19), (0, 0, 0, 0))]
 )
-def test_winograd_pooled(monkeypatch, rng, dtype, x_shape, pads, pipelined):
+def test_winograd_pooled(monkeypatch, rng, dtype, x_shape, pads, fused):
     """Winograd's forward max-pooled 2x2 / 2 in its output transform, against the forward then
-    the pooling kernel (the same bits), pipelined over the cores or not; and the array code's
-    pooled forward to rounding. 13x13 "same" and 12x9 "valid": tiles cut at the edge, a row and
-    a column the pooling drops."""
+    the pooling kernel (the same bits), in the fused kernel or the transform kernels around
+    GEMMs; and the array code's pooled forward to rounding. 13x13 "same" and 12x9 "valid":
+    tiles cut at the edge, a row and a column the pooling drops."""
     from minicnn.kernels.cpu import pooling as kpool
 
     from minicnn.maths.conv import winograd as wino
 
     if kernels.lookup("winograd_input_serial", np, np.dtype(dtype)) is None:
         pytest.skip("no numba here")
-    monkeypatch.setattr(wino, "can_split", lambda: pipelined)
-    monkeypatch.setattr(wino, "PIPELINE_BYTES", 1)  # one image a chunk: several per core
+    _fused_or_not(monkeypatch, wino, fused)
     x = rng.standard_normal(x_shape).astype(dtype)
     kernel = rng.standard_normal((3, 3, x_shape[3], 21)).astype(dtype)
     bias = rng.standard_normal(21).astype(dtype)
@@ -543,18 +585,17 @@ def test_winograd_pooled_tile_gives_a_nan(dtype):
     np.testing.assert_array_equal(z[0, ..., 2], [[5, 7], [13, 15]])
 
 
-@pytest.mark.parametrize("pipelined", [False, True])
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("relu", [False, True])
-def test_winograd_residual(monkeypatch, rng, dtype, relu, pipelined):
+def test_winograd_residual(monkeypatch, rng, dtype, relu, fused):
     """Winograd's forward with a residual added in its output transform, act(conv + bias + r),
-    against the forward, the sum and the ReLU one after the other (the same bits), pipelined
-    or not, and the array code to rounding; a residual of another shape is refused."""
+    against the forward, the sum and the ReLU one after the other (the same bits), fused or
+    not, and the array code to rounding; a residual of another shape is refused."""
     from minicnn.maths.conv import winograd as wino
 
     if kernels.lookup("winograd_input_serial", np, np.dtype(dtype)) is None:
         pytest.skip("no numba here")
-    monkeypatch.setattr(wino, "can_split", lambda: pipelined)
-    monkeypatch.setattr(wino, "PIPELINE_BYTES", 1)
+    _fused_or_not(monkeypatch, wino, fused)
     x = rng.standard_normal((5, 13, 11, 17)).astype(dtype)
     kernel = rng.standard_normal((3, 3, 17, 17)).astype(dtype)
     bias = rng.standard_normal(17).astype(dtype)

@@ -18,6 +18,7 @@ from . import (  # each imports .jit first
     pooling,
     resample,
     winograd,
+    winograd_fused,
     winograd_grad,
 )
 
@@ -45,6 +46,7 @@ OPS = {
     ("winograd_output", "any"): winograd.winograd_output,
     ("winograd_input_serial", "any"): winograd.winograd_input_serial,
     ("winograd_output_serial", "any"): winograd.winograd_output_serial,
+    ("winograd_fused", "any"): winograd_fused.winograd_fused,
     ("winograd_grad_output", "any"): winograd_grad.winograd_grad_output,
     ("winograd_grad_input", "any"): winograd_grad.winograd_grad_input,
     ("winograd_grad_output_serial", "any"): winograd_grad.winograd_grad_output_serial,

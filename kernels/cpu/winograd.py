@@ -103,23 +103,27 @@ def _band(x, b, y, top, left, blk, g):  # g[0, i, J, (r, s, c)] = x[b, blk*(y+i)
 
 
 @njit(cache=True, inline="always")
-def _input_row(x, th, tw, top, left, blk, v, task):  # one row of tiles of one image
+def _input_span(x, b, y, col0, ncol, top, left, blk, v, t0):  # tiles col0.. of the row at y into v[:, t0:]
     h, w = x.shape[1], x.shape[2]
     vc = v.shape[2]
-    b, y = task // th, 4 * (task % th)
     s = scratch((6, 6, vc), x.dtype)  # s[i, j] = (B^T d)[i, j]
     y0 = blk * y - top
-    if blk == 1 and y0 >= 0 and y0 + 6 <= h and left == 0 and 4 * tw + 2 <= w:
-        for col in range(tw):  # every tile a plain window of x
-            _input_tile(x, b, y0, 4 * col, s, v, task * tw + col)
+    if blk == 1 and y0 >= 0 and y0 + 6 <= h and left == 0 and 4 * (col0 + ncol) + 2 <= w:
+        for col in range(ncol):  # every tile a plain window of x
+            _input_tile(x, b, y0, 4 * (col0 + col), s, v, t0 + col)
         return
-    # else the row's band of the placed grid first (padding, 2x2 blocks): each pixel copied
+    # else the span's band of the placed grid first (padding, 2x2 blocks): each pixel copied
     # once, not once per tile that reads it. Per 2 images, 3x3 32 -> 32 "same" on 13x13:
     # 0.022 -> 0.019-0.020 ms; 5x5/2 (space to depth) 32 -> 32 on 26x26: 0.051-0.053 -> 0.040-0.045
-    g = np.empty((1, 6, 4 * tw + 2, vc), dtype=x.dtype)
-    _band(x, b, y, top, left, blk, g)
-    for col in range(tw):
-        _input_tile(g, 0, 0, 4 * col, s, v, task * tw + col)
+    g = np.empty((1, 6, 4 * ncol + 2, vc), dtype=x.dtype)
+    _band(x, b, y, top, left - 4 * blk * col0, blk, g)
+    for col in range(ncol):
+        _input_tile(g, 0, 0, 4 * col, s, v, t0 + col)
+
+
+@njit(cache=True, inline="always")
+def _input_row(x, th, tw, top, left, blk, v, task):  # one row of tiles of one image
+    _input_span(x, task // th, 4 * (task % th), 0, tw, top, left, blk, v, task * tw)
 
 
 @pjit
@@ -137,13 +141,12 @@ def _winograd_input_serial(x, th, tw, top, left, blk, v):  # the same on this th
 
 
 @njit(cache=True, inline="always")
-def _output_row(m, th, tw, z, bias, relu, pool, lo, res, task):  # one row of tiles of one image
+def _output_span(m, b, y, col0, ncol, z, bias, relu, pool, lo, res, t0):  # m[:, t0:] to tiles col0.. at row y
     oh, ow, nf = z.shape[1], z.shape[2], z.shape[3]
-    b, y = task // th, 4 * (task % th)
     s = scratch((6, 4, nf), z.dtype)  # s[i, q] = (M A)[i, q]
     o = scratch((4, 4, nf), z.dtype)  # the tile's 4x4 outputs
-    for col in range(tw):
-        t, q = task * tw + col, 4 * col
+    for col in range(ncol):
+        t, q = t0 + col, 4 * (col0 + col)
         for i in range(6):
             k = 6 * i
             for f in range(nf):
@@ -169,6 +172,11 @@ def _output_row(m, th, tw, z, bias, relu, pool, lo, res, task):  # one row of ti
             for j in range(min(4, ow - q)):
                 for f in range(nf):
                     z[b, y + p, q + j, f] = relu_if(o[p, j, f] + bias[f], relu)
+
+
+@njit(cache=True, inline="always")
+def _output_row(m, th, tw, z, bias, relu, pool, lo, res, task):  # one row of tiles of one image
+    _output_span(m, task // th, 4 * (task % th), 0, tw, z, bias, relu, pool, lo, res, task * tw)
 
 
 @njit(cache=True, inline="always")

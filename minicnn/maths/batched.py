@@ -99,3 +99,20 @@ def batched_matmul(a, b, out=None):
         out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.result_type(a, b))
     over_cores(lambda n0, n1: np.matmul(a[n0:n1], b[n0:n1], out=out[n0:n1]), a.shape[0])
     return out
+
+
+# Columns of a narrow GEMM's block: OpenBLAS threads (36, 9) @ (9, n) past about n = 4096 here,
+# and waking its threads cost more than the product: the 3x3 64->64 kernel's Winograd transform,
+# 258 us in one call against 33 in blocks of 2048 (2-core AMD EPYC).
+_COLUMNS = 2048
+
+
+def by_columns(a, b):
+    """``a @ b`` for a small ``a`` (a Winograd transform's 36 x 9 or 9 x 36) and a ``b`` of many
+    columns: on the CPU in blocks of _COLUMNS columns, each a single-threaded GEMM."""
+    if get_array_module(b) is not np or b.shape[1] <= _COLUMNS:
+        return a @ b
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    for i in range(0, b.shape[1], _COLUMNS):
+        np.matmul(a, b[:, i : i + _COLUMNS], out=out[:, i : i + _COLUMNS])
+    return out

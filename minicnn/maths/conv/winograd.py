@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 
 from minicnn.backend import get_array_module
-from minicnn.maths.batched import batched_matmul, can_split, over_cores
+from minicnn.maths.batched import batched_matmul, by_columns, can_split, over_cores
 from minicnn.maths.dispatch import kernel_for
 from minicnn.maths.elementwise import bias_relu, relu_backward, sum_rows
 from minicnn.maths.geometry import block_grid, block_grid_adjoint, image_chunks, pad
@@ -191,39 +191,35 @@ class Ctx(NamedTuple):
     bias: bool
 
 
+def _placed(x, pads):  # tiled_forward's place and out for a 3x3 stride-1 convolution of x
+    top, bottom, left, right = pads
+    return (top, left, 1), (x.shape[1] + top + bottom - 2, x.shape[2] + left + right - 2)
+
+
 def forward(x, kernel, bias, strides, pads, relu=False, keep=True):
     """-> (y (N, oH, oW, F), Ctx or None); see ``conv2d_forward``."""
-    n, h, w, _ = x.shape
-    top, bottom, left, right = pads
-    out = (h + top + bottom - 2, w + left + right - 2)
-    return tiled_forward(x, kernel, (top, left, 1), out, bias, relu, keep)
+    return tiled_forward(x, kernel, *_placed(x, pads), bias, relu, keep)
 
 
 def pooled_forward(x, kernel, bias, strides, pads, relu=False):
     """Inference: ``forward``'s output max-pooled 2x2, stride 2 ("valid"), in the output
     transform's pass, so the full map is never written. -> y (N, oH // 2, oW // 2, F)"""
-    n, h, w, _ = x.shape
-    top, bottom, left, right = pads
-    out = (h + top + bottom - 2, w + left + right - 2)
-    return tiled_forward(x, kernel, (top, left, 1), out, bias, relu, False, True)[0]
+    return tiled_forward(x, kernel, *_placed(x, pads), bias, relu, False, True)[0]
 
 
 def residual_forward(x, kernel, bias, strides, pads, residual, relu=False):
     """Inference: act(conv(x) + bias + residual), the residual added in the output transform's
     pass (a residual block's Add, and its ReLU). -> y (N, oH, oW, F), residual's shape"""
-    n, h, w, _ = x.shape
-    top, bottom, left, right = pads
-    out = (h + top + bottom - 2, w + left + right - 2)
-    return tiled_forward(x, kernel, (top, left, 1), out, bias, relu, False, False, residual)[0]
+    return tiled_forward(x, kernel, *_placed(x, pads), bias, relu, False, False, residual)[0]
 
 
 def tiled_forward(x, kernel, place, out, bias, relu=False, keep=True, pool=False, residual=None):  # fmt: skip
     """The 3x3 ``kernel`` (3, 3, blk*blk*C, F) over x's placed grid (``place``: top, left,
-    blk), to an output of ``out`` (oH, oW). Runs in chunks of images, so the transformed input
-    (36 values per tile and channel, 2.25x the input) is never one array of hundreds of MB; each
-    chunk's V is kept for the backward pass (with ``keep``; else one V buffer serves every
-    chunk). Padding, space to depth and the tiles that overhang
-    the output are all index maps inside the transforms: no padded or cropped copies. With
+    blk), to an output of ``out`` (oH, oW). At inference, one fused kernel where U fits
+    (FUSED_U_BYTES). Else in chunks of images, so V (36 values per tile and channel, 2.25x the
+    input) is never one array of hundreds of MB; each chunk's V is kept for the backward pass
+    (with ``keep``; else one V buffer serves every chunk). Padding, space to depth and the
+    tiles that overhang the output are all index maps inside the transforms: no copies. With
     ``pool`` (inference: no ``keep``), the output is max-pooled 2x2, stride 2, in its transform;
     with a ``residual`` (inference), it is act(conv + bias + residual)."""
     xp = get_array_module(x)
@@ -234,8 +230,12 @@ def tiled_forward(x, kernel, place, out, bias, relu=False, keep=True, pool=False
         raise ValueError("A pooled convolution, or one that adds a residual, is for inference: it keeps nothing for backward")  # fmt: skip
     th, tw = -(-oh // 4), -(-ow // 4)
     grid = (th, tw, top, left, blk)
-    u = (_wino_gg(xp, kernel.dtype) @ kernel.reshape(9, c * f)).reshape(36, c, f)  # G g G^T
+    u = by_columns(_wino_gg(xp, kernel.dtype), kernel.reshape(9, c * f))  # G g G^T
+    u = u.reshape(36, c, f)
     z = xp.empty((n, oh // 2, ow // 2, f) if pool else (n, oh, ow, f), dtype=x.dtype)
+    fused = None if keep or u.nbytes > FUSED_U_BYTES else kernel_for("winograd_fused", x)
+    if fused is not None:  # inference: transforms and products in one kernel, V and M on the stack
+        return fused(x, u, grid, z, bias, relu, pool, residual), None
     pipelined = kernel_for("winograd_input_serial", x) is not None and can_split()
     if pipelined and not keep:  # inference: nothing kept, each core's chunks stay in L2
         _pipeline(x, u, grid, z, bias, relu, None, pool, residual)
@@ -270,6 +270,10 @@ def tiled_forward(x, kernel, place, out, bias, relu=False, keep=True, pool=False
 # 15.4 -> 10.1 / 159 -> 81; 32->64 on 13x13 4.4 -> 3.4 / 36.7 -> 22.5; 32->32 on 28x28
 # 21.0 -> 9.4 / 189 -> 71.
 PIPELINE_BYTES = 1 << 20
+# Bytes of U (36 C F values) up to which inference runs kernels/cpu/winograd_fused.py (each task
+# reads all of U from L2). Fused / pipeline, batch 128, ms: 3x3 64->32 on 26x26 6.3 / 12.1, 64->64
+# on 11x11 2.5 / 3.2, but 256->128 on 14x14 38.9 / 29.4, 256->256 on 7x7 34.8 / 19.8 (AMD EPYC).
+FUSED_U_BYTES = 36 * 64 * 64 * 4
 
 
 def _pipeline(x, u, grid, z, bias, relu, v, pool=False, residual=None):
@@ -299,28 +303,24 @@ def _pipeline(x, u, grid, z, bias, relu, v, pool=False, residual=None):
 
 def winograd_input_serial(x, grid, v):
     """``winograd_input`` on the calling thread alone (the pipeline's)."""
-    fast = kernel_for("winograd_input_serial", x)
-    return winograd_input(x, grid, v) if fast is None else fast(x, grid, v)
+    return (kernel_for("winograd_input_serial", x) or winograd_input)(x, grid, v)
 
 
 def winograd_output_serial(m, th, tw, z, bias=None, relu: bool = False, pool: bool = False, residual=None):  # fmt: skip
     """``winograd_output`` on the calling thread alone (the pipeline's)."""
-    fast = kernel_for("winograd_output_serial", m)
-    if fast is None:
-        return winograd_output(m, th, tw, z, bias, relu, pool, residual)
+    fast = kernel_for("winograd_output_serial", m) or winograd_output
     return fast(m, th, tw, z, bias, relu, pool, residual)
 
 
 def winograd_grad_output_serial(gy, th, tw, gm, y=None):
     """``winograd_grad_output`` on the calling thread alone (the backward's pipeline)."""
-    fast = kernel_for("winograd_grad_output_serial", gy)
-    return winograd_grad_output(gy, th, tw, gm, y) if fast is None else fast(gy, th, tw, gm, y)
+    fast = kernel_for("winograd_grad_output_serial", gy) or winograd_grad_output
+    return fast(gy, th, tw, gm, y)
 
 
 def winograd_grad_input_serial(gv, grid, gx):
     """``winograd_grad_input`` on the calling thread alone (the backward's pipeline)."""
-    fast = kernel_for("winograd_grad_input_serial", gv)
-    return winograd_grad_input(gv, grid, gx) if fast is None else fast(gv, grid, gx)
+    return (kernel_for("winograd_grad_input_serial", gv) or winograd_grad_input)(gv, grid, gx)
 
 
 def backward(gy, ctx: Ctx, need_gx=True):
@@ -360,7 +360,7 @@ def backward(gy, ctx: Ctx, need_gx=True):
             batched_matmul(gm, ut, out=gv)
             winograd_grad_input(gv, ctx.grid, gx[n0:n1])
         n0 = n1
-    gkernel = _wino_gg(xp, gy.dtype).T @ gu.reshape(36, c * f)  # G^T gU G
+    gkernel = by_columns(_wino_gg(xp, gy.dtype).T, gu.reshape(36, c * f))  # G^T gU G
     return gx, gkernel.reshape(3, 3, c, f), gbias if ctx.bias else None
 
 
