@@ -13,7 +13,6 @@ CuPy) is imported only when an array is a CuPy array.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 # The most channels a Winograd tile holds (blocks x channels in, or filters out): the CPU
@@ -99,19 +98,6 @@ def lookup(op: str, xp, dtype):
         table = _table("cpu" if xp.__name__ == "numpy" else "cuda") if enabled() else None
         _found[key] = None if table is None else (table.get((op, str(dtype))) or table.get((op, "any")))  # fmt: skip
     return _found[key]
-
-
-@contextlib.contextmanager
-def one_core():
-    """The CPU's parallel kernels launched inside run on the calling thread alone (numba's
-    thread count is the thread's own); nothing changes where the CPU kernels are off."""
-    if not available("cpu"):
-        yield
-        return
-    from .cpu import jit
-
-    with jit.one_thread():
-        yield
 
 
 def available(device: str = "cpu") -> bool:

@@ -124,18 +124,18 @@ def test_thread_pools_are_told_to_sleep_soon_unless_the_user_decided():
 
 def test_the_threading_layer_does_not_depend_on_what_touches_the_kernels_first():
     """numba's layer is decided when the kernels' module loads, from the spin limit minicnn
-    sets: a process whose first brush with the kernels is a one-core block (a few images'
-    plan) or a plan's algorithm choice gets the same layer as one that launches a kernel
-    first. It got numba's own pool there (launches of 110-420 us against 3-5 us)."""
+    sets: a process whose first brush with the kernels is a plan's algorithm choice, or a
+    kernel lookup, gets the same layer as one that launches a kernel first. It got numba's own
+    pool there (launches of 110-420 us against 3-5 us)."""
     pytest.importorskip("numba")
     try:
         ctypes.CDLL("libgomp.so.1")
     except OSError:
         pytest.skip("no libgomp.so.1 here")
-    one_core = "from minicnn.maths import dispatch\nwith dispatch.one_core():\n    pass"
+    lookup = "import numpy as np\nfrom minicnn.maths import dispatch\ndispatch.lookup('conv_direct', np, np.dtype('float32'))"
     choice = "from minicnn import maths\nmaths.choose_algorithm((1, 9, 9, 8), (3, 3, 8, 8), (1, 1), (0,) * 4)"
     assert _thread_settings("import minicnn")["layer"] == "omp"
-    assert _thread_settings(one_core)["layer"] == "omp"
+    assert _thread_settings(lookup)["layer"] == "omp"
     assert _thread_settings(choice)["layer"] == "omp"
 
 

@@ -274,17 +274,24 @@ def test_auto_algorithm_choice(monkeypatch):
     assert maths.conv_algorithm(small, (5, 5, 64, 64), (2, 2), same) == "im2col"  # 512 rows
     s2d = "space_to_depth" if numba else "im2col"
     assert maths.conv_algorithm(np.zeros((33, 8, 8, 64), "float32"), (5, 5, 64, 64), (2, 2), same) == s2d  # fmt: skip
-    # at inference, the register-blocked direct kernel for thin or small layers (maps of at most
-    # 26x26 out, C x F <= 4096) of up to 128 filters, and where im2col would run
+    # at inference, Winograd's fused kernel (3x3, and 5x5/2 as space to depth on maps that fill
+    # its tiles) over a batch of at least _FUSED_MIN_PIXELS output pixels; the register-blocked
+    # direct kernel below that, for thin or small layers (maps of at most 26x26 out, C x F <=
+    # 4096) of up to 128 filters, and where im2col would run
     direct = "direct" if numba else None
     wino = "winograd" if numba else "shifted"
     assert maths.conv_algorithm(x, (5, 5, 64, 32), (1, 1), training=False) == (direct or "shifted")  # fmt: skip
-    assert maths.conv_algorithm(x, (3, 3, 64, 32), (1, 1), training=False) == (direct or "shifted")  # fmt: skip
+    assert maths.conv_algorithm(x, (3, 3, 64, 32), (1, 1), training=False) == wino  # 26x26 out
+    assert maths.conv_algorithm(x[:, :20, :20], (3, 3, 64, 32), (1, 1), training=False) == (direct or "shifted")  # 18x18  # fmt: skip
+    assert maths.conv_algorithm(np.zeros((2, 20, 20, 64), "float32"), (3, 3, 64, 32), (1, 1), training=False) == wino  # fmt: skip
     assert maths.conv_algorithm(x, (3, 3, 64, 64), (1, 1), (1, 1, 1, 1), training=False) == wino  # 28x28 out  # fmt: skip
-    assert maths.conv_algorithm(x[..., :16], (3, 3, 16, 16), (1, 1), (1, 1, 1, 1), training=False) == (direct or "shifted")  # thin  # fmt: skip
+    assert maths.conv_algorithm(x[..., :12], (3, 3, 12, 12), (1, 1), (1, 1, 1, 1), training=False) == (direct or "im2col")  # thin  # fmt: skip
     assert maths.conv_algorithm(x[:, :12, :12], (3, 3, 64, 72), (1, 1), training=False) == wino  # C x F > 4096  # fmt: skip
-    assert maths.conv_algorithm(small, (5, 5, 64, 64), (2, 2), same, training=False) == "im2col"  # one tile  # fmt: skip
-    assert maths.conv_algorithm(np.zeros((33, 8, 8, 64), "float32"), (5, 5, 64, 64), (2, 2), same, training=False) == (direct or "im2col")  # fmt: skip
+    assert maths.conv_algorithm(small, (5, 5, 64, 64), (2, 2), same, training=False) == (direct or "im2col")  # fmt: skip
+    assert maths.conv_algorithm(np.zeros((33, 8, 8, 64), "float32"), (5, 5, 64, 64), (2, 2), same, training=False) == (direct or "im2col")  # U spills L2  # fmt: skip
+    half24, half26 = (maths.padding_amounts(h, h, 5, 5, 2, 2, "same") for h in (24, 26))
+    assert maths.conv_algorithm(np.zeros((8, 24, 24, 32), "float32"), (5, 5, 32, 32), (2, 2), half24, training=False) == ("space_to_depth" if numba else "im2col")  # 12x12  # fmt: skip
+    assert maths.conv_algorithm(np.zeros((8, 26, 26, 32), "float32"), (5, 5, 32, 32), (2, 2), half26, training=False) == (direct or "im2col")  # 13x13: tiles a third empty  # fmt: skip
     assert maths.conv_algorithm(x, (3, 3, 8, 64), (1, 1), training=False) == (direct or "im2col")
     half = maths.padding_amounts(28, 28, 3, 3, 2, 2, "same")
     assert maths.conv_algorithm(x, (3, 3, 32, 64), (2, 2), half, training=False) == (direct or "im2col")  # fmt: skip

@@ -3,7 +3,6 @@ the two decorators, and the small inlined helpers several kernels fuse in."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import threading
@@ -78,17 +77,6 @@ def serialised(kernel):
     functools.update_wrapper(launch, kernel.py_func)
     launch.kernel = kernel
     return launch
-
-
-@contextlib.contextmanager
-def one_thread():
-    """numba's parallel loops on the calling thread alone (its count is per thread)."""
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
 
 
 def pjit(fn):

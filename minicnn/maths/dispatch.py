@@ -43,16 +43,6 @@ def _tune() -> None:
 
 
 @contextlib.contextmanager
-def one_core():
-    """Run the parallel kernels on the calling thread alone (a plan for a few images at
-    inference, once its kernels are compiled: waking the other cores costs more than it
-    saves)."""
-    _tune()  # else a first launch here would find numba on its slow "workqueue" pool
-    with kernels.one_core():
-        yield
-
-
-@contextlib.contextmanager
 def array_code():
     """Run the array code only, no hand-written kernel (a plan for a few images at inference:
     a kernel's thread hand-offs, and a cold cache's compilation, cost more than it saves)."""

@@ -26,7 +26,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from minicnn import kernels, maths
+from minicnn import maths
 from minicnn.maths import dispatch
 from minicnn.ops.core import WeightRead
 from minicnn.plan.graph import Graph, flatten
@@ -40,16 +40,7 @@ from minicnn.plan.steps import (
     is_relu_layer,
 )
 
-SMALL_BATCH = 4  # inference on at most this many images: array code, or kernels on one core
-# On one core (a plan for a few images), a convolution of at most BLOCKED_MAX_FILTERS filters
-# takes the register-blocked direct kernel: batch 1, one core, us, direct against the plan's
-# choice for larger batches and the array code's: 3x3 64->32 to 24x24 97 / Winograd 175 /
-# shifted 421; 5x5/2 32->32 to 13x13 63 / space to depth 247 / im2col 160; 5x5/2 64->64 to 4x4
-# 23 / im2col 101; 3x3 32->64 to 9x9 20 / Winograd 107; 3x3 32->4 "same" at 28x28 55 / taps 76
-# (2-core AMD EPYC). Its kernels are written out per geometry: on a cold cache the first such
-# predict compiles one (~2 s a layer, once per install). Wider layers take the array code's
-# algorithm (GEMMs on OpenBLAS's threads) unless it is Winograd on a map this large:
-_ONE_CORE_WINOGRAD_PIXELS = 256
+SMALL_BATCH = 4  # inference on at most this many images: array code until the kernels are warm
 
 
 class Plan:
@@ -58,17 +49,16 @@ class Plan:
     final activation (a softmax or a sigmoid, left to the loss).
     ``kernels``: whether the steps ask for hand-written kernels. At inference on a few images
     only when ``warm`` (the model has run a plan with kernels in this process, so they are
-    compiled), and then on the calling thread alone (``kernels.one_core``): on a fresh install
-    their compilation takes seconds (the seed model's first batch-1 predict: 8.3 s with them,
-    0.01 s without), and waking the other core costs more than it gives (interleaved batch-1
-    predicts, 2-core AMD EPYC: seed 0.70 ms on array code, 0.35 with the kernels on one core;
-    convnet 0.21 / 0.14; the BatchNorm + augmentation, best and residual models within 5%).
+    compiled): on a fresh install their compilation takes seconds (the seed model's first
+    batch-1 predict: 8.3 s with them, 0.01 s without). They run on every core, at any batch:
+    on the calling thread alone, batch-1 predicts took 1.2-1.3x as long (interleaved, 2-core
+    AMD EPYC, us, one core / all: seed 339 / 256, convnet 117 / 88, BatchNorm + augmentation
+    318 / 245, best 538 / 430, residual 514 / 437).
     ``ran``: a forward has run (its kernels are compiled)."""
 
     def __init__(self, graph: Graph, n: int, training: bool, heads=(), xp=np, dtype="float32", warm=False):  # fmt: skip
         self.training, self.n, self.xp, self.dtype = training, n, xp, dtype
         self.kernels = training or n > SMALL_BATCH or xp is not np or warm
-        self.one_core = self.kernels and not training and n <= SMALL_BATCH and xp is np
         self.ran = False
         flat = flatten(graph, training)
         self.inputs, self.n_outputs = flat.inputs, len(flat.outputs)
@@ -230,15 +220,7 @@ class Plan:
         conv = call.layer
         kernel = (*conv.kernel_size, x_shape[-1], conv.filters)
         pads = conv.pads(*x_shape[1:3])
-        choice = maths.choose_algorithm(x_shape, kernel, conv.strides, pads, self.xp, self.dtype, self.kernels, self.training)  # fmt: skip
-        if not self.one_core or choice == "direct":
-            return choice
-        if conv.filters <= kernels.BLOCKED_MAX_FILTERS and dispatch.lookup("conv_direct", self.xp, np.dtype(self.dtype)):  # fmt: skip
-            return "direct"
-        oh, ow = flat.shapes[call.outputs[0]][1:3]
-        if choice == "winograd" and oh * ow >= _ONE_CORE_WINOGRAD_PIXELS:
-            return choice
-        return maths.choose_algorithm(x_shape, kernel, conv.strides, pads, self.xp, self.dtype, False, False)  # fmt: skip
+        return maths.choose_algorithm(x_shape, kernel, conv.strides, pads, self.xp, self.dtype, self.kernels, self.training)  # fmt: skip
 
     def _step(self, call, chain, flat, need_gx, logits):
         calls = [flat.calls[j] for j in chain]
@@ -277,9 +259,6 @@ class Plan:
         sees each step's output as it is made (a diagnosis of where values stop being finite)."""
         if not self.kernels:
             with dispatch.array_code():
-                return self._forward(xs, training, watch)
-        if self.one_core:
-            with dispatch.one_core():
                 return self._forward(xs, training, watch)
         return self._forward(xs, training, watch)
 

@@ -55,25 +55,44 @@ _TAPS_MAX_F = 4
 _DIRECT_MAX_CF = 32 * 64  # C x F up to which the direct kernel replaces im2col (C <= 32)
 
 
-# At inference, the register-blocked direct kernel against the GEMM paths it replaces, one
-# forward on 2 cores of an AMD EPYC, batch 128 (1000), ms, interleaved: 3x3 32->32 on 13x13
-# "same" 1.9 (17) against Winograd 3.4 (23); 64->64 on 11x11 "same" 3.7 (29) / 4.7 (28); 32->64
-# 13 -> 11 1.7 (13) / 2.9 (21); 32->32 26 -> 24 4.0 (33) / 5.7 (44); 64->32 26 -> 24 8.7 (62) /
-# 9.1 (62); 5x5/2 32->32 26 -> 13 5.3 (35) against space to depth 8.2 (56); 5x5/2 64->64
-# 10 -> 5 2.8 (32) / 6.3 (60); 3x3 16->16 on 28x28 "same" 3.1 / 4.6. Winograd keeps larger
-# maps and wider layers: 64->64 on 28x28 20 against 24; 32->64 on 56x56 48 / 53; 128->128 on
-# 7x7 8.8 / 13; 256->128 on 14x14 53 / 87.
+# At inference, the register-blocked direct kernel against the GEMM paths, one forward on 2
+# cores of an AMD EPYC, batch 128 (1000), ms, interleaved (Winograd then ran its GEMMs; see
+# below for its fused kernel): 3x3 32->32 on 13x13 "same" 1.9 (17) against Winograd 3.4 (23);
+# 5x5/2 32->32 26 -> 13 5.3 (35) against space to depth 8.2 (56); 5x5/2 64->64 10 -> 5 2.8 (32)
+# / 6.3 (60); 3x3 16->16 on 28x28 "same" 3.1 / 4.6. Winograd kept larger maps and wider
+# layers: 64->64 on 28x28 20 against 24; 128->128 on 7x7 8.8 / 13; 256->128 on 14x14 53 / 87.
 _DIRECT_INFER_PIXELS = 26 * 26  # output pixels up to which it takes layers of C x F <= 4096
 _DIRECT_INFER_CF = 64 * 64
+# Winograd's fused inference kernel (kernels/cpu/winograd_fused.py, where U fits a core's L2)
+# against the direct kernel, 2 cores of an AMD EPYC, ms, batch 128: 3x3 64->32 26 -> 24 6.3 /
+# 14.2, 32->32 3.3 / 12.9, 32->64 13 -> 11 1.6 / 2.8, 64->64 10 -> 8 1.1 / 2.7, 64->64 11x11
+# "same" 2.5 / 6.3; space to depth 5x5/2 32->32 24 -> 12 3.1 / 6.2, 32->64 16 -> 8 3.5 / 4.6, but
+# 26 -> 13 (its tiles a third empty) 8.7 / 8.6 and 64->64 8 -> 4 (U spills L2) 3.5 / 2.1. On
+# a few images its fixed costs lose: batch 1, us, 64->32 26 -> 24 86 / 99, 32->64 13 -> 11 56 /
+# 28, 64->64 11x11 103 / 56; batch 4, 13x13 "same" 70 / 73, 12 -> 10 101 / 73. So it takes a
+# batch of at least this many output pixels:
+_FUSED_MIN_PIXELS = 512
 
 
-def _direct_at_inference(taps: int, f: int, c: int, pixels: int) -> bool:
+def _direct_at_inference(kernel_shape, strides, out, n, itemsize) -> bool:
     """Whether the blocked direct kernel convolves a layer at inference: it holds the filters'
-    sums (at most BLOCKED_MAX_FILTERS) of more than a few taps, and the layer is thin (16
-    channels or fewer) or small (a map of at most _DIRECT_INFER_PIXELS, C x F at most 4096)."""
-    if f > kernels.BLOCKED_MAX_FILTERS or taps <= kernels.WRITTEN_OUT_TAPS:
+    sums (at most BLOCKED_MAX_FILTERS) of more than a few taps, and Winograd's fused kernel
+    would not do better (a Winograd or space-to-depth geometry whose U fits, over at least
+    _FUSED_MIN_PIXELS output pixels, whose tiles the map fills for space to depth); else where
+    the layer is thin (16 channels or fewer) or small (a map of at most _DIRECT_INFER_PIXELS,
+    C x F at most 4096)."""
+    kh, kw, c, f = kernel_shape
+    if f > kernels.BLOCKED_MAX_FILTERS or kh * kw * c <= kernels.WRITTEN_OUT_TAPS:
         return False
-    return c <= 16 or (pixels <= _DIRECT_INFER_PIXELS and c * f <= _DIRECT_INFER_CF)
+    (oh, ow), stride1 = out, tuple(strides) == (1, 1)
+    s2d = tuple(strides) == (2, 2) and (-(-kh // 2), -(-kw // 2)) == (3, 3) and c >= 8
+    if (stride1 and (kh, kw) == (3, 3) and c >= 16) or s2d:
+        blk = 2 if s2d else 1
+        fits = 36 * blk * blk * c * f * itemsize <= winograd.FUSED_U_BYTES
+        filled = not s2d or (oh % 4 == 0 and ow % 4 == 0 and oh * ow > 16)
+        if fits:
+            return n * oh * ow < _FUSED_MIN_PIXELS or not filled
+    return c <= 16 or (oh * ow <= _DIRECT_INFER_PIXELS and c * f <= _DIRECT_INFER_CF)
 
 
 def conv_algorithm(x, kernel_shape, strides, pads=(0, 0, 0, 0), training=True) -> str:
@@ -132,14 +151,14 @@ def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float
     ow = (w + pads[2] + pads[3] - kw) // strides[1] + 1
     if oh * ow * kh * kw <= 2 * h * w:
         return "im2col"
+    if numba and not training and _direct_at_inference(kernel_shape, strides, (oh, ow), n, np.dtype(dtype).itemsize):  # fmt: skip
+        return "direct"
     if oh <= 4 and ow <= 4 and n * oh * ow <= _SMALL_ROWS and c > _DIRECT_MAX_C:
         return "im2col"  # one Winograd tile an image, few images: its weight transforms cost most
     if c <= _DIRECT_MAX_C:
         return "direct" if numba else "im2col"
     if f <= _TAPS_MAX_F and c > f and taps.fits(kernel_shape, strides, pads):
         return "taps"
-    if numba and not training and _direct_at_inference(kh * kw * c, f, c, oh * ow):
-        return "direct"
     if s2d_winograd and c >= 8 and numba and fits2:
         return "space_to_depth"
     if stride1 and c >= 16:  # its forward is the direct kernel's where numba is there
