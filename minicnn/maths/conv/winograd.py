@@ -215,13 +215,12 @@ def residual_forward(x, kernel, bias, strides, pads, residual, relu=False):
 
 def tiled_forward(x, kernel, place, out, bias, relu=False, keep=True, pool=False, residual=None):  # fmt: skip
     """The 3x3 ``kernel`` (3, 3, blk*blk*C, F) over x's placed grid (``place``: top, left,
-    blk), to an output of ``out`` (oH, oW). At inference, one fused kernel where U fits
-    (FUSED_U_BYTES). Else in chunks of images, so V (36 values per tile and channel, 2.25x the
-    input) is never one array of hundreds of MB; each chunk's V is kept for the backward pass
-    (with ``keep``; else one V buffer serves every chunk). Padding, space to depth and the
-    tiles that overhang the output are all index maps inside the transforms: no copies. With
-    ``pool`` (inference: no ``keep``), the output is max-pooled 2x2, stride 2, in its transform;
-    with a ``residual`` (inference), it is act(conv + bias + residual)."""
+    blk), to an output of ``out`` (oH, oW). Inference: one fused kernel a core where U fits
+    (FUSED_U_BYTES). Else in chunks of images (V, 2.25x the input, is never one array of
+    hundreds of MB), each chunk's V kept for backward (``keep``; else one V buffer serves
+    them). Padding, space to depth and the tiles past the output are index maps inside the
+    transforms. With ``pool`` (inference: no ``keep``), the output is max-pooled 2x2 / 2 in its
+    transform; with a ``residual`` (inference), it is act(conv + bias + residual)."""
     xp = get_array_module(x)
     c, f = kernel.shape[2:]
     n = x.shape[0]
@@ -264,11 +263,10 @@ def tiled_forward(x, kernel, place, out, bias, relu=False, keep=True, pool=False
     return z, Ctx(vs, u, grid, (n, oh, ow), x.shape, z if relu else None, bias is not None)
 
 
-# Bytes of V and M a pipeline chunk holds: about a core's L2 (1 MB on this machine's AMD EPYC;
-# 2 MB on a Sapphire Rapids). Per-core chunks against the whole batch's V streamed through
-# memory, inference at batch 128 / 1000, ms (2 cores of an AMD EPYC): 3x3 64->32 on 26x26
-# 15.4 -> 10.1 / 159 -> 81; 32->64 on 13x13 4.4 -> 3.4 / 36.7 -> 22.5; 32->32 on 28x28
-# 21.0 -> 9.4 / 189 -> 71.
+# Bytes of V and M a pipeline chunk holds: about a core's L2 (1 MB on an AMD EPYC, 2 MB on a
+# Sapphire Rapids). Per-core chunks against the batch's V streamed through memory, inference at
+# batch 128 / 1000, ms (2-core AMD EPYC): 3x3 64->32 on 26x26 15.4 -> 10.1 / 159 -> 81; 32->64
+# on 13x13 4.4 -> 3.4 / 36.7 -> 22.5; 32->32 on 28x28 21.0 -> 9.4 / 189 -> 71.
 PIPELINE_BYTES = 1 << 20
 # Bytes of U (36 C F values) up to which inference runs kernels/cpu/winograd_fused.py (each task
 # reads all of U from L2). Fused / pipeline, batch 128, ms: 3x3 64->32 on 26x26 6.3 / 12.1, 64->64
