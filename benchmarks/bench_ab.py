@@ -5,6 +5,7 @@ machine hits both alike.
 
     git worktree add /tmp/base <commit> && ln -s ../kernels /tmp/base/minicnn/kernels
     python benchmarks/bench_ab.py --base /tmp/base [--repeats 5] [--models seed,convnet,...]
+        [--kinds infer] [--orders minicnn_numpy_first]
 
 The base checkout runs from its own source (``PYTHONPATH``; the symlink lets its
 ``minicnn.kernels`` resolve there too). Reports, per model and workload, the median images/s of
@@ -60,13 +61,16 @@ def main() -> None:
     p.add_argument("--base", required=True, type=Path, help="the other checkout")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--models", default="seed,convnet,bn_augment,best")
+    p.add_argument("--kinds", default="train,infer", help="train, infer or both")
+    p.add_argument("--orders", default="minicnn,minicnn_numpy_first", help="import orders")
     args = p.parse_args()
+    kinds = args.kinds.split(",")
     trees = {"this": HERE.parent, "base": args.base.resolve()}
     rows, record = [], {}
     for model in args.models.split(","):
-        for order in ("minicnn", "minicnn_numpy_first"):
+        for order in args.orders.split(","):
             workers = {t: Worker(path, order, model) for t, path in trees.items()}
-            for kind, batch, images in WORKLOADS:
+            for kind, batch, images in (w for w in WORKLOADS if w[0] in kinds):
                 runs = {t: [] for t in trees}
                 for _ in range(args.repeats):
                     for t, w in workers.items():
