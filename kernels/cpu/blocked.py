@@ -1,10 +1,11 @@
 """Direct convolution for many channels, register-blocked: the forward of layers with more than
 a few taps where shifted GEMMs would run (stride 1, not 3x3: in training too), where im2col
 would at inference (3x3 on 8 channels, strided 3x3), of first layers on 3-4 channels
-(``direct.py``), and at inference of thin or small layers Winograd and space to depth would
-run (``minicnn.maths.conv._direct_at_inference``). At the hardware's peak it does 2.25x the
-multiplications of Winograd, which keeps the training of 3x3 layers (its backward reuses the
-forward's transformed input) and, at inference, the larger maps and wider layers.
+(``direct.py``), and at inference of small batches and thin or small layers Winograd and
+space to depth would run (``minicnn.maths.conv._direct_at_inference``). At the hardware's
+peak it does 2.25x the multiplications of Winograd, which keeps the training of 3x3 layers
+(its backward reuses the forward's transformed input) and, at inference, larger batches
+(``winograd_fused.py``).
 
 Each task is one output row of one image (two, when it max-pools them 2x2 in the same pass).
 The row is cut into blocks of a few pixels; a block's sums, pixels x F filters, stay in vector

@@ -107,12 +107,15 @@ def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float
     - "im2col": the reference, any geometry, and the GPU's choice (cuBLAS on one big GEMM);
     - "direct": CPU, up to 4 input channels (a first layer), with the numba kernels; and at
       inference, the kernel that holds a block of pixels' sums in registers
-      (``kernels/cpu/blocked.py``) for layers of at most 128 filters that are thin (16
-      channels or fewer) or small (maps of at most 26x26 out, C x F <= 4096), in place of
-      Winograd and space to depth (``_direct_at_inference``), and where "im2col" would run,
-      up to 32 channels and 128 filters with C x F <= 2048;
+      (``kernels/cpu/blocked.py``) for layers of at most 128 filters: Winograd's and space to
+      depth's geometries over fewer than _FUSED_MIN_PIXELS output pixels of a batch (or on
+      maps whose tiles they leave a third empty), and where Winograd's fused kernel cannot
+      take them, thin (16 channels or fewer) or small layers (maps of at most 26x26 out, C x F
+      <= 4096) (``_direct_at_inference``); and where "im2col" would run, up to 32 channels
+      and 128 filters with C x F <= 2048;
     - "winograd": CPU, 3x3 stride 1, 16 to 512 input channels and at most 512 filters, with
-      the numba kernels (a tile's channels are held on the stack);
+      the numba kernels (a tile's channels are held on the stack); at inference one fused
+      kernel a layer where its transformed kernel fits a core's L2;
     - "shifted": stride 1 on 16+ channels otherwise (other kernel sizes, more channels than a
       Winograd tile holds, or no numba): GEMMs
       on the input as it lies, no im2col copy, for the backward; with numba and up to 128
