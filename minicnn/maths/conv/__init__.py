@@ -74,24 +74,20 @@ _DIRECT_INFER_CF = 64 * 64
 _FUSED_MIN_PIXELS = 512
 
 
-def _direct_at_inference(kernel_shape, strides, out, n, itemsize) -> bool:
+def _direct_at_inference(kernel_shape, blk, out, n, itemsize) -> bool:
     """Whether the blocked direct kernel convolves a layer at inference: it holds the filters'
     sums (at most BLOCKED_MAX_FILTERS) of more than a few taps, and Winograd's fused kernel
-    would not do better (a Winograd or space-to-depth geometry whose U fits, over at least
-    _FUSED_MIN_PIXELS output pixels, whose tiles the map fills for space to depth); else where
-    the layer is thin (16 channels or fewer) or small (a map of at most _DIRECT_INFER_PIXELS,
-    C x F at most 4096)."""
+    would not do better (``blk``: 1 for a Winograd geometry, 2 for space to depth's, else 0;
+    one whose U fits, over at least _FUSED_MIN_PIXELS output pixels, whose tiles the map fills
+    for space to depth); else where the layer is thin (16 channels or fewer) or small (a map of
+    at most _DIRECT_INFER_PIXELS, C x F at most 4096)."""
     kh, kw, c, f = kernel_shape
     if f > kernels.BLOCKED_MAX_FILTERS or kh * kw * c <= kernels.WRITTEN_OUT_TAPS:
         return False
-    (oh, ow), stride1 = out, tuple(strides) == (1, 1)
-    s2d = tuple(strides) == (2, 2) and (-(-kh // 2), -(-kw // 2)) == (3, 3) and c >= 8
-    if (stride1 and (kh, kw) == (3, 3) and c >= 16) or s2d:
-        blk = 2 if s2d else 1
-        fits = 36 * blk * blk * c * f * itemsize <= winograd.FUSED_U_BYTES
-        filled = not s2d or (oh % 4 == 0 and ow % 4 == 0 and oh * ow > 16)
-        if fits:
-            return n * oh * ow < _FUSED_MIN_PIXELS or not filled
+    oh, ow = out
+    if blk and 36 * blk * blk * c * f * itemsize <= winograd.FUSED_U_BYTES:  # tiled_forward's U
+        filled = blk == 1 or (oh % 4 == 0 and ow % 4 == 0 and oh * ow > 16)
+        return n * oh * ow < _FUSED_MIN_PIXELS or not filled
     return c <= 16 or (oh * ow <= _DIRECT_INFER_PIXELS and c * f <= _DIRECT_INFER_CF)
 
 
@@ -154,7 +150,9 @@ def choose_algorithm(x_shape, kernel_shape, strides, pads, xp=np, dtype=np.float
     ow = (w + pads[2] + pads[3] - kw) // strides[1] + 1
     if oh * ow * kh * kw <= 2 * h * w:
         return "im2col"
-    if numba and not training and _direct_at_inference(kernel_shape, strides, (oh, ow), n, np.dtype(dtype).itemsize):  # fmt: skip
+    # the Winograd block of the geometry as the branches below take it (3x3 / 1; space to depth)
+    blk = 1 if stride1 and (kh, kw) == (3, 3) and c >= 16 else 2 if s2d_winograd and c >= 8 else 0
+    if numba and not training and _direct_at_inference(kernel_shape, blk, (oh, ow), n, np.dtype(dtype).itemsize):  # fmt: skip
         return "direct"
     if oh <= 4 and ow <= 4 and n * oh * ow <= _SMALL_ROWS and c > _DIRECT_MAX_C:
         return "im2col"  # one Winograd tile an image, few images: its weight transforms cost most
